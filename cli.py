@@ -1,0 +1,218 @@
+"""servesat's command line: parse, call the optimizer library, print. No logic beyond that."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from optimizer import OBJECTIVES, InputError, builtin_models, evaluate, load_chips, optimize
+from optimizer.catalog import DTYPES
+from optimizer.result import Configuration
+
+POSITIVE_INT = click.IntRange(min=1)
+POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+
+
+class OneLineErrors:
+    """Print every usage or input error as one line on stderr and exit 2, never a traceback."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(args, prog_name, **kwargs)  # type: ignore[misc]
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except InputError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class Group(OneLineErrors, click.Group):
+    pass
+
+
+class Command(OneLineErrors, click.Command):
+    pass
+
+
+def _prices(values: tuple[str, ...]) -> dict[str, float]:
+    prices = {}
+    for v in values:
+        name, sep, usd = v.partition("=")
+        try:
+            prices[name] = float(usd)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(f"--price {v!r} is not CHIP=USD (for example tpu-v5e=1.2)")
+    return prices
+
+
+def _catalog(chips_file: str | None, prices: tuple[str, ...]):
+    return load_chips(chips_file, _prices(prices))
+
+
+def _emit_json(data: dict) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _fmt_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def _config_row(label: str, c: Configuration) -> list[str]:
+    return [label, c.chip, c.topology, str(c.chips), f"{c.tp}/{c.n_axes}", str(c.replicas),
+            f"{c.weights}/{c.kv}", str(c.batch), f"{c.step_ms:.2f}", f"{c.queries_per_dollar:,.0f}",
+            f"{c.usd_per_million_tokens:.3f}", f"{c.cost_per_hour:,.2f}", ",".join(c.binding) or "-"]
+
+
+HEADERS = ["", "chip", "slice", "chips", "tp/axes", "repl", "w/kv", "batch", "step ms",
+           "queries/$", "$/Mtok", "$/hour", "binds"]
+
+chips_option = click.option("--chips", "chips_file", type=click.Path(dir_okay=False),
+                            help="TOML chip catalog to add to (or replace) the built-in one.")
+price_option = click.option("--price", "prices", multiple=True, metavar="CHIP=USD",
+                            help="Override a chip's price per chip-hour (repeatable).")
+
+
+@click.command("optimize", cls=Command)
+@click.option("--model", required=True, help="Built-in model name or path to a config.json.")
+@click.option("--slo-ms", type=POSITIVE_FLOAT, required=True, help="Per-token latency target (ms).")
+@click.option("--chip", "chip_names", multiple=True, help="Chip type to consider (repeatable; default all).")
+@click.option("--context", type=POSITIVE_INT, default=8192, show_default=True, help="KV length per sequence.")
+@click.option("--decode-len", type=POSITIVE_INT, default=512, show_default=True, help="Output tokens per query.")
+@click.option("--weights", multiple=True, help=f"Weight dtype ({', '.join(DTYPES)}; repeatable).")
+@click.option("--kv", multiple=True, help=f"KV-cache dtype ({', '.join(DTYPES)}; repeatable).")
+@click.option("--objective", default="queries-per-dollar", show_default=True,
+              help=f"One of: {', '.join(OBJECTIVES)}.")
+@click.option("--top", type=POSITIVE_INT, default=3, show_default=True, help="Configurations to rank.")
+@chips_option
+@price_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context: int, decode_len: int,
+                 weights: tuple[str, ...], kv: tuple[str, ...], objective: str, top: int,
+                 chips_file: str | None, prices: tuple[str, ...], as_json: bool) -> None:
+    """The configuration with the most queries per dollar whose every output token meets --slo-ms."""
+    result = optimize(model, slo_ms, chips=_catalog(chips_file, prices), chip_names=chip_names or None,
+                      context=context, decode_len=decode_len, weights=weights or None, kv=kv or None,
+                      objective=objective, top=top)
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    head = (f"{result.model}: {result.objective}, decode step <= {slo_ms:g} ms, context {context}, "
+            f"{decode_len} output tokens per query (book profile)")
+    click.echo(head)
+    if result.best is None:
+        click.echo(f"status: {result.status}: {result.reason}")
+    else:
+        click.echo(f"status: {result.status} ({result.solve.candidates} candidates, "
+                   f"{result.solve.feasible_candidates} can serve; {result.solve.seconds * 1e3:.0f} ms)\n")
+        rows = [_config_row("best", result.best)]
+        rows += [_config_row(f"#{k + 2}", c) for k, c in enumerate(result.runners_up)]
+        rows += [_config_row("alt", c) for c in result.alternatives]
+        click.echo(_fmt_table(HEADERS, rows))
+        click.echo(f"\nWhy: {result.best.explanation}.")
+    for chip, why in result.unserved.items():
+        click.echo(f"not served by {chip}: {why}")
+
+
+@click.group(cls=Group)
+def main() -> None:
+    """servesat: choose how to serve an LLM (chip, slice, sharding, dtypes, batch), proven optimal."""
+
+
+main.add_command(optimize_cmd)
+
+
+@main.command("evaluate")
+@click.option("--model", required=True, help="Built-in model name or path to a config.json.")
+@click.option("--chip", required=True, help="Chip type.")
+@click.option("--topology", required=True, help="Slice shape, e.g. 4x8 (GPUs: number of GPUs).")
+@click.option("--tp", type=POSITIVE_INT, default=None, help="Model-parallel degree (default: every chip).")
+@click.option("--weights", required=True, help=f"Weight dtype ({', '.join(DTYPES)}).")
+@click.option("--kv", required=True, help=f"KV-cache dtype ({', '.join(DTYPES)}).")
+@click.option("--batch", type=POSITIVE_INT, required=True, help="Sequences in flight per replica.")
+@click.option("--context", type=POSITIVE_INT, default=8192, show_default=True)
+@click.option("--decode-len", type=POSITIVE_INT, default=512, show_default=True)
+@chips_option
+@price_option
+@click.option("--json", "as_json", is_flag=True)
+def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: str, kv: str, batch: int,
+                 context: int, decode_len: int, chips_file: str | None, prices: tuple[str, ...],
+                 as_json: bool) -> None:
+    """The roofline of one fixed configuration (reported even when it does not fit)."""
+    e = evaluate(model, chip, topology, weights=weights, kv=kv, batch=batch, tp=tp, context=context,
+                 decode_len=decode_len, chips=_catalog(chips_file, prices))
+    if as_json:
+        _emit_json(e.to_dict())
+        return
+    b = e.breakdown_ms
+    lines = [
+        f"{e.model} on {e.chip} {e.topology}: {e.tp}-way model parallel over {e.n_axes} axes, "
+        f"{e.replicas} replica(s); {e.weights} weights, {e.kv} KV; batch {e.batch}, context {e.context}",
+        f"HBM per replica  {e.hbm_bytes / 1e9:.1f} GB: weights {e.param_bytes / 1e9:.2f} GB, KV "
+        f"{e.kv_bytes / 1e9:.2f} GB ({e.kv_bytes_per_token:,.0f} B/token); fits: {'yes' if e.fits else 'NO'}; "
+        f"max batch {e.max_batch}",
+        f"decode step      {e.step_ms:.3f} ms = KV {b['kv']:.3f} + max(FLOPs {b['flops']:.3f}, params {b['params']:.3f})",
+        f"critical batch   {e.critical_batch:.1f}; comms-bound: {'yes' if e.comms_bound else 'no'}",
+        f"throughput       {e.tokens_per_s:,.0f} tokens/s ({e.tokens_per_s_per_chip:,.1f} per chip), "
+        f"{e.qps_per_chip:.4f} queries/s per chip",
+        f"cost             ${e.cost_per_hour:,.2f}/hour, {e.queries_per_dollar:,.1f} queries/$, "
+        f"${e.usd_per_million_tokens:.3f} per million output tokens",
+    ]
+    click.echo("\n".join(lines))
+
+
+@main.command("models")
+@click.option("--json", "as_json", is_flag=True)
+def models_cmd(as_json: bool) -> None:
+    """The built-in model zoo, with parameter counts and KV bytes per token."""
+    rows = []
+    for name, m in builtin_models().items():
+        rows.append({"name": name, "param_count": m.param_count, "layers": m.num_layers,
+                     "d_model": m.d_model, "d_ff": m.d_ff, "heads": m.num_heads, "kv_heads": m.num_kv_heads,
+                     "head_dim": m.head_dim, "vocab": m.vocab,
+                     "kv_bytes_per_token": {d: m.kv_bytes_per_token(d) for d in ("bf16", "int8", "int4")},
+                     "source": m.source})
+    if as_json:
+        _emit_json({"models": rows})
+        return
+    click.echo(_fmt_table(["model", "params", "layers", "kv heads", "KV B/token bf16", "int8", "int4"], [
+        [r["name"], f"{r['param_count'] / 1e9:.2f}B", str(r["layers"]), str(r["kv_heads"]),
+         f"{r['kv_bytes_per_token']['bf16']:,.0f}", f"{r['kv_bytes_per_token']['int8']:,.0f}",
+         f"{r['kv_bytes_per_token']['int4']:,.0f}"] for r in rows]))
+
+
+@main.command("chips")
+@chips_option
+@price_option
+@click.option("--json", "as_json", is_flag=True)
+def chips_cmd(chips_file: str | None, prices: tuple[str, ...], as_json: bool) -> None:
+    """The chip catalog: specs, prices and slice shapes, each with its source."""
+    catalog = _catalog(chips_file, prices)
+    if as_json:
+        from dataclasses import asdict
+
+        _emit_json({"chips": [{**asdict(c), "ici_bytes_per_s_per_axis": c.ici_bytes_per_s_per_axis}
+                              for c in catalog.values()]})
+        return
+    click.echo(_fmt_table(["chip", "bf16 TFLOP/s", "HBM GB", "HBM GB/s", "ICI GB/s/axis", "$/chip-h", "slices"], [
+        [c.name, f"{c.bf16_flops / 1e12:,.0f}", f"{c.hbm_bytes / 1e9:,.0f}", f"{c.hbm_bytes_per_s / 1e9:,.0f}",
+         f"{c.ici_bytes_per_s_per_axis / 1e9:,.0f}", f"{c.usd_per_chip_hour:.2f}", " ".join(c.topologies)]
+        for c in catalog.values()]))
+
+
+if __name__ == "__main__":
+    main()

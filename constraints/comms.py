@@ -1,0 +1,49 @@
+"""Comms-bound: a sharded matmul's collectives must not take longer than its own work.
+
+    T_ici = B*D*b_act/(n_axes*W_ici)  <=  max(T_hbm = D*F*b_w/(Y*W_hbm), T_math = 2*B*D*F/(Y*C))
+
+Y = 1 has no collectives. Both sides grow with B, so where T_ici grows faster than T_math
+the inequality reduces to T_ici <= T_hbm, an upper bound on the batch; elsewhere it always
+holds. Scaled to femtoseconds, T_ici rounded up and T_hbm down.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from constraints._rows import add_caps, verified_caps
+from optimizer.candidates import CandidateTable
+from optimizer.scaling import TIME_UNITS_PER_S, UNBOUNDED, batch_cap, capacity_int, usage_int
+from optimizer.workload import Workload
+
+NAME = "comms"
+add = add_caps
+
+
+def comms_bound(table: CandidateTable, rows: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """True where the replica's collectives outlast its matmul (DESIGN.md 3)."""
+    c = table.cost
+    b = np.asarray(batch, dtype=float)
+    t_ici = c.ici_s_per_seq[rows] * b
+    t_work = np.maximum(c.matmul_hbm_s[rows], c.matmul_flops_s_per_seq[rows] * b)
+    return (table.tp[rows] > 1) & (t_ici > t_work)
+
+
+def satisfied(table: CandidateTable, rows: np.ndarray, batch: np.ndarray, workload: Workload) -> np.ndarray:
+    return ~comms_bound(table, rows, batch)
+
+
+def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
+    c = table.cost
+    limited = (table.tp > 1) & (c.ici_s_per_seq > c.matmul_flops_s_per_seq)
+    coef = usage_int(c.ici_s_per_seq, TIME_UNITS_PER_S)
+    rhs = capacity_int(c.matmul_hbm_s, TIME_UNITS_PER_S)
+    caps = np.where(limited, batch_cap(coef, rhs), UNBOUNDED)
+    return verified_caps(caps, lambda r, b: satisfied(table, r, b, workload))
+
+
+def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
+    n = int(table.n_axes[row])
+    return (f"batch {batch} is capped by the interconnect: with {table.tp[row]}-way model parallelism "
+            f"over {n} axis{'es' if n != 1 else ''}, moving activations takes longer than loading "
+            f"weights above {batch} sequences")

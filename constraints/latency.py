@@ -1,0 +1,46 @@
+"""Decode-step latency target: every output token within the SLO.
+
+    T_step = B*T_kv1 + max(B*T_flops1, T_params) <= SLO
+
+The max splits into two rows that must both hold:
+    B*(T_kv1 + T_flops1) <= SLO        and        B*T_kv1 <= SLO - T_params
+Scaled to femtoseconds, per-sequence times rounded up and the SLO down.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from constraints._rows import add_caps, verified_caps
+from optimizer.candidates import CandidateTable
+from optimizer.scaling import TIME_UNITS_PER_S, UNBOUNDED, batch_cap, capacity_int, usage_int
+from optimizer.workload import Workload
+
+NAME = "latency"
+add = add_caps
+
+
+def satisfied(table: CandidateTable, rows: np.ndarray, batch: np.ndarray, workload: Workload) -> np.ndarray:
+    c = table.cost
+    b = np.asarray(batch, dtype=float)
+    step = c.kv_s_per_seq[rows] * b + np.maximum(c.flops_s_per_seq[rows] * b, c.params_s[rows])
+    return step <= workload.slo_s
+
+
+def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
+    if workload.slo_ms is None:
+        return np.full(len(table), UNBOUNDED, dtype=np.int64)
+    c = table.cost
+    slo = capacity_int(np.full(len(table), workload.slo_s), TIME_UNITS_PER_S)
+    compute_row = batch_cap(usage_int(c.kv_s_per_seq + c.flops_s_per_seq, TIME_UNITS_PER_S), slo)
+    params_row = batch_cap(usage_int(c.kv_s_per_seq, TIME_UNITS_PER_S),
+                           slo - usage_int(c.params_s, TIME_UNITS_PER_S))
+    caps = np.minimum(compute_row, params_row)
+    return verified_caps(caps, lambda r, b: satisfied(table, r, b, workload))
+
+
+def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
+    c = table.cost
+    step_next = c.kv_s_per_seq[row] * (batch + 1) + max(c.flops_s_per_seq[row] * (batch + 1), c.params_s[row])
+    return (f"batch {batch} is capped by the latency target: one more sequence would make the "
+            f"decode step {step_next * 1e3:.2f} ms, over the {workload.slo_ms:g} ms target")

@@ -1,0 +1,122 @@
+"""The candidate table: one row per discrete choice (chip, slice, model-parallel axes, dtypes)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer.catalog import DTYPE_BYTES, Chip, Model, parse_topology
+from optimizer.costmodel import Roofline, roofline
+from optimizer.errors import InputError
+
+
+def parallel_layouts(shape: tuple[int, ...]) -> list[tuple[int, int]]:
+    """The distinct (Y, n_axes) of model parallelism over a subset of the slice's axes.
+
+    Axes of size 1 carry nothing. For one Y reachable over different numbers of axes, only
+    the most axes is kept: the same replica with more interconnect bandwidth.
+    """
+    axes = [d for d in shape if d > 1]
+    best: dict[int, int] = {1: 0}
+    for r in range(1, len(axes) + 1):
+        for combo in itertools.combinations(axes, r):
+            y = int(np.prod(combo))
+            best[y] = max(best.get(y, 0), r)
+    return sorted(best.items())
+
+
+@dataclass(frozen=True)
+class CandidateTable:
+    """Struct of arrays; row i is one candidate. `cost` holds the book-profile terms."""
+
+    chip: np.ndarray  # chip name
+    topology: np.ndarray  # slice shape, e.g. "4x8"
+    slice_chips: np.ndarray
+    tp: np.ndarray  # Y
+    n_axes: np.ndarray
+    replicas: np.ndarray  # slice_chips / Y
+    weights: np.ndarray  # weight dtype name
+    kv: np.ndarray  # KV dtype name
+    usd_per_chip_hour: np.ndarray
+    cost: Roofline
+
+    def __len__(self) -> int:
+        return len(self.chip)
+
+    def row(self, i: int) -> dict:
+        return {"chip": str(self.chip[i]), "topology": str(self.topology[i]),
+                "chips": int(self.slice_chips[i]), "tp": int(self.tp[i]),
+                "n_axes": int(self.n_axes[i]), "replicas": int(self.replicas[i]),
+                "weights": str(self.weights[i]), "kv": str(self.kv[i])}
+
+
+def _table(model: Model, context: int, chips: dict[str, Chip], rows: list[tuple]) -> CandidateTable:
+    """rows: (chip name, topology, slice chips, Y, n_axes, weight dtype, kv dtype)."""
+    cols = list(zip(*rows)) if rows else [[]] * 7
+    chip_objs = [chips[c] for c in cols[0]]
+    tp = np.array(cols[3], dtype=np.int64)
+    slice_chips = np.array(cols[2], dtype=np.int64)
+
+    def per_chip(attr: str) -> np.ndarray:
+        return np.array([getattr(c, attr) for c in chip_objs], dtype=float)
+
+    cost = roofline(
+        model, context, tp=tp, n_axes=np.array(cols[4], dtype=np.int64),
+        weight_bytes_per_param=np.array([DTYPE_BYTES[w] for w in cols[5]], dtype=float),
+        kv_bytes_per_elem=np.array([DTYPE_BYTES[k] for k in cols[6]], dtype=float),
+        flops=per_chip("bf16_flops"), hbm_bytes=per_chip("hbm_bytes"),
+        hbm_bytes_per_s=per_chip("hbm_bytes_per_s"),
+        ici_bytes_per_s=np.array([c.ici_bytes_per_s_per_axis for c in chip_objs], dtype=float),
+    )
+    return CandidateTable(
+        chip=np.array(cols[0], dtype=str), topology=np.array(cols[1], dtype=str),
+        slice_chips=slice_chips, tp=tp, n_axes=np.array(cols[4], dtype=np.int64),
+        replicas=slice_chips // np.maximum(tp, 1),
+        weights=np.array(cols[5], dtype=str), kv=np.array(cols[6], dtype=str),
+        usd_per_chip_hour=per_chip("usd_per_chip_hour"), cost=cost)
+
+
+def build_table(model: Model, chips: dict[str, Chip], context: int,
+                weights: tuple[str, ...] | None = None,
+                kv: tuple[str, ...] | None = None) -> CandidateTable:
+    """Every candidate on the given chips. `weights`/`kv` None means each chip's defaults
+    (bf16, its native 8-bit format, int4). A replica layout reachable on several slices is
+    kept once, on the smallest: the larger slices only add identical replicas."""
+    rows: list[tuple] = []
+    for name in sorted(chips):
+        chip = chips[name]
+        w_opts = chip.default_dtypes(chip.weight_dtypes) if weights is None else tuple(
+            w for w in weights if w in chip.weight_dtypes)
+        kv_opts = chip.default_dtypes(chip.kv_dtypes) if kv is None else tuple(
+            k for k in kv if k in chip.kv_dtypes)
+        seen: set[tuple[int, int]] = set()
+        shapes = sorted(chip.topologies, key=lambda s: (int(np.prod(parse_topology(s))), s))
+        for shape in shapes:
+            dims = parse_topology(shape)
+            for y, n in parallel_layouts(dims):
+                if (y, n) in seen:
+                    continue
+                seen.add((y, n))
+                for w, k in itertools.product(w_opts, kv_opts):
+                    rows.append((name, shape, int(np.prod(dims)), y, n, w, k))
+    return _table(model, context, chips, rows)
+
+
+def single_candidate(model: Model, chip: Chip, topology: str, tp: int | None,
+                     weights: str, kv: str, context: int) -> CandidateTable:
+    """A one-row table for a fixed configuration; tp None means every chip of the slice."""
+    if topology not in chip.topologies:
+        raise InputError(f"topology {topology!r} is not a {chip.name} slice; valid: {', '.join(chip.topologies)}")
+    for kind, value, options in (("weights", weights, chip.weight_dtypes), ("kv", kv, chip.kv_dtypes)):
+        if value not in options:
+            raise InputError(f"{chip.name} does not support {kind} dtype {value!r}; valid: {', '.join(options)}")
+    dims = parse_topology(topology)
+    slice_chips = int(np.prod(dims))
+    layouts = dict(parallel_layouts(dims))
+    y = slice_chips if tp is None else tp
+    if y not in layouts:
+        valid = ", ".join(str(v) for v in sorted(layouts))
+        raise InputError(f"--tp {y} is not a product of {topology}'s axes; valid: {valid}")
+    return _table(model, context, {chip.name: chip}, [(chip.name, topology, slice_chips, y, layouts[y], weights, kv)])

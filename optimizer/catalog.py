@@ -1,0 +1,246 @@
+"""Chips and models: frozen dataclasses loaded from the TOML data files or a config.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+from optimizer.errors import InputError, unknown_name
+
+#: Bytes per element of each dtype name servesat knows.
+DTYPE_BYTES: dict[str, float] = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+DTYPES: list[str] = list(DTYPE_BYTES)
+#: Activations (and the compute) stay in bf16 in the book profile.
+ACTIVATION_BYTES = 2.0
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One accelerator type, with the figures the cost model reads."""
+
+    name: str
+    kind: str
+    display_name: str
+    bf16_flops: float
+    int8_flops: float
+    fp8_flops: float
+    hbm_bytes: float
+    hbm_bytes_per_s: float
+    link_bytes_per_s: float
+    links_per_axis: int
+    usd_per_chip_hour: float
+    weight_dtypes: tuple[str, ...]
+    kv_dtypes: tuple[str, ...]
+    eight_bit: str
+    topologies: tuple[str, ...]
+    sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def ici_bytes_per_s_per_axis(self) -> float:
+        """W_ici: interconnect bytes/s a chip moves along one model-parallel axis."""
+        return self.link_bytes_per_s * self.links_per_axis
+
+    def default_dtypes(self, options: tuple[str, ...]) -> tuple[str, ...]:
+        """bf16, the chip's native 8-bit format and int4, where the chip supports them."""
+        return tuple(d for d in ("bf16", self.eight_bit, "int4") if d in options)
+
+
+_CHIP_NUMBERS = ("bf16_flops", "int8_flops", "fp8_flops", "hbm_bytes", "hbm_bytes_per_s",
+                 "link_bytes_per_s", "links_per_axis", "usd_per_chip_hour")
+_CHIP_POSITIVE = ("bf16_flops", "hbm_bytes", "hbm_bytes_per_s", "link_bytes_per_s",
+                  "links_per_axis", "usd_per_chip_hour")
+_CHIP_KEYS = set(_CHIP_NUMBERS) | {"kind", "display_name", "weight_dtypes", "kv_dtypes",
+                                    "eight_bit", "topologies", "sources"}
+
+
+def parse_topology(shape: str) -> tuple[int, ...]:
+    """'4x8' -> (4, 8); '8' -> (8,). Raises InputError for anything else."""
+    try:
+        dims = tuple(int(p) for p in shape.lower().split("x"))
+    except ValueError:
+        raise InputError(f"bad topology {shape!r}: expected dimensions like '4x8' or '8'") from None
+    if not dims or any(d < 1 for d in dims):
+        raise InputError(f"bad topology {shape!r}: every dimension must be a positive integer")
+    return dims
+
+
+def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
+    unknown = set(table) - _CHIP_KEYS
+    if unknown:
+        raise InputError(f"{origin}: chip {name!r} has unknown key {sorted(unknown)[0]!r}; "
+                         f"valid keys: {', '.join(sorted(_CHIP_KEYS))}")
+    missing = [k for k in sorted(_CHIP_KEYS - {"sources", "display_name"}) if k not in table]
+    if missing:
+        raise InputError(f"{origin}: chip {name!r} lacks key {missing[0]!r}")
+    for key in _CHIP_NUMBERS:
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError(f"{origin}: chip {name!r} key {key!r} must be a number, got {value!r}")
+        if value < 0 or (key in _CHIP_POSITIVE and value == 0):
+            raise InputError(f"{origin}: chip {name!r} key {key!r} must be positive, got {value!r}")
+    if table["kind"] not in ("tpu", "gpu"):
+        raise InputError(f"{origin}: chip {name!r} kind {table['kind']!r} is not one of: tpu, gpu")
+    for key in ("weight_dtypes", "kv_dtypes"):
+        for d in table[key]:
+            if d not in DTYPE_BYTES:
+                raise unknown_name(f"dtype in {origin} chip {name!r} {key}", d, DTYPES)
+    if table["eight_bit"] not in ("int8", "fp8"):
+        raise InputError(f"{origin}: chip {name!r} eight_bit must be 'int8' or 'fp8'")
+    for shape in table["topologies"]:
+        parse_topology(shape)
+    if not table["topologies"]:
+        raise InputError(f"{origin}: chip {name!r} lists no topologies")
+    return Chip(
+        name=name, kind=table["kind"], display_name=table.get("display_name", name),
+        bf16_flops=float(table["bf16_flops"]), int8_flops=float(table["int8_flops"]),
+        fp8_flops=float(table["fp8_flops"]), hbm_bytes=float(table["hbm_bytes"]),
+        hbm_bytes_per_s=float(table["hbm_bytes_per_s"]),
+        link_bytes_per_s=float(table["link_bytes_per_s"]),
+        links_per_axis=int(table["links_per_axis"]),
+        usd_per_chip_hour=float(table["usd_per_chip_hour"]),
+        weight_dtypes=tuple(table["weight_dtypes"]), kv_dtypes=tuple(table["kv_dtypes"]),
+        eight_bit=table["eight_bit"], topologies=tuple(table["topologies"]),
+        sources=dict(table.get("sources", {})),
+    )
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise InputError(f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
+
+
+def load_chips(path: str | Path | None = None, prices: dict[str, float] | None = None) -> dict[str, Chip]:
+    """The built-in chip catalog, with chips from `path` (same schema) added or replacing
+    built-ins by name, and `prices` (chip name -> USD per chip-hour) applied last."""
+    text = resources.files("optimizer").joinpath("data/chips.toml").read_text()
+    chips = {n: _chip_from_table(n, t, "built-in chips.toml") for n, t in tomllib.loads(text)["chips"].items()}
+    if path is not None:
+        data = _read_toml(Path(path))
+        extra = set(data) - {"chips"}
+        if extra or not isinstance(data.get("chips"), dict):
+            key = sorted(extra)[0] if extra else "chips"
+            raise InputError(f"{path}: expected only a [chips.NAME] table, found key {key!r}")
+        for n, t in data["chips"].items():
+            chips[n] = _chip_from_table(n, t, str(path))
+    for name, usd in (prices or {}).items():
+        if name not in chips:
+            raise unknown_name("chip in --price", name, sorted(chips))
+        if not (usd > 0 and math.isfinite(usd)):
+            raise InputError(f"price for {name} must be a positive number of USD per chip-hour, got {usd}")
+        chips[name] = replace(chips[name], usd_per_chip_hour=float(usd),
+                              sources={**chips[name].sources, "price": "set by the user"})
+    return chips
+
+
+@dataclass(frozen=True)
+class Model:
+    """A dense decoder-only transformer, in the chapter's symbols (DESIGN.md section 2)."""
+
+    name: str
+    num_layers: int  # L
+    d_model: int  # D
+    d_ff: int  # F
+    num_heads: int  # N
+    num_kv_heads: int  # K
+    head_dim: int  # H
+    vocab: int  # V
+    tie_embeddings: bool = False
+    source: str = ""
+
+    @property
+    def param_count(self) -> int:
+        """P = L*D*(3F + 2H(N+K)) + 2*D*V, one D*V when the embeddings are tied."""
+        L, D, F, N, K, H, V = (self.num_layers, self.d_model, self.d_ff, self.num_heads,
+                               self.num_kv_heads, self.head_dim, self.vocab)
+        return L * D * (3 * F + 2 * H * (N + K)) + (1 if self.tie_embeddings else 2) * D * V
+
+    def kv_bytes_per_token(self, kv_dtype: str) -> float:
+        """2*K*H*L*b_kv: keys and values of every layer for one token."""
+        return 2 * self.num_kv_heads * self.head_dim * self.num_layers * DTYPE_BYTES[kv_dtype]
+
+
+_REQUIRED_CONFIG_KEYS = ("num_hidden_layers", "hidden_size", "intermediate_size",
+                         "num_attention_heads", "vocab_size")
+_MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "kv_lora_rank")
+
+
+def model_from_config(config: dict, name: str, origin: str, source: str = "") -> Model:
+    """Build a Model from Hugging Face config.json keys; `origin` names the file in errors."""
+    for key in _REQUIRED_CONFIG_KEYS:
+        if key not in config:
+            raise InputError(f"{origin}: config lacks key {key!r}")
+    for key in _MOE_KEYS:
+        if config.get(key):
+            raise InputError(f"{origin}: key {key!r} marks a mixture-of-experts or MLA model, "
+                             "which the book profile does not model yet")
+    values = {}
+    for key in (*_REQUIRED_CONFIG_KEYS, "num_key_value_heads", "head_dim"):
+        if key not in config or (key == "head_dim" and config[key] is None):
+            continue
+        v = config[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise InputError(f"{origin}: key {key!r} must be a positive integer, got {v!r}")
+        values[key] = v
+    heads = values["num_attention_heads"]
+    kv_heads = values.get("num_key_value_heads", heads)  # Hugging Face's default: no GQA
+    head_dim = values.get("head_dim", values["hidden_size"] // heads)
+    tie = config.get("tie_word_embeddings", False)
+    if not isinstance(tie, bool):
+        raise InputError(f"{origin}: key 'tie_word_embeddings' must be true or false, got {tie!r}")
+    return Model(name=name, num_layers=values["num_hidden_layers"], d_model=values["hidden_size"],
+                 d_ff=values["intermediate_size"], num_heads=heads, num_kv_heads=kv_heads,
+                 head_dim=head_dim, vocab=values["vocab_size"], tie_embeddings=tie, source=source)
+
+
+def _builtin_model_tables() -> dict[str, dict]:
+    text = resources.files("optimizer").joinpath("data/models.toml").read_text()
+    return tomllib.loads(text)["models"]
+
+
+def builtin_models() -> dict[str, Model]:
+    """The built-in zoo, by short name."""
+    return {n: model_from_config(t, n, "built-in models.toml", t.get("source", ""))
+            for n, t in _builtin_model_tables().items()}
+
+
+def model_aliases() -> dict[str, str]:
+    """Lower-cased alias (3.1 names, Hugging Face ids) -> built-in short name."""
+    return {a.lower(): n for n, t in _builtin_model_tables().items() for a in t.get("aliases", [])}
+
+
+def load_model(name_or_path: str | Path) -> Model:
+    """A built-in model by name or alias, or a Hugging Face style config.json by path."""
+    text = str(name_or_path)
+    tables = _builtin_model_tables()
+    key = text.lower()
+    key = key if key in tables else model_aliases().get(key, key)
+    if key in tables:
+        return model_from_config(tables[key], key, "built-in models.toml", tables[key].get("source", ""))
+    path = Path(text)
+    if path.is_dir():
+        path = path / "config.json"
+    if path.suffix == ".json" or path.exists():
+        try:
+            config = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"model file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: cannot be read ({e})") from None
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(config, dict):
+            raise InputError(f"{path}: expected a JSON object of config keys")
+        label = path.parent.name if path.stem == "config" and path.parent.name else path.stem
+        return model_from_config(config, label, str(path), str(path))
+    raise unknown_name("model", text, sorted(tables))

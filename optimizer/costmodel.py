@@ -1,0 +1,74 @@
+"""The "book" profile: the seed chapter's roofline, vectorized over candidates (DESIGN.md 3).
+
+For one replica of Y chips, weights in dtype w (b_w bytes), KV cache in dtype k, compute
+and activations in bf16:
+
+    T_params = P*b_w / (Y*W_hbm)      T_kv = B*S*kv_token / (Y*W_hbm)
+    T_flops  = 2*P*B / (Y*C)          T_step = T_kv + max(T_flops, T_params)
+
+and, per sharded matmul, T_ici = B*D*b_act/(n_axes*W_ici), T_hbm = D*F*b_w/(Y*W_hbm),
+T_math = 2*B*D*F/(Y*C). Every term is linear in the batch B, so each is stored as a
+per-row constant (seconds) or a per-row slope (seconds per sequence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer.catalog import ACTIVATION_BYTES, Model
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Per-row terms of the book profile; arrays of one length (one entry per candidate)."""
+
+    weight_bytes: np.ndarray  # P*b_w
+    kv_bytes_per_token: np.ndarray  # 2*K*H*L*b_kv
+    kv_bytes_per_seq: np.ndarray  # S * kv_bytes_per_token
+    hbm_capacity_bytes: np.ndarray  # Y*M
+    params_s: np.ndarray  # T_params
+    kv_s_per_seq: np.ndarray  # T_kv / B
+    flops_s_per_seq: np.ndarray  # T_flops / B
+    ici_s_per_seq: np.ndarray  # T_ici / B (per sharded matmul)
+    matmul_hbm_s: np.ndarray  # T_hbm of one sharded matmul
+    matmul_flops_s_per_seq: np.ndarray  # T_math / B of one sharded matmul
+    critical_batch: np.ndarray  # C*b_w / (2*W_hbm)
+
+    def step_s(self, batch: np.ndarray) -> np.ndarray:
+        """T_step = T_kv + max(T_flops, T_params) at the given batch."""
+        b = np.asarray(batch, dtype=float)
+        return self.kv_s_per_seq * b + np.maximum(self.flops_s_per_seq * b, self.params_s)
+
+    def max_batch_hbm(self) -> np.ndarray:
+        """Sequences whose KV caches fit beside the weights (may be negative: weights don't fit)."""
+        return np.floor((self.hbm_capacity_bytes - self.weight_bytes) / self.kv_bytes_per_seq)
+
+
+def roofline(model: Model, context: int, *, tp: np.ndarray, n_axes: np.ndarray,
+             weight_bytes_per_param: np.ndarray, kv_bytes_per_elem: np.ndarray,
+             flops: np.ndarray, hbm_bytes: np.ndarray, hbm_bytes_per_s: np.ndarray,
+             ici_bytes_per_s: np.ndarray) -> Roofline:
+    """Evaluate the book profile for arrays of (chip, Y, n_axes, dtype) rows."""
+    P = float(model.param_count)
+    D, F = float(model.d_model), float(model.d_ff)
+    Y = np.asarray(tp, dtype=float)
+    n = np.maximum(np.asarray(n_axes, dtype=float), 1.0)  # Y = 1 has no collectives
+    b_w = np.asarray(weight_bytes_per_param, dtype=float)
+    kv_token = 2.0 * model.num_kv_heads * model.head_dim * model.num_layers * np.asarray(kv_bytes_per_elem, float)
+    weight_bytes = P * b_w
+    replica_bw = Y * hbm_bytes_per_s
+    return Roofline(
+        weight_bytes=weight_bytes,
+        kv_bytes_per_token=kv_token,
+        kv_bytes_per_seq=kv_token * context,
+        hbm_capacity_bytes=Y * hbm_bytes,
+        params_s=weight_bytes / replica_bw,
+        kv_s_per_seq=kv_token * context / replica_bw,
+        flops_s_per_seq=2.0 * P / (Y * flops),
+        ici_s_per_seq=D * ACTIVATION_BYTES / (n * ici_bytes_per_s),
+        matmul_hbm_s=D * F * b_w / replica_bw,
+        matmul_flops_s_per_seq=2.0 * D * F / (Y * flops),
+        critical_batch=flops * b_w / (2.0 * hbm_bytes_per_s),
+    )

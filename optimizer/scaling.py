@@ -1,0 +1,42 @@
+"""Integer scaling for CP-SAT, in one place.
+
+Every constraint family turns its float inequality into rows `coef * batch <= rhs` with
+integer coefficients: usage is rounded up and capacity down, so an integer plan is always
+a float plan (the families' solver-free checkers re-verify this). Because each row has a
+single integer variable, it is posted as the exactly equivalent `batch <= floor(rhs/coef)`,
+which keeps CP-SAT's coefficients small however large the slice or the context.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Time unit of the integer model: femtoseconds (a decode step of 10 ms is 1e13 units).
+TIME_UNITS_PER_S = 10**15
+#: Byte unit of the integer model: half-bytes, so int4 weights and caches are exact.
+BYTE_UNITS_PER_BYTE = 2
+#: Largest capacity kept (int64 with headroom); capacities above it are clipped down.
+INT_LIMIT = 2**62
+#: A batch cap meaning "this family does not limit the batch of this row".
+UNBOUNDED = 2**40
+
+
+def usage_int(value: np.ndarray, units: int) -> np.ndarray:
+    """A usage in integer units, rounded up."""
+    return np.ceil(np.asarray(value, dtype=float) * units).astype(np.int64)
+
+
+def capacity_int(value: np.ndarray, units: int) -> np.ndarray:
+    """A capacity in integer units, rounded down (clipped to INT_LIMIT, never up)."""
+    scaled = np.floor(np.minimum(np.asarray(value, dtype=float) * units, float(INT_LIMIT)))
+    return scaled.astype(np.int64)
+
+
+def batch_cap(coef: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Largest integer batch with coef*batch <= rhs (0 if none; UNBOUNDED if coef is 0)."""
+    coef = np.asarray(coef, dtype=np.int64)
+    rhs = np.asarray(rhs, dtype=np.int64)
+    safe = np.where(coef > 0, coef, 1)
+    cap = np.where(rhs >= 0, rhs // safe, 0)
+    cap = np.where(coef > 0, cap, np.where(rhs >= 0, UNBOUNDED, 0))
+    return np.minimum(cap, UNBOUNDED).astype(np.int64)
