@@ -1,0 +1,72 @@
+"""The CP-SAT optimum equals an independent brute-force enumeration of the same model."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from optimizer import optimize
+from tests.bruteforce import brute_force
+
+N_INSTANCES = 120
+
+
+def _instances(chips, models):
+    rng = random.Random(20261129)
+    names = sorted(chips)
+    objectives = ["queries-per-dollar"] * 6 + ["min-chips", "min-latency"]
+    for k in range(N_INSTANCES):
+        model = rng.choice(sorted(models))
+        chip_subset = sorted(rng.sample(names, rng.randint(1, 4)))
+        dtypes = ["bf16", "int8", "fp8", "int4"]
+        weights = sorted(rng.sample(dtypes, rng.randint(1, 3))) if rng.random() < 0.4 else None
+        kv = sorted(rng.sample(dtypes, rng.randint(1, 3))) if rng.random() < 0.4 else None
+        if weights and not any(set(weights) & set(chips[c].weight_dtypes) for c in chip_subset):
+            weights = None
+        if kv and not any(set(kv) & set(chips[c].kv_dtypes) for c in chip_subset):
+            kv = None
+        yield pytest.param(dict(
+            model=model, chip_names=chip_subset, slo_ms=round(10 ** rng.uniform(-1, 1.8), 3),
+            context=rng.choice([1024, 2048, 8192, 32768]), decode_len=rng.choice([128, 512, 2048]),
+            weights=weights, kv=kv, objective=rng.choice(objectives)), id=f"i{k}")
+
+
+def pytest_generate_tests(metafunc):
+    if "instance" in metafunc.fixturenames:
+        from optimizer import builtin_models, load_chips
+
+        metafunc.parametrize("instance", list(_instances(load_chips(), builtin_models())))
+
+
+def test_cp_sat_optimum_equals_brute_force(instance, chips, models):
+    """On random models, targets, contexts, dtype and chip subsets, the optimum values agree."""
+    inst = dict(instance)
+    result = optimize(models[inst["model"]], inst["slo_ms"], chips=chips, chip_names=inst["chip_names"],
+                      context=inst["context"], decode_len=inst["decode_len"], weights=inst["weights"],
+                      kv=inst["kv"], objective=inst["objective"], top=1)
+    oracle = brute_force(models[inst["model"]], chips, inst["chip_names"], inst["slo_ms"], inst["context"],
+                         inst["decode_len"], inst["weights"], inst["kv"], inst["objective"])
+    if oracle is None:
+        assert result.status == "infeasible" and result.best is None and result.reason
+        return
+    assert result.status == "optimal"
+    best = result.best
+    if inst["objective"] == "queries-per-dollar":
+        assert best.queries_per_dollar == pytest.approx(oracle.value, rel=1e-9)
+    elif inst["objective"] == "min-chips":
+        assert best.chips == oracle.value
+        assert best.queries_per_dollar == pytest.approx(oracle.qpd, rel=1e-9)
+    else:
+        assert best.step_ms / 1e3 == pytest.approx(oracle.value, rel=1e-9)
+
+
+def test_instances_cover_feasible_and_infeasible(chips, models):
+    """The random instances exercise both outcomes, so agreement is not vacuous."""
+    outcomes = set()
+    for p in _instances(chips, models):
+        inst = p.values[0]
+        r = brute_force(models[inst["model"]], chips, inst["chip_names"], inst["slo_ms"], inst["context"],
+                        inst["decode_len"], inst["weights"], inst["kv"], inst["objective"])
+        outcomes.add(r is None)
+    assert outcomes == {True, False}
