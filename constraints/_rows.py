@@ -11,17 +11,24 @@ from optimizer.scaling import UNBOUNDED
 
 
 def verified_caps(caps: np.ndarray, satisfied: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    """Lower any integer cap the float model rejects (a rounding tie), so that the integer
-    model never admits a batch the float model refuses."""
+    """Snap integer caps to the float model's boundary.
+
+    Scaling rounds usage up and capacity down, so a cap can fall one short where the float
+    inequality holds with equality (round figures make that common). Caps are raised while
+    the float check accepts one more sequence and lowered where it rejects the cap, so the
+    integer model admits exactly the float model's batches, never one it rejects.
+    """
     caps = caps.copy()
     rows = np.arange(len(caps))
-    for _ in range(4):
-        bounded = (caps > 0) & (caps < UNBOUNDED)
-        bad = bounded & ~satisfied(rows, np.where(bounded, caps, 1))
-        if not bad.any():
+    bounded = caps < UNBOUNDED
+    for _ in range(8):
+        low = bounded & (caps > 0) & ~satisfied(rows, np.maximum(caps, 1))
+        high = bounded & ~low & satisfied(rows, caps + 1)
+        if not (low.any() or high.any()):
             return caps
-        caps[bad] -= 1
-    return caps
+        caps[low] -= 1
+        caps[high] += 1
+    raise AssertionError("integer caps did not settle on the float model's boundary")
 
 
 def add_caps(model: cp_model.CpModel, pick: Sequence[cp_model.IntVar], batch: cp_model.IntVar,

@@ -9,7 +9,7 @@ posted as a scaled float. For a fixed candidate it never decreases with the batc
 (B / (a*B + max(f*B, p)) is nondecreasing), so each candidate's best value is the closed
 form at its largest feasible batch. Candidates are ranked exactly, in floating point, by
 the objective and the deterministic tie-break (higher queries per dollar, then lower step
-time, then fewer chips, then catalog order); the CP-SAT objective is
+time, then fewer chips, then catalog order; values equal to 12 significant digits tie); the CP-SAT objective is
 ``sum(rank_weight[i] * pick[i]) * (max_batch + 1) +/- batch``, an integer objective that
 orders plans exactly as the float model does, with no rounding of the ratio.
 """
@@ -42,17 +42,27 @@ def family_caps(table: CandidateTable, workload: Workload) -> dict[str, np.ndarr
     return {f.NAME: f.batch_caps(table, workload) for f in FAMILIES}
 
 
+def significant(x: np.ndarray, digits: int = 12) -> np.ndarray:
+    """Round to `digits` significant digits, so values equal in exact arithmetic but apart by
+    float noise (e.g. two compute-bound replicas of different size) tie, and tie-breaking decides."""
+    x = np.asarray(x, dtype=float)
+    mag = np.floor(np.log10(np.where(np.isfinite(x) & (x != 0), np.abs(x), 1.0)))
+    scale = 10.0 ** (digits - 1 - mag)
+    return np.where(np.isfinite(x), np.round(x * scale) / scale, x)
+
+
 def rank_order(table: CandidateTable, rows: np.ndarray, batch: np.ndarray, objective: str,
                decode_len: int) -> np.ndarray:
     """Positions into `rows`, best first, by the objective and the deterministic tie-break."""
     m = measure(table, rows, batch, decode_len)
+    qpd, step = significant(m.queries_per_dollar), significant(m.step_s)
     chips = table.slice_chips[rows]
     if objective == "queries-per-dollar":
-        keys = (rows, chips, m.step_s, -m.queries_per_dollar)
+        keys = (rows, chips, step, -qpd)
     elif objective == "min-chips":
-        keys = (rows, m.step_s, -m.queries_per_dollar, chips)
+        keys = (rows, step, -qpd, chips)
     elif objective == "min-latency":
-        keys = (rows, chips, -m.queries_per_dollar, m.step_s)
+        keys = (rows, chips, -qpd, step)
     else:
         raise ValueError(f"unknown objective {objective!r}")
     return np.lexsort(keys)
