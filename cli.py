@@ -165,7 +165,8 @@ def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: 
         f"HBM per replica  {e.hbm_bytes / 1e9:.1f} GB: weights {e.param_bytes / 1e9:.2f} GB, KV "
         f"{e.kv_bytes / 1e9:.2f} GB ({e.kv_bytes_per_token:,.0f} B/token); fits: {'yes' if e.fits else 'NO'}; "
         f"max batch {e.max_batch}",
-        f"decode step      {e.step_ms:.3f} ms = KV {b['kv']:.3f} + max(FLOPs {b['flops']:.3f}, params {b['params']:.3f})",
+        f"decode step      {e.step_ms:.3f} ms = KV {b['kv']:.3f} + max(FLOPs {b['flops']:.3f}, "
+        f"params {b['params']:.3f})",
         f"critical batch   {e.critical_batch:.1f}; comms-bound: {'yes' if e.comms_bound else 'no'}",
         f"throughput       {e.tokens_per_s:,.0f} tokens/s ({e.tokens_per_s_per_chip:,.1f} per chip), "
         f"{e.qps_per_chip:.4f} queries/s per chip",

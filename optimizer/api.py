@@ -125,7 +125,8 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
         chip = catalog[n]
         for kind, asked, options in (("weights", w, chip.weight_dtypes), ("kv", k, chip.kv_dtypes)):
             if asked and not set(asked) & set(options):
-                unserved[n] = f"supports none of the requested {kind} dtypes ({', '.join(asked)}); it has {', '.join(options)}"
+                unserved[n] = (f"supports none of the requested {kind} dtypes ({', '.join(asked)}); "
+                               f"it has {', '.join(options)}")
     if unserved and len(unserved) == len(names):
         first = next(iter(unserved))
         raise InputError(f"{first} {unserved[first]}")

@@ -33,7 +33,8 @@ class Best:
 
 
 def _terms(model, chip, y, n, w, kv, context):
-    P = (model.num_layers * model.d_model * (3 * model.d_ff + 2 * model.head_dim * (model.num_heads + model.num_kv_heads))
+    heads = model.num_heads + model.num_kv_heads
+    P = (model.num_layers * model.d_model * (3 * model.d_ff + 2 * model.head_dim * heads)
          + (1 if model.tie_embeddings else 2) * model.d_model * model.vocab)
     kv_tok = 2 * model.num_kv_heads * model.head_dim * model.num_layers * BYTES[kv]
     w_ici = chip.link_bytes_per_s * chip.links_per_axis
@@ -114,7 +115,8 @@ def brute_force(model, chips: dict, chip_names, slo_ms, context, decode_len, wei
                             elif objective == "min-chips":
                                 j = int(np.argmax(qpd))
                                 value = float(chips_in_slice)
-                                better = best is None or value < best.value or (value == best.value and qpd[j] > best.qpd)
+                                better = best is None or value < best.value or (
+                                    value == best.value and qpd[j] > best.qpd)
                             else:  # min-latency
                                 j = int(np.argmin(step))
                                 value = float(step[j])
