@@ -37,11 +37,11 @@ class OneLineErrors:
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-class Group(OneLineErrors, click.Group):
+class Group(OneLineErrors, click.Group):  # type: ignore[misc]
     pass
 
 
-class Command(OneLineErrors, click.Command):
+class Command(OneLineErrors, click.Command):  # type: ignore[misc]
     pass
 
 
@@ -180,7 +180,7 @@ def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: 
 @click.option("--json", "as_json", is_flag=True)
 def models_cmd(as_json: bool) -> None:
     """The built-in model zoo, with parameter counts and KV bytes per token."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, m in builtin_models().items():
         rows.append({"name": name, "param_count": m.param_count, "layers": m.num_layers,
                      "d_model": m.d_model, "d_ff": m.d_ff, "heads": m.num_heads, "kv_heads": m.num_kv_heads,

@@ -102,10 +102,10 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
     status "infeasible" and a reason.
     """
     started = time.perf_counter()
-    mdl = _resolve_model(model)
-    workload = Workload(context=context, decode_len=decode_len, slo_ms=slo_ms)
     if slo_ms is None:
         raise InputError("slo_ms is required")
+    mdl = _resolve_model(model)
+    workload = Workload(context=context, decode_len=decode_len, slo_ms=slo_ms)
     if objective not in OBJECTIVES:
         raise unknown_name("objective", objective, list(OBJECTIVES))
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:

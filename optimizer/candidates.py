@@ -54,7 +54,7 @@ class CandidateTable:
 
 def _table(model: Model, context: int, chips: dict[str, Chip], rows: list[tuple]) -> CandidateTable:
     """rows: (chip name, topology, slice chips, Y, n_axes, weight dtype, kv dtype)."""
-    cols = list(zip(*rows)) if rows else [[]] * 7
+    cols: list[tuple] = list(zip(*rows)) if rows else [()] * 7
     chip_objs = [chips[c] for c in cols[0]]
     tp = np.array(cols[3], dtype=np.int64)
     slice_chips = np.array(cols[2], dtype=np.int64)

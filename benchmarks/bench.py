@@ -1,0 +1,105 @@
+"""Timing benchmarks for servesat (not part of the test suite). Run from the repository root:
+
+    .venv/bin/python benchmarks/bench.py [--runs 7]
+
+Prints a Markdown table; the recorded results live in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from optimizer import load_chips, load_model, optimize  # noqa: E402
+from optimizer.candidates import build_table  # noqa: E402
+from optimizer.solve import DecodeModel, family_caps  # noqa: E402
+from optimizer.workload import Workload  # noqa: E402
+from tests.bruteforce import brute_force  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def median_s(fn, runs: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), times
+
+
+def process(cmd: list[str]):
+    return lambda: subprocess.run(cmd, check=True, capture_output=True)
+
+
+def scaled_catalog(factor: int):
+    """The catalog repeated `factor` times, each copy 1% dearer: factor x the candidates."""
+    base = load_chips()
+    chips = {}
+    for k in range(factor):
+        for name, chip in base.items():
+            label = name if k == 0 else f"{name}-copy{k}"
+            chips[label] = replace(chip, name=label, usd_per_chip_hour=chip.usd_per_chip_hour * (1 + 0.01 * k))
+    return chips
+
+
+def decode_solve(model, chips, workload):
+    """Candidate table, family caps, CP-SAT build and the winner's solve (no alternatives)."""
+    table = build_table(model, chips, workload.context)
+    dm = DecodeModel(table, workload, "queries-per-dollar", family_caps(table, workload))
+    status, choice = dm.solve()
+    assert status == "optimal"
+    return len(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    runs = parser.parse_args().runs
+    model = load_model("llama3-405b")
+    chips = load_chips()
+    w = Workload(context=8192, decode_len=512, slo_ms=15)
+    rows = []
+
+    base, _ = median_s(process([sys.executable, "-c", "import ortools.sat.python.cp_model, numpy"]), runs)
+    rows.append(("python -c 'import ortools.sat.python.cp_model, numpy' (baseline)", base, ""))
+    whole, _ = median_s(process([str(BIN / "optimize"), "--model", "llama3-405b", "--slo-ms", "15"]), runs)
+    rows.append(("whole process: optimize --model llama3-405b --slo-ms 15", whole, f"{whole / base:.2f}x baseline"))
+    whole_j, _ = median_s(process([str(BIN / "optimize"), "--model", "llama3-405b", "--slo-ms", "15", "--json"]),
+                          runs)
+    rows.append(("whole process: same, --json", whole_j, f"{whole_j / base:.2f}x baseline"))
+
+    decode_solve(model, chips, w)  # warm the solver library once
+    n = decode_solve(model, chips, w)
+    solve, _ = median_s(lambda: decode_solve(model, chips, w), runs)
+    rows.append((f"solve: table + caps + CP-SAT build + solve ({n} candidates)", solve, ""))
+    full, _ = median_s(lambda: optimize(model, 15, chips=chips), runs)
+    rows.append(("optimize() in process: winner, 2 runners-up, 7 alternatives (10 solves)", full, ""))
+    brute, _ = median_s(lambda: brute_force(model, chips, sorted(chips), 15, 8192, 512), max(3, runs // 2))
+    rows.append(("brute force (tests/bruteforce.py): every axis subset, every batch", brute,
+                 f"{brute / solve:.0f}x the solve"))
+    for factor in (1, 4, 16):
+        cat = scaled_catalog(factor)
+        n = decode_solve(model, cat, w)
+        t, _ = median_s(lambda cat=cat: decode_solve(model, cat, w), runs)
+        rows.append((f"solve with candidates x{factor} ({n} rows)", t, ""))
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; median of {runs} runs\n")
+    print("| what | median | note |\n|---|---|---|")
+    for what, t, note in rows:
+        print(f"| {what} | {t * 1e3:.0f} ms | {note} |")
+
+
+if __name__ == "__main__":
+    main()
