@@ -68,7 +68,12 @@ def _emit_json(data: dict) -> None:
 
 def _fmt_table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    last = len(headers) - 1
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if k in (0, last) else c.rjust(w)
+                         for k, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
@@ -160,8 +165,11 @@ def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: 
         return
     b = e.breakdown_ms
     lines = [
-        f"{e.model} on {e.chip} {e.topology}: {e.tp}-way model parallel over {e.n_axes} axes, "
-        f"{e.replicas} replica(s); {e.weights} weights, {e.kv} KV; batch {e.batch}, context {e.context}",
+        f"{e.model} on {e.chip} {e.topology}: "
+        + (f"{e.tp}-way model parallel over {e.n_axes} {'axis' if e.n_axes == 1 else 'axes'}, "
+           if e.tp > 1 else "no model parallelism, ")
+        + f"{e.replicas} {'replica' if e.replicas == 1 else 'replicas'}; {e.weights} weights, {e.kv} KV; "
+        f"batch {e.batch}, context {e.context}",
         f"HBM per replica  {e.hbm_bytes / 1e9:.1f} GB: weights {e.param_bytes / 1e9:.2f} GB, KV "
         f"{e.kv_bytes / 1e9:.2f} GB ({e.kv_bytes_per_token:,.0f} B/token); fits: {'yes' if e.fits else 'NO'}; "
         f"max batch {e.max_batch}",
@@ -173,6 +181,8 @@ def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: 
         f"cost             ${e.cost_per_hour:,.2f}/hour, {e.queries_per_dollar:,.1f} queries/$, "
         f"${e.usd_per_million_tokens:.3f} per million output tokens",
     ]
+    if not e.fits:
+        lines.insert(2, "                 (does not fit: the figures below are what the roofline would give if it did)")
     click.echo("\n".join(lines))
 
 

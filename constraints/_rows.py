@@ -13,22 +13,39 @@ from optimizer.scaling import UNBOUNDED
 def verified_caps(caps: np.ndarray, satisfied: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """Snap integer caps to the float model's boundary.
 
-    Scaling rounds usage up and capacity down, so a cap can fall one short where the float
-    inequality holds with equality (round figures make that common). Caps are raised while
-    the float check accepts one more sequence and lowered where it rejects the cap, so the
-    integer model admits exactly the float model's batches, never one it rejects.
+    Scaling rounds usage up and capacity down, so a cap can fall short where the float
+    inequality holds with equality (round figures make that common), or by more where a
+    per-sequence time is a few hundred femtoseconds and the cap is huge. Each bounded cap is
+    moved to the largest batch the float check accepts (galloping, then bisection; every
+    family only tightens as the batch grows), so the integer model admits exactly the float
+    model's batches, never one it rejects.
     """
     caps = caps.copy()
-    rows = np.arange(len(caps))
-    bounded = caps < UNBOUNDED
-    for _ in range(8):
-        low = bounded & (caps > 0) & ~satisfied(rows, np.maximum(caps, 1))
-        high = bounded & ~low & satisfied(rows, caps + 1)
-        if not (low.any() or high.any()):
-            return caps
-        caps[low] -= 1
-        caps[high] += 1
-    raise AssertionError("integer caps did not settle on the float model's boundary")
+    rows = np.flatnonzero(caps < UNBOUNDED)
+    if len(rows) == 0:
+        return caps
+
+    def ok(r: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (b == 0) | satisfied(r, np.maximum(b, 1))
+
+    c = caps[rows]
+    # lo: a batch the float check accepts (0 stands for "none"); hi: one it rejects.
+    lo = np.where(ok(rows, c), c, 0)
+    hi = np.where(lo == c, c + 1, c)
+    step = np.ones_like(c)
+    grow = ok(rows, hi) & (hi < UNBOUNDED)
+    while grow.any():
+        lo = np.where(grow, hi, lo)
+        step = np.where(grow, step * 2, step)
+        hi = np.where(grow, np.minimum(hi + step, UNBOUNDED), hi)
+        grow = grow & ok(rows, hi) & (hi < UNBOUNDED)
+    while (open_ := hi - lo > 1).any():
+        mid = (lo + hi) // 2
+        good = ok(rows, mid)
+        lo = np.where(open_ & good, mid, lo)
+        hi = np.where(open_ & ~good, mid, hi)
+    caps[rows] = lo
+    return caps
 
 
 def add_caps(model: cp_model.CpModel, pick: Sequence[cp_model.IntVar], batch: cp_model.IntVar,

@@ -46,4 +46,4 @@ def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> 
     n = int(table.n_axes[row])
     return (f"batch {batch} is capped by the interconnect: with {table.tp[row]}-way model parallelism "
             f"over {n} {'axis' if n == 1 else 'axes'}, moving activations takes longer than loading "
-            f"weights above {batch} sequences")
+            f"weights above {batch} sequence{'s' if batch != 1 else ''}")

@@ -35,6 +35,6 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
 def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
     c = table.cost
     return (f"batch {batch} is capped by HBM: the weights take {c.weight_bytes[row] / 1e9:.1f} GB of "
-            f"the {c.hbm_capacity_bytes[row] / 1e9:.0f} GB on {table.tp[row]} chips, leaving room for "
-            f"the KV caches of {batch} sequences of {workload.context} tokens "
+            f"the {c.hbm_capacity_bytes[row] / 1e9:.0f} GB on {table.tp[row]} chip{'s' if table.tp[row] != 1 else ''}, leaving room for "
+            f"the KV caches of {batch} sequence{'s' if batch != 1 else ''} of {workload.context} tokens "
             f"({c.kv_bytes_per_seq[row] / 1e9:.2f} GB each)")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from constraints import FAMILIES
+import constraints
 from optimizer.candidates import CandidateTable, build_table, single_candidate
 from optimizer.catalog import DTYPES, Chip, Model, load_chips, load_model
 from optimizer.errors import InputError, unknown_name
@@ -16,7 +16,9 @@ from optimizer.result import Configuration, Evaluation, OptimizeResult, SolveSta
 from optimizer.solve import Choice, DecodeModel, family_caps
 from optimizer.workload import OBJECTIVES, Workload
 
-_FAMILY_BY_NAME = {f.NAME: f for f in FAMILIES}
+
+def _family(name: str):
+    return next(f for f in constraints.FAMILIES if f.NAME == name)
 
 
 def _resolve_model(model: Model | str | Path) -> Model:
@@ -38,7 +40,7 @@ def configuration(table: CandidateTable, choice: Choice, workload: Workload,
     c = table.cost
     binding = [name for name, cap in caps.items() if int(cap[i]) == b]
     if binding:
-        explanation = "; ".join(_FAMILY_BY_NAME[n].explain(table, i, b, workload) for n in binding)
+        explanation = "; ".join(_family(n).explain(table, i, b, workload) for n in binding)
     elif objective == "min-latency":
         explanation = "batch 1: the min-latency objective serves one sequence at a time"
     else:
@@ -188,8 +190,8 @@ def evaluate(model: Model | str | Path, chip: str, topology: str, *, weights: st
     c = table.cost
     rows = np.array([0])
     m = measure(table, rows, np.array([batch]), decode_len)
-    comms = _FAMILY_BY_NAME["comms"]
-    hbm = _FAMILY_BY_NAME["hbm"]
+    comms = _family("comms")
+    hbm = _family("hbm")
     kv_bytes = float(c.kv_bytes_per_seq[0] * batch)
     return Evaluation(
         model=mdl.name, **table.row(0), batch=batch, context=context, decode_len=decode_len,

@@ -91,7 +91,10 @@ def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
     if table["eight_bit"] not in ("int8", "fp8"):
         raise InputError(f"{origin}: chip {name!r} eight_bit must be 'int8' or 'fp8'")
     for shape in table["topologies"]:
-        parse_topology(shape)
+        try:
+            parse_topology(shape)
+        except InputError as e:
+            raise InputError(f"{origin}: chip {name!r}: {e}") from None
     if not table["topologies"]:
         raise InputError(f"{origin}: chip {name!r} lists no topologies")
     return Chip(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from constraints import FAMILIES
+import constraints
 from optimizer.candidates import CandidateTable
 from optimizer.metrics import measure
 from optimizer.workload import Workload
@@ -39,7 +39,7 @@ class Choice:
 
 def family_caps(table: CandidateTable, workload: Workload) -> dict[str, np.ndarray]:
     """Per family, each candidate's largest allowed batch in the integer model."""
-    return {f.NAME: f.batch_caps(table, workload) for f in FAMILIES}
+    return {f.NAME: f.batch_caps(table, workload) for f in constraints.FAMILIES}
 
 
 def significant(x: np.ndarray, digits: int = 12) -> np.ndarray:
@@ -92,7 +92,7 @@ class DecodeModel:
         m.add_exactly_one(self.pick)
         max_batch = int(cap[rows].max()) if len(rows) else 1
         self.batch = m.new_int_var(1, max_batch, "batch")
-        for family in FAMILIES:
+        for family in constraints.FAMILIES:
             family.add(m, self.pick, self.batch, self.caps[family.NAME][rows])
         self.chip_used: dict[str, cp_model.IntVar] = {}
         for chip in sorted(set(table.chip[rows].tolist())):

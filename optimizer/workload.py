@@ -22,9 +22,9 @@ class Workload:
         for name in ("context", "decode_len"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} (--{name.replace('_', '-')}) must be a positive integer, got {value!r}")
         if self.slo_ms is not None and not (self.slo_ms > 0 and math.isfinite(self.slo_ms)):
-            raise InputError(f"slo_ms must be a positive number of milliseconds, got {self.slo_ms!r}")
+            raise InputError(f"slo_ms (--slo-ms) must be a positive number of milliseconds, got {self.slo_ms!r}")
 
     @property
     def slo_s(self) -> float:

@@ -204,3 +204,22 @@ def test_bad_chips_file(tmp_path):
     f.write_text('[chips.x]\nkind = "tpu"\nflops = 1\n')
     r = run(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", "15", "--chips", str(f)])
     assert r.exit_code == 2 and "unknown key 'flops'" in r.output
+
+
+@pytest.mark.parametrize("slo", ["5000", "100000", "1e9"])
+def test_a_loose_target_is_capped_by_hbm_not_a_crash(slo):
+    """Targets so loose the latency caps run to billions of sequences still solve exactly."""
+    r = run(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", slo, "--top", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["status"] == "optimal" and "latency" not in d["best"]["binding"]
+
+
+def test_constraints_package_imports_on_its_own():
+    """`import constraints` works before `import optimizer` (no import cycle)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import constraints; print(len(constraints.FAMILIES))"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr
