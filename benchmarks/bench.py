@@ -30,6 +30,7 @@ BIN = Path(sys.executable).parent
 
 
 def median_s(fn, runs: int) -> tuple[float, list[float]]:
+    fn()  # one warm-up run: page cache and the solver library, so the order of rows doesn't matter
     times = []
     for _ in range(runs):
         t = time.perf_counter()
