@@ -21,10 +21,7 @@ add = add_caps
 
 
 def satisfied(table: CandidateTable, rows: np.ndarray, batch: np.ndarray, workload: Workload) -> np.ndarray:
-    c = table.cost
-    b = np.asarray(batch, dtype=float)
-    step = c.kv_s_per_seq[rows] * b + np.maximum(c.flops_s_per_seq[rows] * b, c.params_s[rows])
-    return step <= workload.slo_s
+    return table.cost.step_s(batch, rows) <= workload.slo_s
 
 
 def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
@@ -40,7 +37,6 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
 
 
 def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
-    c = table.cost
-    step_next = c.kv_s_per_seq[row] * (batch + 1) + max(c.flops_s_per_seq[row] * (batch + 1), c.params_s[row])
+    step_next = float(table.cost.step_s(batch + 1, np.array([row]))[0])
     return (f"batch {batch} is capped by the latency target: one more sequence would make the "
             f"decode step {step_next * 1e3:.2f} ms, over the {workload.slo_ms:g} ms target")

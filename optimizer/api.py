@@ -82,7 +82,7 @@ def infeasible_reason(table: CandidateTable, caps: dict[str, np.ndarray], worklo
                 f"holds {c.hbm_capacity_bytes[i] / 1e9:.1f} GB")
     fast = fits & (caps["latency"] >= 1)
     if not fast.any():
-        step1 = c.step_s(np.ones(len(table)))
+        step1 = c.step_s(1.0)
         i = int(np.flatnonzero(fits)[np.argmin(step1[fits])])
         return (f"the {workload.slo_ms:g} ms target is below the fastest decode step of any "
                 f"configuration that fits: {step1[i] * 1e3:.2f} ms at batch 1 ({_describe(table, i)})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tomllib
@@ -206,6 +207,7 @@ def model_from_config(config: dict, name: str, origin: str, source: str = "") ->
                  head_dim=head_dim, vocab=values["vocab_size"], tie_embeddings=tie, source=source)
 
 
+@functools.cache
 def _builtin_model_tables() -> dict[str, dict]:
     text = resources.files("optimizer").joinpath("data/models.toml").read_text()
     return tomllib.loads(text)["models"]

@@ -36,10 +36,10 @@ class Roofline:
     matmul_flops_s_per_seq: np.ndarray  # T_math / B of one sharded matmul
     critical_batch: np.ndarray  # C*b_w / (2*W_hbm)
 
-    def step_s(self, batch: np.ndarray) -> np.ndarray:
-        """T_step = T_kv + max(T_flops, T_params) at the given batch."""
+    def step_s(self, batch: np.ndarray | float, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """T_step = T_kv + max(T_flops, T_params) of `rows` at the given batch."""
         b = np.asarray(batch, dtype=float)
-        return self.kv_s_per_seq * b + np.maximum(self.flops_s_per_seq * b, self.params_s)
+        return self.kv_s_per_seq[rows] * b + np.maximum(self.flops_s_per_seq[rows] * b, self.params_s[rows])
 
     def max_batch_hbm(self) -> np.ndarray:
         """Sequences whose KV caches fit beside the weights (may be negative: weights don't fit)."""

@@ -25,7 +25,7 @@ class Metrics:
 def measure(table: CandidateTable, rows: np.ndarray, batch: np.ndarray, decode_len: int) -> Metrics:
     c = table.cost
     b = np.asarray(batch, dtype=float)
-    step = c.kv_s_per_seq[rows] * b + np.maximum(c.flops_s_per_seq[rows] * b, c.params_s[rows])
+    step = c.step_s(b, rows)
     tok_per_chip = b / (step * table.tp[rows])
     price = table.usd_per_chip_hour[rows]
     return Metrics(

@@ -112,13 +112,13 @@ class DecodeModel:
         self.solver.parameters.cp_model_probing_level = 0
         self.solver.parameters.linearization_level = 0
         self.solves = 0
+        self._position = {int(r): k for k, r in enumerate(rows.tolist())}
 
     def solve(self, *, exclude: tuple[int, ...] = (), chip: str | None = None) -> tuple[str, Choice | None]:
         """Solve, optionally forbidding table rows `exclude` or restricting to one chip type."""
         m = self.model
         m.clear_assumptions()
-        position = {int(r): k for k, r in enumerate(self.rows.tolist())}
-        lits = [~self.pick[position[r]] for r in exclude if r in position]
+        lits = [~self.pick[self._position[r]] for r in exclude if r in self._position]
         if chip is not None:
             if chip not in self.chip_used:
                 return "infeasible", None
