@@ -48,7 +48,7 @@ class Command(OneLineErrors, click.Command):  # type: ignore[misc]
 def _prices(values: tuple[str, ...]) -> dict[str, float]:
     prices = {}
     for v in values:
-        name, sep, usd = v.partition("=")
+        name, sep, usd = (part.strip() for part in v.partition("="))
         try:
             prices[name] = float(usd)
         except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,12 +13,16 @@ from optimizer.costmodel import Roofline, roofline
 from optimizer.errors import InputError
 
 
-def parallel_layouts(shape: tuple[int, ...]) -> list[tuple[int, int]]:
+def parallel_layouts(shape: tuple[int, ...], kind: str = "tpu") -> list[tuple[int, int]]:
     """The distinct (Y, n_axes) of model parallelism over a subset of the slice's axes.
 
     Axes of size 1 carry nothing. For one Y reachable over different numbers of axes, only
-    the most axes is kept: the same replica with more interconnect bandwidth.
+    the most axes is kept: the same replica with more interconnect bandwidth. A GPU node is
+    one switched domain: any Y dividing its GPU count, over one "axis".
     """
+    if kind == "gpu":
+        n = math.prod(shape)
+        return [(1, 0)] + [(y, 1) for y in range(2, n + 1) if n % y == 0]
     axes = [d for d in shape if d > 1]
     best: dict[int, int] = {1: 0}
     for r in range(1, len(axes) + 1):
@@ -95,7 +100,7 @@ def build_table(model: Model, chips: dict[str, Chip], context: int,
         shapes = sorted(chip.topologies, key=lambda s: (int(np.prod(parse_topology(s))), s))
         for shape in shapes:
             dims = parse_topology(shape)
-            for y, n in parallel_layouts(dims):
+            for y, n in parallel_layouts(dims, chip.kind):
                 if (y, n) in seen:
                     continue
                 seen.add((y, n))
@@ -114,7 +119,7 @@ def single_candidate(model: Model, chip: Chip, topology: str, tp: int | None,
             raise InputError(f"{chip.name} does not support {kind} dtype {value!r}; valid: {', '.join(options)}")
     dims = parse_topology(topology)
     slice_chips = int(np.prod(dims))
-    layouts = dict(parallel_layouts(dims))
+    layouts = dict(parallel_layouts(dims, chip.kind))
     y = slice_chips if tp is None else tp
     if y not in layouts:
         valid = ", ".join(str(v) for v in sorted(layouts))

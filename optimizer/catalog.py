@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -58,18 +59,23 @@ _CHIP_KEYS = set(_CHIP_NUMBERS) | {"kind", "display_name", "weight_dtypes", "kv_
                                     "eight_bit", "topologies", "sources"}
 
 
+MAX_AXES = 3
+MAX_SLICE_CHIPS = 65536
+
+
 def parse_topology(shape: str) -> tuple[int, ...]:
     """'4x8' -> (4, 8); '8' -> (8,). Raises InputError for anything else."""
-    try:
-        dims = tuple(int(p) for p in shape.lower().split("x"))
-    except ValueError:
-        raise InputError(f"bad topology {shape!r}: expected dimensions like '4x8' or '8'") from None
-    if not dims or any(d < 1 for d in dims):
-        raise InputError(f"bad topology {shape!r}: every dimension must be a positive integer")
+    if not isinstance(shape, str) or not re.fullmatch(r"[1-9][0-9]{0,5}(x[1-9][0-9]{0,5}){0,2}", shape):
+        raise InputError(f"bad topology {shape!r}: expected up to {MAX_AXES} positive dimensions like '4x8' or '8'")
+    dims = tuple(int(p) for p in shape.split("x"))
+    if math.prod(dims) > MAX_SLICE_CHIPS:
+        raise InputError(f"bad topology {shape!r}: more than {MAX_SLICE_CHIPS} chips")
     return dims
 
 
 def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
+    if not isinstance(table, dict):
+        raise InputError(f"{origin}: chip {name!r} must be a table [chips.{name}], got {table!r}")
     unknown = set(table) - _CHIP_KEYS
     if unknown:
         raise InputError(f"{origin}: chip {name!r} has unknown key {sorted(unknown)[0]!r}; "
@@ -83,6 +89,14 @@ def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
             raise InputError(f"{origin}: chip {name!r} key {key!r} must be a number, got {value!r}")
         if value < 0 or (key in _CHIP_POSITIVE and value == 0):
             raise InputError(f"{origin}: chip {name!r} key {key!r} must be positive, got {value!r}")
+    if isinstance(table["links_per_axis"], float) and not table["links_per_axis"].is_integer():
+        raise InputError(f"{origin}: chip {name!r} key 'links_per_axis' must be a whole number")
+    for key in ("weight_dtypes", "kv_dtypes", "topologies"):
+        if not isinstance(table[key], list) or not all(isinstance(v, str) for v in table[key]):
+            raise InputError(f"{origin}: chip {name!r} key {key!r} must be a list of strings")
+    sources = table.get("sources", {})
+    if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
+        raise InputError(f"{origin}: chip {name!r} key 'sources' must be a table of strings")
     if table["kind"] not in ("tpu", "gpu"):
         raise InputError(f"{origin}: chip {name!r} kind {table['kind']!r} is not one of: tpu, gpu")
     for key in ("weight_dtypes", "kv_dtypes"):
@@ -93,9 +107,11 @@ def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
         raise InputError(f"{origin}: chip {name!r} eight_bit must be 'int8' or 'fp8'")
     for shape in table["topologies"]:
         try:
-            parse_topology(shape)
+            dims = parse_topology(shape)
         except InputError as e:
             raise InputError(f"{origin}: chip {name!r}: {e}") from None
+        if table["kind"] == "gpu" and len(dims) != 1:
+            raise InputError(f"{origin}: chip {name!r}: a GPU topology is a GPU count like '8', got {shape!r}")
     if not table["topologies"]:
         raise InputError(f"{origin}: chip {name!r} lists no topologies")
     return Chip(
@@ -198,6 +214,11 @@ def model_from_config(config: dict, name: str, origin: str, source: str = "") ->
         values[key] = v
     heads = values["num_attention_heads"]
     kv_heads = values.get("num_key_value_heads", heads)  # Hugging Face's default: no GQA
+    if heads % kv_heads:
+        raise InputError(f"{origin}: num_key_value_heads {kv_heads} must divide num_attention_heads {heads}")
+    if "head_dim" not in values and values["hidden_size"] % heads:
+        raise InputError(f"{origin}: config lacks key 'head_dim' and hidden_size {values['hidden_size']} "
+                         f"is not a multiple of num_attention_heads {heads}")
     head_dim = values.get("head_dim", values["hidden_size"] // heads)
     tie = config.get("tie_word_embeddings", False)
     if not isinstance(tie, bool):

@@ -22,8 +22,9 @@ UNBOUNDED = 2**40
 
 
 def usage_int(value: np.ndarray, units: int) -> np.ndarray:
-    """A usage in integer units, rounded up."""
-    return np.ceil(np.asarray(value, dtype=float) * units).astype(np.int64)
+    """A usage in integer units, rounded up (clipped to INT_LIMIT: a usage that large never fits)."""
+    scaled = np.ceil(np.minimum(np.asarray(value, dtype=float) * units, float(INT_LIMIT)))
+    return scaled.astype(np.int64)
 
 
 def capacity_int(value: np.ndarray, units: int) -> np.ndarray:

@@ -175,6 +175,10 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
      '"vocab_size": 32000}', "key 'intermediate_size' must be a positive integer"),
     ('{"num_hidden_layers": 32, "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32, '
      '"vocab_size": 32000, "num_local_experts": 8}', "mixture-of-experts"),
+    ('{"num_hidden_layers": 32, "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 8192, '
+     '"vocab_size": 32000}', "config lacks key 'head_dim'"),
+    ('{"num_hidden_layers": 32, "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32, '
+     '"num_key_value_heads": 12, "vocab_size": 32000}', "num_key_value_heads 12 must divide"),
 ])
 def test_bad_config_json_names_file_and_key(tmp_path, content, message):
     """A malformed config.json or one lacking a key: exit 2 naming the file and the key."""
@@ -223,3 +227,37 @@ def test_constraints_package_imports_on_its_own():
     out = subprocess.run([sys.executable, "-c", "import constraints; print(len(constraints.FAMILIES))"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr
+
+
+def test_absurd_context_does_not_overflow_the_integer_model():
+    """Contexts whose scaled KV bytes pass int64 are infeasible, never a wrapped 'unbounded' batch."""
+    d = json.loads(run(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", "20", "--context", "40000000000000",
+                                      "--json"]).output)
+    assert d["status"] == "infeasible" and d["reason"].startswith("nothing fits in HBM")
+
+
+@pytest.mark.parametrize("body,message", [
+    ("topologies = [8]", "key 'topologies' must be a list of strings"),
+    ('topologies = ["99999999999999999999"]', "bad topology"),
+    ('topologies = ["4_8"]', "bad topology '4_8'"),
+    ('topologies = "4x8"', "key 'topologies' must be a list of strings"),
+    ('topologies = ["4x8"]\nsources = "abc"', "key 'sources' must be a table of strings"),
+    ('topologies = ["4x8"]\nlinks_per_axis_extra = 1', "unknown key 'links_per_axis_extra'"),
+])
+def test_bad_chip_fields_are_one_line_errors(tmp_path, body, message):
+    """Wrongly typed fields of a --chips file: exit 2 naming the file and field."""
+    base = ('kind = "tpu"\nbf16_flops = 1e14\nint8_flops = 0\nfp8_flops = 0\nhbm_bytes = 16e9\n'
+            'hbm_bytes_per_s = 8e11\nlink_bytes_per_s = 4e10\nlinks_per_axis = 2\nusd_per_chip_hour = 1.0\n'
+            'weight_dtypes = ["bf16"]\nkv_dtypes = ["bf16"]\neight_bit = "int8"\n')
+    f = tmp_path / "c.toml"
+    f.write_text("[chips.x]\n" + base + body + "\n")
+    r = run(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", "15", "--chips", str(f)])
+    assert r.exit_code == 2 and message in r.output and str(f) in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_gpu_node_allows_any_divisor_as_tp():
+    """On an 8-GPU node, --tp 4 runs two replicas over the NVLink switch."""
+    d = json.loads(run(main, ["evaluate", "--model", "llama3-70b", "--chip", "h100", "--topology", "8", "--tp", "4",
+                              "--weights", "fp8", "--kv", "fp8", "--batch", "8", "--json"]).output)
+    assert (d["tp"], d["n_axes"], d["replicas"]) == (4, 1, 2)
