@@ -88,6 +88,13 @@ HEADERS = ["", "chip", "slice", "chips", "tp/axes", "repl", "w/kv", "batch", "st
 
 chips_option = click.option("--chips", "chips_file", type=click.Path(dir_okay=False),
                             help="TOML chip catalog to add to (or replace) the built-in one.")
+def prompt_options(f):
+    f = click.option("--prefill-mfu", type=click.FloatRange(min=0, max=1, min_open=True), default=0.4,
+                     show_default=True, help="Model FLOPs utilization of prefill.")(f)
+    return click.option("--prompt-len", type=POSITIVE_INT, default=None,
+                        help="Prompt tokens per query (default: context - decode length).")(f)
+
+
 price_option = click.option("--price", "prices", multiple=True, metavar="CHIP=USD",
                             help="Override a chip's price per chip-hour (repeatable).")
 
@@ -103,21 +110,43 @@ price_option = click.option("--price", "prices", multiple=True, metavar="CHIP=US
 @click.option("--objective", default="queries-per-dollar", show_default=True,
               help=f"One of: {', '.join(OBJECTIVES)}.")
 @click.option("--top", type=POSITIVE_INT, default=3, show_default=True, help="Configurations to rank.")
+@prompt_options
+@click.option("--ttft-ms", type=POSITIVE_FLOAT, default=None,
+              help="Time-to-first-token target: one prompt's prefill (ms).")
+@click.option("--colocated", is_flag=True, help="Prefill on the decode replicas instead of prefill servers.")
+@click.option("--decode-only", is_flag=True, help="Ignore prompts: the decode-only roofline of the chapter.")
+@click.option("--compare-colocated", is_flag=True,
+              help="Also solve the other of disaggregated/co-located and say which is cheaper.")
+@click.option("--qps", type=POSITIVE_FLOAT, default=None,
+              help="Demand (queries/s): size the cheapest whole deployment.")
+@click.option("--time-limit", type=POSITIVE_FLOAT, default=5.0, show_default=True,
+              help="Demand mode: solver budget in deterministic seconds.")
 @chips_option
 @price_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context: int, decode_len: int,
-                 weights: tuple[str, ...], kv: tuple[str, ...], objective: str, top: int,
+                 weights: tuple[str, ...], kv: tuple[str, ...], objective: str, top: int, prompt_len: int | None,
+                 prefill_mfu: float, ttft_ms: float | None, colocated: bool, decode_only: bool,
+                 compare_colocated: bool, qps: float | None, time_limit: float,
                  chips_file: str | None, prices: tuple[str, ...], as_json: bool) -> None:
     """The configuration with the most queries per dollar whose every output token meets --slo-ms."""
+    if colocated and decode_only:
+        raise click.UsageError("--colocated and --decode-only exclude each other")
+    serving = "colocated" if colocated else "decode-only" if decode_only else "disaggregated"
+    if compare_colocated and decode_only:
+        raise click.UsageError("--compare-colocated compares prefill modes; it cannot go with --decode-only")
     result = optimize(model, slo_ms, chips=_catalog(chips_file, prices), chip_names=chip_names or None,
                       context=context, decode_len=decode_len, weights=weights or None, kv=kv or None,
-                      objective=objective, top=top)
+                      objective=objective, top=top, prompt_len=prompt_len, prefill_mfu=prefill_mfu,
+                      ttft_ms=ttft_ms, serving=serving, qps=qps, compare_colocated=compare_colocated,
+                      time_limit_s=time_limit)
     if as_json:
         _emit_json(result.to_dict())
         return
+    prompt = ("" if serving == "decode-only" else
+              f", {result.prompt_len}-token prompts ({serving}{f', TTFT <= {ttft_ms:g} ms' if ttft_ms else ''})")
     head = (f"{result.model}: {result.objective}, decode step <= {slo_ms:g} ms, context {context}, "
-            f"{decode_len} output tokens per query (book profile)")
+            f"{decode_len} output tokens per query{prompt} (book profile)")
     click.echo(head)
     if result.best is None:
         click.echo(f"status: {result.status}: {result.reason}")
@@ -128,9 +157,46 @@ def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context
         rows += [_config_row(f"#{k + 2}", c) for k, c in enumerate(result.runners_up)]
         rows += [_config_row("alt", c) for c in result.alternatives]
         click.echo(_fmt_table(HEADERS, rows))
-        click.echo(f"\nWhy: {result.best.explanation}.")
+        b = result.best
+        if b.prefill is not None:
+            p = b.prefill
+            click.echo(f"\nPrefill servers: {p.chip} {p.topology}, {p.tp}-way model parallel, {p.prefill_ms:.1f} ms "
+                       f"per {result.prompt_len}-token prompt; {b.prefill_servers_per_replica:.3f} per decode replica "
+                       f"(about {b.prefill_ratio} prefill:decode); TTFT {b.ttft_ms:.1f} ms (queueing ignored)")
+        elif b.ttft_ms is not None:
+            click.echo(f"\nCo-located prefill: {b.breakdown_ms['prefill']:.2f} ms of each step; "
+                       f"TTFT {b.ttft_ms:.1f} ms (queueing ignored)")
+        if b.usd_per_million_input_tokens is not None:
+            click.echo(f"Cost: {b.queries_per_dollar:,.1f} queries/$ with prefill ({b.decode_queries_per_dollar:,.1f} "
+                       f"decode alone); ${b.usd_per_million_input_tokens:.4f} per million input tokens, "
+                       f"${b.usd_per_million_output_tokens:.4f} per million output tokens")
+        click.echo(f"\nWhy: {b.explanation}.")
     for chip, why in result.unserved.items():
         click.echo(f"not served by {chip}: {why}")
+    if result.deployment is not None:
+        _echo_deployment(result.deployment)
+    if result.comparison is not None:
+        c = result.comparison
+        parts = [(f"{m}: {v['queries_per_dollar']:,.1f} queries/$"
+                  + (f", ${v['cost_per_hour']:,.2f}/hour" if v["cost_per_hour"] is not None else ""))
+                 if v["queries_per_dollar"] else f"{m}: infeasible"
+                 for m, v in c.items() if isinstance(v, dict)]
+        click.echo(f"\nCompared ({c['by']}): {'; '.join(parts)}; cheaper: {c['cheaper']}")
+
+
+def _echo_deployment(d) -> None:
+    click.echo(f"\nDeployment for {d.qps:g} queries/s: {d.status}"
+               + (f" (within {d.gap:.3%} of the proven bound)" if d.status == "feasible" else ""))
+    if not d.decode:
+        click.echo(f"  no deployment: {d.reason}")
+        return
+    rows = [[e.role, e.chip, e.topology, str(e.slices), str(e.replicas or e.servers), f"{e.weights}/{e.kv}",
+             str(e.batch) if e.batch else "-", f"{e.qps_per_slice:,.2f}", f"{e.cost_per_hour:,.2f}"]
+            for e in d.decode + d.prefill]
+    click.echo(_fmt_table(["role", "chip", "slice", "slices", "replicas/servers", "w/kv", "batch", "qps/slice",
+                           "$/hour"], rows))
+    click.echo(f"  {d.total_chips} chips, ${d.cost_per_hour:,.2f}/hour, ${d.cost_per_month:,.0f}/month (730 h); "
+               f"serves {d.qps_capacity:,.2f} queries/s, headroom {d.headroom_qps:,.2f} ({d.headroom_pct:.1f}%)")
 
 
 @click.group(cls=Group)
@@ -151,15 +217,17 @@ main.add_command(optimize_cmd)
 @click.option("--batch", type=POSITIVE_INT, required=True, help="Sequences in flight per replica.")
 @click.option("--context", type=POSITIVE_INT, default=8192, show_default=True)
 @click.option("--decode-len", type=POSITIVE_INT, default=512, show_default=True)
+@prompt_options
 @chips_option
 @price_option
 @click.option("--json", "as_json", is_flag=True)
 def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: str, kv: str, batch: int,
-                 context: int, decode_len: int, chips_file: str | None, prices: tuple[str, ...],
-                 as_json: bool) -> None:
+                 context: int, decode_len: int, prompt_len: int | None, prefill_mfu: float,
+                 chips_file: str | None, prices: tuple[str, ...], as_json: bool) -> None:
     """The roofline of one fixed configuration (reported even when it does not fit)."""
     e = evaluate(model, chip, topology, weights=weights, kv=kv, batch=batch, tp=tp, context=context,
-                 decode_len=decode_len, chips=_catalog(chips_file, prices))
+                 decode_len=decode_len, prompt_len=prompt_len, prefill_mfu=prefill_mfu,
+                 chips=_catalog(chips_file, prices))
     if as_json:
         _emit_json(e.to_dict())
         return
@@ -180,6 +248,9 @@ def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: 
         f"{e.qps_per_chip:.4f} queries/s per chip",
         f"cost             ${e.cost_per_hour:,.2f}/hour, {e.queries_per_dollar:,.1f} queries/$, "
         f"${e.usd_per_million_tokens:.3f} per million output tokens",
+        f"prefill          {e.prefill_ms:,.1f} ms per {e.prompt_len}-token prompt at {e.prefill_mfu:g} MFU"
+        f"{'' if e.prompt_fits else ' (the prompt does not fit)'}; {e.prefill_servers_per_replica:.3f} prefill "
+        f"servers of this configuration per decode replica",
     ]
     if not e.fits:
         lines.insert(2, "                 (does not fit: the figures below are what the roofline would give if it did)")

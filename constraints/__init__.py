@@ -9,9 +9,9 @@
 - ``explain(table, row, batch, workload)``: the binding constraint in plain words.
 """
 
-from constraints import comms, hbm, latency
+from constraints import comms, hbm, latency, ttft
 
 #: The families of the decode model, in the order their reasons are reported.
-FAMILIES = (hbm, comms, latency)
+FAMILIES = (hbm, comms, latency, ttft)
 
-__all__ = ["FAMILIES", "comms", "hbm", "latency"]
+__all__ = ["FAMILIES", "comms", "hbm", "latency", "ttft"]

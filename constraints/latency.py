@@ -1,9 +1,10 @@
 """Decode-step latency target: every output token within the SLO.
 
-    T_step = B*T_kv1 + max(B*T_flops1, T_params) <= SLO
+    T_step = B*(T_kv1 + T_col1) + max(B*T_flops1, T_params) <= SLO
 
-The max splits into two rows that must both hold:
-    B*(T_kv1 + T_flops1) <= SLO        and        B*T_kv1 <= SLO - T_params
+(T_col1 = T_prefill/G when prefill is co-located on the replica, else 0.) The max splits
+into two rows that must both hold:
+    B*(T_kv1 + T_col1 + T_flops1) <= SLO        and        B*(T_kv1 + T_col1) <= SLO - T_params
 Scaled to femtoseconds, per-sequence times rounded up and the SLO down.
 """
 
@@ -29,8 +30,9 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
         return np.full(len(table), UNBOUNDED, dtype=np.int64)
     c = table.cost
     slo = capacity_int(np.full(len(table), workload.slo_s), TIME_UNITS_PER_S)
-    compute_row = batch_cap(usage_int(c.kv_s_per_seq + c.flops_s_per_seq, TIME_UNITS_PER_S), slo)
-    params_row = batch_cap(usage_int(c.kv_s_per_seq, TIME_UNITS_PER_S),
+    per_seq = c.kv_s_per_seq + c.colocated_s_per_seq
+    compute_row = batch_cap(usage_int(per_seq + c.flops_s_per_seq, TIME_UNITS_PER_S), slo)
+    params_row = batch_cap(usage_int(per_seq, TIME_UNITS_PER_S),
                            slo - usage_int(c.params_s, TIME_UNITS_PER_S))
     caps = np.minimum(compute_row, params_row)
     return verified_caps(caps, lambda r, b: satisfied(table, r, b, workload))

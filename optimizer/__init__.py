@@ -1,14 +1,46 @@
 """servesat: the cheapest way to serve an LLM, chosen by CP-SAT over a roofline cost model.
 
     from optimizer import optimize, evaluate, load_model, load_chips
+
+Names are imported on first use (PEP 562), so the constraint families can import the
+library's building blocks (optimizer.candidates, optimizer.scaling, ...) without a cycle.
 """
 
-from optimizer.api import evaluate, optimize
-from optimizer.catalog import Chip, Model, builtin_models, load_chips, load_model
-from optimizer.errors import InputError
-from optimizer.result import Configuration, Evaluation, OptimizeResult, SolveStats
-from optimizer.workload import OBJECTIVES, Workload
+from __future__ import annotations
 
-__all__ = ["OBJECTIVES", "Chip", "Configuration", "Evaluation", "InputError", "Model",
-           "OptimizeResult", "SolveStats", "Workload", "builtin_models", "evaluate",
-           "load_chips", "load_model", "optimize"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "optimize": "optimizer.api", "evaluate": "optimizer.api",
+    "Chip": "optimizer.catalog", "Model": "optimizer.catalog", "builtin_models": "optimizer.catalog",
+    "load_chips": "optimizer.catalog", "load_model": "optimizer.catalog",
+    "InputError": "optimizer.errors",
+    "Configuration": "optimizer.result", "Deployment": "optimizer.result", "Evaluation": "optimizer.result",
+    "OptimizeResult": "optimizer.result", "PrefillServer": "optimizer.result", "SolveStats": "optimizer.result",
+    "OBJECTIVES": "optimizer.workload", "SERVING": "optimizer.workload", "Workload": "optimizer.workload",
+}
+
+__all__ = ["OBJECTIVES", "SERVING", "Chip", "Configuration", "Deployment", "Evaluation", "InputError", "Model",
+           "OptimizeResult", "PrefillServer", "SolveStats", "Workload", "builtin_models", "evaluate", "load_chips",
+           "load_model", "optimize"]
+
+if TYPE_CHECKING:
+    from optimizer.api import evaluate, optimize
+    from optimizer.catalog import Chip, Model, builtin_models, load_chips, load_model
+    from optimizer.errors import InputError
+    from optimizer.result import (
+        Configuration,
+        Deployment,
+        Evaluation,
+        OptimizeResult,
+        PrefillServer,
+        SolveStats,
+    )
+    from optimizer.workload import OBJECTIVES, SERVING, Workload
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'optimizer' has no attribute {name!r}")

@@ -11,6 +11,7 @@ import numpy as np
 from optimizer.catalog import DTYPE_BYTES, Chip, Model, parse_topology
 from optimizer.costmodel import Roofline, roofline
 from optimizer.errors import InputError
+from optimizer.workload import Workload
 
 
 def parallel_layouts(shape: tuple[int, ...], kind: str = "tpu") -> list[tuple[int, int]]:
@@ -57,7 +58,7 @@ class CandidateTable:
                 "weights": str(self.weights[i]), "kv": str(self.kv[i])}
 
 
-def _table(model: Model, context: int, chips: dict[str, Chip], rows: list[tuple]) -> CandidateTable:
+def _table(model: Model, workload: Workload, chips: dict[str, Chip], rows: list[tuple]) -> CandidateTable:
     """rows: (chip name, topology, slice chips, Y, n_axes, weight dtype, kv dtype)."""
     cols: list[tuple] = list(zip(*rows)) if rows else [()] * 7
     chip_objs = [chips[c] for c in cols[0]]
@@ -68,7 +69,7 @@ def _table(model: Model, context: int, chips: dict[str, Chip], rows: list[tuple]
         return np.array([getattr(c, attr) for c in chip_objs], dtype=float)
 
     cost = roofline(
-        model, context, tp=tp, n_axes=np.array(cols[4], dtype=np.int64),
+        model, workload, tp=tp, n_axes=np.array(cols[4], dtype=np.int64),
         weight_bytes_per_param=np.array([DTYPE_BYTES[w] for w in cols[5]], dtype=float),
         kv_bytes_per_elem=np.array([DTYPE_BYTES[k] for k in cols[6]], dtype=float),
         flops=per_chip("bf16_flops"), hbm_bytes=per_chip("hbm_bytes"),
@@ -83,7 +84,7 @@ def _table(model: Model, context: int, chips: dict[str, Chip], rows: list[tuple]
         usd_per_chip_hour=per_chip("usd_per_chip_hour"), cost=cost)
 
 
-def build_table(model: Model, chips: dict[str, Chip], context: int,
+def build_table(model: Model, chips: dict[str, Chip], workload: Workload,
                 weights: tuple[str, ...] | None = None,
                 kv: tuple[str, ...] | None = None) -> CandidateTable:
     """Every candidate on the given chips. `weights`/`kv` None means each chip's defaults
@@ -106,11 +107,11 @@ def build_table(model: Model, chips: dict[str, Chip], context: int,
                 seen.add((y, n))
                 for w, k in itertools.product(w_opts, kv_opts):
                     rows.append((name, shape, int(np.prod(dims)), y, n, w, k))
-    return _table(model, context, chips, rows)
+    return _table(model, workload, chips, rows)
 
 
 def single_candidate(model: Model, chip: Chip, topology: str, tp: int | None,
-                     weights: str, kv: str, context: int) -> CandidateTable:
+                     weights: str, kv: str, workload: Workload) -> CandidateTable:
     """A one-row table for a fixed configuration; tp None means every chip of the slice."""
     if topology not in chip.topologies:
         raise InputError(f"topology {topology!r} is not a {chip.name} slice; valid: {', '.join(chip.topologies)}")
@@ -124,4 +125,5 @@ def single_candidate(model: Model, chip: Chip, topology: str, tp: int | None,
     if y not in layouts:
         valid = ", ".join(str(v) for v in sorted(layouts))
         raise InputError(f"--tp {y} is not a product of {topology}'s axes; valid: {valid}")
-    return _table(model, context, {chip.name: chip}, [(chip.name, topology, slice_chips, y, layouts[y], weights, kv)])
+    return _table(model, workload, {chip.name: chip},
+                  [(chip.name, topology, slice_chips, y, layouts[y], weights, kv)])

@@ -9,6 +9,12 @@ and activations in bf16:
 and, per sharded matmul, T_ici = B*D*b_act/(n_axes*W_ici), T_hbm = D*F*b_w/(Y*W_hbm),
 T_math = 2*B*D*F/(Y*C). Every term is linear in the batch B, so each is stored as a
 per-row constant (seconds) or a per-row slope (seconds per sequence).
+
+Prefill of a T-token prompt is compute-bound: T_prefill = 2*P*T / (Y*C*MFU) (the chapter,
+40% MFU). A prefill server holds the weights and one prompt's KV: P*b_w + T*kv_token <= Y*M.
+Co-located serving (prefill on the decode replica) stretches each decode step by the
+prefill work it absorbs: a replica finishes B/G queries per step on average, so it must
+prefill B/G prompts per step, adding B * T_prefill/G to the step.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optimizer.catalog import ACTIVATION_BYTES, Model
+from optimizer.workload import Workload
 
 
 @dataclass(frozen=True)
@@ -35,22 +42,27 @@ class Roofline:
     matmul_hbm_s: np.ndarray  # T_hbm of one sharded matmul
     matmul_flops_s_per_seq: np.ndarray  # T_math / B of one sharded matmul
     critical_batch: np.ndarray  # C*b_w / (2*W_hbm)
+    prefill_s: np.ndarray  # T_prefill of one prompt on this replica
+    prompt_kv_bytes: np.ndarray  # T * kv_token: one prompt's KV cache
+    colocated_s_per_seq: np.ndarray  # T_prefill / G when prefill is co-located, else 0
 
     def step_s(self, batch: np.ndarray | float, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """T_step = T_kv + max(T_flops, T_params) of `rows` at the given batch."""
+        """T_step = T_kv + max(T_flops, T_params) (+ B*T_prefill/G co-located) of `rows` at the batch."""
         b = np.asarray(batch, dtype=float)
-        return self.kv_s_per_seq[rows] * b + np.maximum(self.flops_s_per_seq[rows] * b, self.params_s[rows])
+        return ((self.kv_s_per_seq[rows] + self.colocated_s_per_seq[rows]) * b
+                + np.maximum(self.flops_s_per_seq[rows] * b, self.params_s[rows]))
 
     def max_batch_hbm(self) -> np.ndarray:
         """Sequences whose KV caches fit beside the weights (may be negative: weights don't fit)."""
         return np.floor((self.hbm_capacity_bytes - self.weight_bytes) / self.kv_bytes_per_seq)
 
 
-def roofline(model: Model, context: int, *, tp: np.ndarray, n_axes: np.ndarray,
+def roofline(model: Model, workload: Workload, *, tp: np.ndarray, n_axes: np.ndarray,
              weight_bytes_per_param: np.ndarray, kv_bytes_per_elem: np.ndarray,
              flops: np.ndarray, hbm_bytes: np.ndarray, hbm_bytes_per_s: np.ndarray,
              ici_bytes_per_s: np.ndarray) -> Roofline:
     """Evaluate the book profile for arrays of (chip, Y, n_axes, dtype) rows."""
+    context = workload.context
     P = float(model.param_count)
     D, F = float(model.d_model), float(model.d_ff)
     Y = np.asarray(tp, dtype=float)
@@ -59,6 +71,7 @@ def roofline(model: Model, context: int, *, tp: np.ndarray, n_axes: np.ndarray,
     kv_token = 2.0 * model.num_kv_heads * model.head_dim * model.num_layers * np.asarray(kv_bytes_per_elem, float)
     weight_bytes = P * b_w
     replica_bw = Y * hbm_bytes_per_s
+    prefill = 2.0 * P * workload.prompt_tokens / (Y * flops * workload.prefill_mfu)
     return Roofline(
         weight_bytes=weight_bytes,
         kv_bytes_per_token=kv_token,
@@ -71,6 +84,9 @@ def roofline(model: Model, context: int, *, tp: np.ndarray, n_axes: np.ndarray,
         matmul_hbm_s=D * F * b_w / replica_bw,
         matmul_flops_s_per_seq=2.0 * D * F / (Y * flops),
         critical_batch=flops * b_w / (2.0 * hbm_bytes_per_s),
+        prefill_s=prefill,
+        prompt_kv_bytes=kv_token * workload.prompt_tokens,
+        colocated_s_per_seq=prefill / workload.decode_len if workload.colocated else np.zeros_like(prefill),
     )
 
 

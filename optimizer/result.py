@@ -7,8 +7,25 @@ from typing import Any
 
 
 @dataclass
+class PrefillServer:
+    """The prefill-server configuration of a disaggregated deployment."""
+
+    chip: str
+    topology: str
+    chips: int
+    tp: int
+    n_axes: int
+    replicas: int  # prefill servers per slice
+    weights: str
+    kv: str
+    prefill_ms: float  # one prompt
+    cost_per_hour: float  # the slice
+
+
+@dataclass
 class Configuration:
-    """One chosen configuration: a slice of `chips` running `replicas` replicas of `tp` chips."""
+    """One chosen configuration: a slice of `chips` running `replicas` replicas of `tp` chips,
+    and (disaggregated serving) the prefill servers that feed them."""
 
     chip: str
     topology: str
@@ -21,15 +38,64 @@ class Configuration:
     batch: int
     step_ms: float
     breakdown_ms: dict[str, float]
-    tokens_per_s_per_chip: float
-    qps_per_chip: float
-    queries_per_dollar: float
-    usd_per_million_tokens: float
-    cost_per_hour: float
+    tokens_per_s_per_chip: float  # decode replica: output tokens per second per chip
+    qps_per_chip: float  # decode replica: queries per second per chip
+    queries_per_dollar: float  # the objective: decode and prefill cost together
+    usd_per_million_tokens: float  # all tokens (prompt + output); output only when decode-only
+    usd_per_million_input_tokens: float | None  # the prefill share, per prompt token
+    usd_per_million_output_tokens: float  # the decode share, per output token
+    cost_per_hour: float  # the decode slice
     hbm_used_bytes: float
     hbm_bytes: float
     binding: list[str]
     explanation: str
+    serving: str
+    prefill: PrefillServer | None  # disaggregated serving only
+    prefill_servers_per_replica: float | None  # exact ratio (disaggregated)
+    prefill_ratio: str | None  # smallest whole ratio within 5%, "prefill servers:decode replicas"
+    ttft_ms: float | None  # one prompt's prefill, queueing ignored
+    decode_queries_per_dollar: float  # the decode replica alone
+
+
+@dataclass
+class DeploymentEntry:
+    """Slices of one configuration in a demand-sized deployment."""
+
+    role: str  # "decode" or "prefill"
+    chip: str
+    topology: str
+    chips: int  # per slice
+    tp: int
+    n_axes: int
+    weights: str
+    kv: str
+    slices: int
+    replicas: int  # decode replicas (role decode) in all these slices
+    servers: int  # prefill servers (role prefill) in all these slices
+    batch: int | None  # decode batch per replica
+    step_ms: float | None
+    prefill_ms: float | None
+    qps_per_slice: float  # queries (decode) or prompts (prefill) per second per slice
+    cost_per_hour: float  # all these slices
+
+
+@dataclass
+class Deployment:
+    """The cheapest whole deployment serving `qps` (demand mode)."""
+
+    qps: float
+    status: str  # optimal / feasible (time limit; see gap) / infeasible
+    reason: str | None
+    decode: list[DeploymentEntry]
+    prefill: list[DeploymentEntry]
+    cost_per_hour: float
+    cost_per_month: float  # 730 hours
+    qps_capacity: float  # queries per second the deployment can serve (decode and prefill)
+    headroom_qps: float
+    headroom_pct: float
+    total_chips: int
+    seconds: float
+    gap: float  # relative gap between the plan's cost and the proven lower bound
 
 
 @dataclass
@@ -56,6 +122,11 @@ class OptimizeResult:
     unserved: dict[str, str]  # chip -> why no configuration of it serves
     solve: SolveStats
     profile: str = "book"
+    serving: str = "disaggregated"
+    prompt_len: int | None = None
+    ttft_target_ms: float | None = None
+    deployment: Deployment | None = None
+    comparison: dict[str, Any] | None = None  # --compare-colocated
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +168,11 @@ class Evaluation:
     queries_per_dollar: float
     usd_per_million_tokens: float
     cost_per_hour: float
+    prompt_len: int
+    prefill_mfu: float
+    prefill_ms: float  # one prompt on a replica of this configuration
+    prompt_fits: bool  # weights and one prompt's KV fit on a replica
+    prefill_servers_per_replica: float  # servers of this configuration per decode replica
     profile: str = "book"
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,17 +1,21 @@
-"""The CP-SAT model of one decode deployment: pick one candidate and its integer batch.
+"""The CP-SAT model of one deployment: a decode candidate with its integer batch and, for
+disaggregated serving, the prefill-server candidate that serves its prompts.
 
-Variables: ``pick[i]`` (one per candidate that can serve at batch 1; exactly one is true)
-and ``batch``. Each constraint family posts ``batch <= cap`` rows enforced by ``pick[i]``
-(its integer-scaled inequality, see optimizer.scaling).
+Variables: ``pick[i]`` per decode candidate that can serve at batch 1 (exactly one true),
+``batch``, and ``serve[j]`` per candidate that can be a prefill server (exactly one true).
+Each decode constraint family posts ``batch <= cap`` rows enforced by ``pick[i]`` (its
+integer-scaled inequality, see optimizer.scaling); constraints.prefill links the two picks
+(same weight and KV dtypes).
 
-Objective. Queries per dollar, 3600*B / (T_step(B)*G*Y*price), is a ratio, so it is not
-posted as a scaled float. For a fixed candidate it never decreases with the batch
-(B / (a*B + max(f*B, p)) is nondecreasing), so each candidate's best value is the closed
-form at its largest feasible batch. Candidates are ranked exactly, in floating point, by
-the objective and the deterministic tie-break (higher queries per dollar, then lower step
-time, then fewer chips, then catalog order; values equal to 12 significant digits tie); the CP-SAT objective is
-``sum(rank_weight[i] * pick[i]) * (max_batch + 1) +/- batch``, an integer objective that
-orders plans exactly as the float model does, with no rounding of the ratio.
+Objective. Cost per query is the decode replica's (Y*price*T_step*G/(3600*B)) plus its
+prefill server's (Y*price*T_prefill/3600); queries per dollar is its inverse, a ratio. For a
+fixed decode candidate the decode part never increases with the batch (B/(a*B + max(f*B, p))
+is nondecreasing), so its best value is the closed form at its largest feasible batch, and
+the best prefill server of its dtype pair is fixed too. Candidates are ranked exactly, in
+floating point, by the objective and the deterministic tie-break (higher queries per dollar,
+then lower step time, then fewer chips, then catalog order; values equal to 12 significant
+digits tie); the CP-SAT objective is lexicographic over integers: decode rank, then the
+batch, then the prefill server's rank, with no rounding of the ratio.
 """
 
 from __future__ import annotations
@@ -22,23 +26,27 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 import constraints
+from constraints import prefill
 from optimizer.candidates import CandidateTable
-from optimizer.metrics import measure
+from optimizer.metrics import measure, prefill_usd_per_query
 from optimizer.workload import Workload
 
 STATUS_NAMES = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
                 cp_model.INFEASIBLE: "infeasible", cp_model.MODEL_INVALID: "model_invalid",
                 cp_model.UNKNOWN: "unknown"}
+#: Largest batch the model represents (keeps the lexicographic objective within int64).
+MAX_BATCH = 2**31 - 1
 
 
 @dataclass(frozen=True)
 class Choice:
-    row: int  # index into the candidate table
+    row: int  # index into the candidate table (the decode replica)
     batch: int
+    prefill_row: int | None = None  # the prefill server's row, for disaggregated serving
 
 
 def family_caps(table: CandidateTable, workload: Workload) -> dict[str, np.ndarray]:
-    """Per family, each candidate's largest allowed batch in the integer model."""
+    """Per decode family, each candidate's largest allowed batch in the integer model."""
     return {f.NAME: f.batch_caps(table, workload) for f in constraints.FAMILIES}
 
 
@@ -51,11 +59,10 @@ def significant(x: np.ndarray, digits: int = 12) -> np.ndarray:
     return np.where(np.isfinite(x), np.round(x * scale) / scale, x)
 
 
-def rank_order(table: CandidateTable, rows: np.ndarray, batch: np.ndarray, objective: str,
-               decode_len: int) -> np.ndarray:
+def rank_order(table: CandidateTable, rows: np.ndarray, qpd: np.ndarray, step_s: np.ndarray,
+               objective: str) -> np.ndarray:
     """Positions into `rows`, best first, by the objective and the deterministic tie-break."""
-    m = measure(table, rows, batch, decode_len)
-    qpd, step = significant(m.queries_per_dollar), significant(m.step_s)
+    qpd, step = significant(qpd), significant(step_s)
     chips = table.slice_chips[rows]
     if objective == "queries-per-dollar":
         keys = (rows, chips, step, -qpd)
@@ -68,7 +75,14 @@ def rank_order(table: CandidateTable, rows: np.ndarray, batch: np.ndarray, objec
     return np.lexsort(keys)
 
 
-class DecodeModel:
+def _weights(order: np.ndarray) -> np.ndarray:
+    """Integer objective weights from a best-first order: the best gets the largest."""
+    weight = np.empty(len(order), np.int64)
+    weight[order] = np.arange(len(order), 0, -1)
+    return weight
+
+
+class ServingModel:
     """The CP-SAT model over a candidate table; solve() may be called with restrictions."""
 
     def __init__(self, table: CandidateTable, workload: Workload, objective: str,
@@ -78,36 +92,66 @@ class DecodeModel:
         self.objective = objective
         self.caps = caps if caps is not None else family_caps(table, workload)
         cap = np.minimum.reduce(list(self.caps.values())) if len(table) else np.zeros(0, np.int64)
-        self.cap = cap
-        self.rows = np.flatnonzero(cap >= 1)
-        rows = self.rows
-        best_batch = np.ones(len(rows), np.int64) if objective == "min-latency" else cap[rows]
-        order = rank_order(table, rows, best_batch, objective, workload.decode_len)
-        weight = np.empty(len(rows), np.int64)
-        weight[order] = np.arange(len(rows), 0, -1)
+        self.cap = np.minimum(cap, MAX_BATCH)
+        groups = np.char.add(np.char.add(table.weights, "/"), table.kv) if len(table) else np.zeros(0, str)
+        decode_ok = self.cap >= 1
 
-        m = cp_model.CpModel()
-        self.model = m
-        self.pick = [m.new_bool_var(f"pick[{r}]") for r in rows.tolist()]
-        m.add_exactly_one(self.pick)
-        max_batch = int(cap[rows].max()) if len(rows) else 1
-        self.batch = m.new_int_var(1, max_batch, "batch")
+        # prefill servers: the cheapest per prompt first (then faster, then fewer chips)
+        self.prefill_rows = np.zeros(0, np.int64)
+        prefill_cost = np.zeros(len(table))
+        if workload.prefill_servers:
+            self.prefill_rows = np.flatnonzero(prefill.server_mask(table, workload))
+            p_rows = self.prefill_rows
+            p_cost = prefill_usd_per_query(table, p_rows)
+            p_order = np.lexsort((p_rows, table.slice_chips[p_rows], significant(table.cost.prefill_s[p_rows]),
+                                  significant(p_cost)))
+            best_in_group: dict[str, int] = {}
+            for k in p_order.tolist():
+                best_in_group.setdefault(str(groups[p_rows[k]]), k)
+            served = np.array([g in best_in_group for g in groups.tolist()], dtype=bool)
+            decode_ok &= served
+            for g, k in best_in_group.items():
+                prefill_cost[groups == g] = p_cost[k]
+            p_weight = _weights(p_order)
+        self.prefill_unserved_groups = sorted(set(groups[self.cap >= 1].tolist()) - set(
+            groups[decode_ok].tolist())) if workload.prefill_servers else []
+
+        self.rows = rows = np.flatnonzero(decode_ok)
+        best_batch = np.ones(len(rows), np.int64) if objective == "min-latency" else self.cap[rows]
+        m = measure(table, rows, best_batch, workload.decode_len)
+        total_qpd = 1.0 / (m.usd_per_query + prefill_cost[rows])
+        weight = _weights(rank_order(table, rows, total_qpd, m.step_s, objective))
+
+        model = cp_model.CpModel()
+        self.model = model
+        self.pick = [model.new_bool_var(f"pick[{r}]") for r in rows.tolist()]
+        model.add_exactly_one(self.pick)
+        max_batch = int(self.cap[rows].max()) if len(rows) else 1
+        self.batch = model.new_int_var(1, max_batch, "batch")
         for family in constraints.FAMILIES:
-            family.add(m, self.pick, self.batch, self.caps[family.NAME][rows])
+            family.add(model, self.pick, self.batch, np.minimum(self.caps[family.NAME][rows], MAX_BATCH))
+        self.serve: list[cp_model.IntVar] = []
+        if workload.prefill_servers:
+            self.serve = [model.new_bool_var(f"serve[{r}]") for r in self.prefill_rows.tolist()]
+            model.add_exactly_one(self.serve)
+            prefill.add(model, self.pick, groups[rows].tolist(), self.serve, groups[self.prefill_rows].tolist())
         self.chip_used: dict[str, cp_model.IntVar] = {}
         for chip in sorted(set(table.chip[rows].tolist())):
-            used = m.new_bool_var(f"chip_used[{chip}]")
-            members = [p for p, c in zip(self.pick, table.chip[rows].tolist()) if c == chip]
-            m.add(sum(members) == used)
+            used = model.new_bool_var(f"chip_used[{chip}]")
+            model.add(sum(p for p, c in zip(self.pick, table.chip[rows].tolist()) if c == chip) == used)
             self.chip_used[chip] = used
         batch_sign = -1 if objective == "min-latency" else 1
-        m.maximize(sum(int(w) * p for w, p in zip(weight.tolist(), self.pick)) * (max_batch + 1)
-                   + batch_sign * self.batch)
+        prefill_span = len(self.serve) + 1
+        objective_expr = (sum(int(w) * p for w, p in zip(weight.tolist(), self.pick)) * ((max_batch + 1) * prefill_span)
+                          + batch_sign * self.batch * prefill_span)
+        if self.serve:
+            objective_expr += sum(int(w) * s for w, s in zip(p_weight.tolist(), self.serve))
+        model.maximize(objective_expr)
         self.solver = cp_model.CpSolver()
         self.solver.parameters.num_workers = 1  # deterministic, and fastest on models this small
         self.solver.parameters.random_seed = 0
-        # The model is an exactly-one over a few hundred literals: probing, symmetry detection
-        # and LP relaxation cost more than they save here (measured in benchmarks/).
+        # Exactly-one choices over a few hundred literals: probing, symmetry detection and LP
+        # relaxation cost more than they save here (measured in benchmarks/).
         self.solver.parameters.symmetry_level = 0
         self.solver.parameters.cp_model_probing_level = 0
         self.solver.parameters.linearization_level = 0
@@ -115,7 +159,7 @@ class DecodeModel:
         self._position = {int(r): k for k, r in enumerate(rows.tolist())}
 
     def solve(self, *, exclude: tuple[int, ...] = (), chip: str | None = None) -> tuple[str, Choice | None]:
-        """Solve, optionally forbidding table rows `exclude` or restricting to one chip type."""
+        """Solve, optionally forbidding decode rows `exclude` or restricting to one chip type."""
         m = self.model
         m.clear_assumptions()
         lits = [~self.pick[self._position[r]] for r in exclude if r in self._position]
@@ -130,4 +174,8 @@ class DecodeModel:
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return name, None
         k = next(k for k, p in enumerate(self.pick) if self.solver.boolean_value(p))
-        return name, Choice(row=int(self.rows[k]), batch=int(self.solver.value(self.batch)))
+        prefill_row = None
+        if self.serve:
+            j = next(j for j, s in enumerate(self.serve) if self.solver.boolean_value(s))
+            prefill_row = int(self.prefill_rows[j])
+        return name, Choice(row=int(self.rows[k]), batch=int(self.solver.value(self.batch)), prefill_row=prefill_row)

@@ -32,29 +32,38 @@ class Best:
     batch: int
 
 
-def _terms(model, chip, y, n, w, kv, context):
+def _params(model):
     heads = model.num_heads + model.num_kv_heads
-    P = (model.num_layers * model.d_model * (3 * model.d_ff + 2 * model.head_dim * heads)
-         + (1 if model.tie_embeddings else 2) * model.d_model * model.vocab)
+    return (model.num_layers * model.d_model * (3 * model.d_ff + 2 * model.head_dim * heads)
+            + (1 if model.tie_embeddings else 2) * model.d_model * model.vocab)
+
+
+def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=False, decode_len=1):
+    P = _params(model)
     kv_tok = 2 * model.num_kv_heads * model.head_dim * model.num_layers * BYTES[kv]
     w_ici = chip.link_bytes_per_s * chip.links_per_axis
+    prefill = 2 * P * prompt_len / (y * chip.bf16_flops * mfu)
     return dict(P=P, bw=BYTES[w], kv_seq=kv_tok * context, Y=y, n=n, M=chip.hbm_bytes,
-                W=chip.hbm_bytes_per_s, C=chip.bf16_flops, Wici=w_ici, D=model.d_model, F=model.d_ff)
+                W=chip.hbm_bytes_per_s, C=chip.bf16_flops, Wici=w_ici, D=model.d_model, F=model.d_ff,
+                prefill=prefill, prompt_kv=kv_tok * prompt_len, col=prefill / decode_len if colocated else 0.0)
 
 
-def _feasible(t, B, slo_s):
+def _comms_ok(t, B):
     B = np.asarray(B, dtype=float)
-    fits = t["P"] * t["bw"] + B * t["kv_seq"] <= t["Y"] * t["M"]
-    step = _step(t, B)
-    fast = step <= slo_s
     if t["Y"] > 1:
         t_ici = B * t["D"] * 2 / (t["n"] * t["Wici"])
         t_hbm = t["D"] * t["F"] * t["bw"] / (t["Y"] * t["W"])
         t_math = 2 * B * t["D"] * t["F"] / (t["Y"] * t["C"])
-        comms_ok = ~(t_ici > np.maximum(t_hbm, t_math))
-    else:
-        comms_ok = np.ones_like(B, dtype=bool)
-    return fits & fast & comms_ok
+        return ~(t_ici > np.maximum(t_hbm, t_math))
+    return np.ones_like(B, dtype=bool)
+
+
+def _feasible(t, B, slo_s, ttft_s=np.inf):
+    B = np.asarray(B, dtype=float)
+    fits = t["P"] * t["bw"] + B * t["kv_seq"] <= t["Y"] * t["M"]
+    fast = _step(t, B) <= slo_s
+    first_token = (t["prefill"] <= ttft_s) if t["col"] > 0 else True
+    return fits & fast & _comms_ok(t, B) & first_token
 
 
 def _step(t, B):
@@ -62,65 +71,103 @@ def _step(t, B):
     t_kv = B * t["kv_seq"] / (t["Y"] * t["W"])
     t_params = t["P"] * t["bw"] / (t["Y"] * t["W"])
     t_flops = 2 * t["P"] * B / (t["Y"] * t["C"])
-    return t_kv + np.maximum(t_flops, t_params)
+    return t_kv + B * t["col"] + np.maximum(t_flops, t_params)
 
 
-def feasible_batches(t, slo_s) -> np.ndarray:
+def feasible_batches(t, slo_s, ttft_s=np.inf) -> np.ndarray:
     """Every feasible batch (as an array), enumerated; see the module docstring."""
     B = np.arange(1, EXHAUSTIVE + 1)
-    ok = _feasible(t, B, slo_s)
+    ok = _feasible(t, B, slo_s, ttft_s)
     feas = B[ok]
     if ok[-1]:
         lo, hi = EXHAUSTIVE, EXHAUSTIVE * 2
-        while _feasible(t, hi, slo_s):
+        while _feasible(t, hi, slo_s, ttft_s):
             lo, hi = hi, hi * 2
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if _feasible(t, mid, slo_s) else (lo, mid)
+            lo, hi = (mid, hi) if _feasible(t, mid, slo_s, ttft_s) else (lo, mid)
         feas = np.concatenate([feas, np.array([lo])])  # the only candidate beyond: its largest batch
     return feas
 
 
+def _layouts(chip):
+    """(slice chips, Y, n_axes) of every subset of every slice's axes (GPUs: any Y dividing the node)."""
+    for shape in chip.topologies:
+        dims = [int(d) for d in shape.split("x")]
+        chips_in_slice = math.prod(dims)
+        if chip.kind == "gpu":
+            for y in range(1, chips_in_slice + 1):
+                if chips_in_slice % y == 0:
+                    yield shape, chips_in_slice, y, 1 if y > 1 else 0
+            continue
+        for r in range(len(dims) + 1):
+            for axes in itertools.combinations(range(len(dims)), r):
+                y = math.prod(dims[a] for a in axes)
+                yield shape, chips_in_slice, y, sum(1 for a in axes if dims[a] > 1)
+
+
+def _dtypes(chip, asked, options):
+    return [d for d in (asked or ("bf16", chip.eight_bit, "int4")) if d in options]
+
+
+def cheapest_prefill(model, chips, chip_names, context, prompt_len, mfu, ttft_s):
+    """Per (weights, kv) dtype pair, the lowest prefill cost per prompt of any server that holds
+    the weights and one prompt's KV, is not comms-bound on the prompt, and meets the TTFT."""
+    best: dict[tuple[str, str], float] = {}
+    for name in chip_names:
+        chip = chips[name]
+        for _, _, y, n in _layouts(chip):
+            for w in chip.weight_dtypes:
+                for k in chip.kv_dtypes:
+                    t = _terms(model, chip, y, n, w, k, context, prompt_len, mfu)
+                    if t["P"] * t["bw"] + t["prompt_kv"] > y * chip.hbm_bytes or t["prefill"] > ttft_s:
+                        continue
+                    if not _comms_ok(t, prompt_len):
+                        continue
+                    usd = y * chip.usd_per_chip_hour * t["prefill"] / 3600
+                    best[(w, k)] = min(best.get((w, k), math.inf), usd)
+    return best
+
+
 def brute_force(model, chips: dict, chip_names, slo_ms, context, decode_len, weights=None, kv=None,
-                objective="queries-per-dollar") -> Best | None:
+                objective="queries-per-dollar", serving="decode-only", prompt_len=None, mfu=0.4,
+                ttft_ms=None) -> Best | None:
     slo_s = slo_ms / 1e3
+    ttft_s = np.inf if ttft_ms is None else ttft_ms / 1e3
+    T = prompt_len if prompt_len is not None else max(context - decode_len, 1)
+    prefill_usd = (cheapest_prefill(model, chips, chip_names, context, T, mfu, ttft_s)
+                   if serving == "disaggregated" else None)
     best: Best | None = None
     for name in chip_names:
         chip = chips[name]
-        ws = weights or [d for d in ("bf16", chip.eight_bit, "int4") if d in chip.weight_dtypes]
-        ks = kv or [d for d in ("bf16", chip.eight_bit, "int4") if d in chip.kv_dtypes]
-        for shape in chip.topologies:
-            dims = [int(d) for d in shape.split("x")]
-            chips_in_slice = math.prod(dims)
-            for r in range(len(dims) + 1):
-                for axes in itertools.combinations(range(len(dims)), r):
-                    y = math.prod(dims[a] for a in axes)
-                    n = sum(1 for a in axes if dims[a] > 1)
-                    for w in ws:
-                        if w not in chip.weight_dtypes:
+        for shape, chips_in_slice, y, n in _layouts(chip):
+            for w in _dtypes(chip, weights, chip.weight_dtypes):
+                for k in _dtypes(chip, kv, chip.kv_dtypes):
+                    extra = 0.0
+                    if prefill_usd is not None:
+                        if (w, k) not in prefill_usd:
                             continue
-                        for k in ks:
-                            if k not in chip.kv_dtypes:
-                                continue
-                            t = _terms(model, chip, y, n, w, k, context)
-                            feas = feasible_batches(t, slo_s)
-                            if len(feas) == 0:
-                                continue
-                            step = _step(t, feas)
-                            qpd = 3600 * feas / (step * decode_len * y * chip.usd_per_chip_hour)
-                            if objective == "queries-per-dollar":
-                                j = int(np.argmax(qpd))
-                                value = float(qpd[j])
-                                better = best is None or value > best.value
-                            elif objective == "min-chips":
-                                j = int(np.argmax(qpd))
-                                value = float(chips_in_slice)
-                                better = best is None or value < best.value or (
-                                    value == best.value and qpd[j] > best.qpd)
-                            else:  # min-latency
-                                j = int(np.argmin(step))
-                                value = float(step[j])
-                                better = best is None or value < best.value
-                            if better:
-                                best = Best(value, float(qpd[j]), name, shape, y, n, w, k, int(feas[j]))
+                        extra = prefill_usd[(w, k)]
+                    t = _terms(model, chip, y, n, w, k, context, T, mfu, serving == "colocated", decode_len)
+                    feas = feasible_batches(t, slo_s, ttft_s)
+                    if len(feas) == 0:
+                        continue
+                    step = _step(t, feas)
+                    decode_usd = step * decode_len * y * chip.usd_per_chip_hour / (3600 * feas)
+                    qpd = 1.0 / (decode_usd + extra)
+                    if objective == "queries-per-dollar":
+                        j = int(np.argmax(qpd))
+                        value = float(qpd[j])
+                        better = best is None or value > best.value
+                    elif objective == "min-chips":
+                        j = int(np.argmax(qpd))
+                        value = float(chips_in_slice)
+                        better = best is None or value < best.value or (
+                            value == best.value and qpd[j] > best.qpd)
+                    else:  # min-latency
+                        j = int(np.argmin(step))
+                        value = float(step[j])
+                        better = best is None or value < best.value
+                    if better:
+                        best = Best(value, float(qpd[j]), name, shape, y, n, w, k, int(feas[j]))
     return best

@@ -10,12 +10,12 @@ from constraints import FAMILIES, comms, hbm, latency
 from optimizer import load_model
 from optimizer.candidates import build_table, single_candidate
 from optimizer.scaling import UNBOUNDED
-from optimizer.solve import DecodeModel
+from optimizer.solve import ServingModel
 from optimizer.workload import Workload
 
 
 def one(chips, topology, dtype, model="llama3-70b", context=8192, tp=None):
-    return single_candidate(load_model(model), chips["tpu-v5e"], topology, tp, dtype, dtype, context)
+    return single_candidate(load_model(model), chips["tpu-v5e"], topology, tp, dtype, dtype, Workload(context=context))
 
 
 def test_hbm_satisfied_and_violated(chips):
@@ -58,8 +58,8 @@ def test_latency_satisfied_and_violated(chips):
 def test_solver_respects_each_family_and_checker_agrees(family, chips):
     """Forced onto each row, the solver's batch passes the family's checker; one more fails it."""
     w = Workload(context=4096, slo_ms=20)
-    table = build_table(load_model("llama3-70b"), {"tpu-v5e": chips["tpu-v5e"]}, w.context)
-    dm = DecodeModel(table, w, "queries-per-dollar")
+    table = build_table(load_model("llama3-70b"), {"tpu-v5e": chips["tpu-v5e"]}, w)
+    dm = ServingModel(table, w, "queries-per-dollar")
     for row in dm.rows.tolist():
         others = tuple(int(r) for r in dm.rows if r != row)
         status, choice = dm.solve(exclude=others)
@@ -75,8 +75,8 @@ def test_solver_respects_each_family_and_checker_agrees(family, chips):
 def test_integer_scaling_never_admits_what_the_float_model_rejects(model, context, chips):
     """At every row's integer cap each family's float check passes; one more sequence fails it
     (the scaling is exact enough never to lose a batch the float model allows)."""
-    w = Workload(context=context, slo_ms=17.3)
-    table = build_table(load_model(model), chips, context)
+    w = Workload(context=context, slo_ms=17.3, prompt_len=1000, serving="colocated")
+    table = build_table(load_model(model), chips, w)
     rows = np.arange(len(table))
     for family in FAMILIES:
         caps = family.batch_caps(table, w)

@@ -47,7 +47,8 @@ def test_adding_a_chip_type_never_lowers_the_optimum(model, slo, context, chips)
 @pytest.mark.parametrize("model,slo,context", list(cases(8, 3)))
 def test_longer_context_never_raises_the_optimum(model, slo, context, chips):
     """More KV per sequence costs HBM capacity and bandwidth."""
-    values = [qpd(optimize(model, slo, chips=chips, context=c, top=1)) for c in (context // 4, context, context * 4)]
+    values = [qpd(optimize(model, slo, chips=chips, context=c, top=1, prompt_len=256))
+              for c in (context // 4, context, context * 4)]
     assert nondecreasing(values[::-1])
 
 

@@ -1,0 +1,72 @@
+"""Demand: the deployment serves Q queries per second, decode and prefill alike.
+
+Decode replicas and prefill servers come in groups by dtype pair (a prefill server serves
+decode replicas of its own weight and KV dtypes). With x_g the load routed to group g:
+
+    sum_g x_g = Q,   sum_{i in g} cap_i * slices_i >= x_g,   sum_{j in g} pcap_j * slices_j >= x_g
+
+(without prefill servers only the first two). Scaled to micro-queries per second:
+capacities rounded down, the demand up, so an integer plan always serves Q in the float
+model; the solver-free check below recomputes that in floating point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+NAME = "demand"
+#: Rate unit of the integer model: micro-queries per second.
+RATE_UNITS_PER_QPS = 10**6
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One configuration rentable by the slice: what a slice serves and what it costs."""
+
+    row: int  # candidate-table row
+    group: str  # "weights/kv"
+    qps_per_slice: float  # decode: queries/s; prefill: prompts/s
+    usd_per_hour: float  # one slice
+
+    @property
+    def rate_int(self) -> int:
+        return math.floor(self.qps_per_slice * RATE_UNITS_PER_QPS)
+
+
+def demand_int(qps: float) -> int:
+    return math.ceil(qps * RATE_UNITS_PER_QPS)
+
+
+def add(model: cp_model.CpModel, qps: float, decode: Sequence[Offer], decode_slices: Sequence[cp_model.IntVar],
+        prefill: Sequence[Offer], prefill_slices: Sequence[cp_model.IntVar], with_prefill: bool) -> None:
+    """Post the routing and capacity rows."""
+    q = demand_int(qps)
+    groups = sorted({o.group for o in decode})
+    routed = {g: model.new_int_var(0, q, f"routed[{g}]") for g in groups}
+    model.add(sum(routed.values()) == q)
+    for g in groups:
+        model.add(sum(o.rate_int * n for o, n in zip(decode, decode_slices) if o.group == g) >= routed[g])
+        if with_prefill:
+            model.add(sum(o.rate_int * n for o, n in zip(prefill, prefill_slices) if o.group == g) >= routed[g])
+
+
+def servable_qps(decode: Sequence[tuple[Offer, int]], prefill: Sequence[tuple[Offer, int]],
+                 with_prefill: bool) -> float:
+    """Solver-free, float: the queries per second a plan serves (per group, the smaller of its
+    decode and prefill capacity)."""
+    total = 0.0
+    for g in {o.group for o, _ in decode}:
+        d = sum(o.qps_per_slice * n for o, n in decode if o.group == g)
+        p = sum(o.qps_per_slice * n for o, n in prefill if o.group == g) if with_prefill else math.inf
+        total += min(d, p)
+    return total
+
+
+def check(qps: float, decode: Sequence[tuple[Offer, int]], prefill: Sequence[tuple[Offer, int]],
+          with_prefill: bool) -> list[str]:
+    served = servable_qps(decode, prefill, with_prefill)
+    return [] if served >= qps else [f"serves {served:.6g} queries/s, below the demand of {qps:g}"]

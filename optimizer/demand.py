@@ -1,0 +1,121 @@
+"""Demand mode: the cheapest whole deployment (integer slices of decode and prefill
+configurations, mixed freely) that serves a demand in queries per second.
+
+Each decode candidate runs at its best feasible batch (the largest, which maximizes its
+throughput per dollar); each prefill candidate handles 1/T_prefill prompts per second per
+server. Offers dominated within their dtype group (k slices of another offer serve at least as
+much for at most the cost) are dropped first: the swap never makes a plan worse.
+CP-SAT then chooses integer slice counts minimizing cost per hour in micro-dollars (prices
+are taken to 6 decimals), with the routing and capacity rows of constraints.demand.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+from constraints import demand
+from constraints.demand import Offer
+
+USD_UNITS = 10**6  # micro-dollars per hour
+STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible", cp_model.INFEASIBLE: "infeasible"}
+
+
+def usd_int(usd_per_hour: float) -> int:
+    return round(usd_per_hour * USD_UNITS)
+
+
+def undominated(offers: Sequence[Offer]) -> list[Offer]:
+    """Per dtype group, drop every offer o that k copies of another offer p replace at no
+    more cost (k = ceil(rate_o / rate_p), k * cost_p <= cost_o): swapping them, slice for
+    slices, never makes a plan dearer or smaller. Of identical offers the first row stays."""
+    live = sorted((o for o in offers if o.rate_int > 0), key=lambda o: o.row)
+    keep = []
+    for o in live:
+        o_cost = usd_int(o.usd_per_hour)
+        dominated = False
+        for p in live:
+            if p is o or p.group != o.group:
+                continue
+            k = -(-o.rate_int // p.rate_int)
+            p_cost = k * usd_int(p.usd_per_hour)
+            if p_cost < o_cost or (p_cost == o_cost and (k * p.rate_int > o.rate_int or k > 1 or p.row < o.row)):
+                dominated = True
+                break
+        if not dominated:
+            keep.append(o)
+    return keep
+
+
+@dataclass
+class DemandPlan:
+    status: str
+    decode: list[tuple[Offer, int]]  # offers with a positive slice count
+    prefill: list[tuple[Offer, int]]
+    cost_usd_int: int | None  # the objective, exact (micro-dollars per hour)
+    bound_usd_int: int | None
+    seconds: float
+
+
+def solve_demand(qps: float, decode: Sequence[Offer], prefill: Sequence[Offer], with_prefill: bool,
+                 time_limit_s: float = 5.0, prune: bool = True) -> DemandPlan:
+    """Minimize cost per hour subject to serving `qps`; `prune` drops dominated offers first."""
+    started = time.perf_counter()
+    d_offers = undominated(decode) if prune else [o for o in decode if o.rate_int > 0]
+    p_offers = (undominated(prefill) if prune else [o for o in prefill if o.rate_int > 0]) if with_prefill else []
+    if with_prefill:
+        served_groups = {o.group for o in p_offers}
+        d_offers = [o for o in d_offers if o.group in served_groups]
+        p_offers = [o for o in p_offers if o.group in {d.group for d in d_offers}]
+    q = demand.demand_int(qps)
+    # A feasible plan to start from: per dtype group, the cheapest single decode offer and the
+    # cheapest single prefill offer that each cover the demand alone; the best group's cost
+    # bounds every slice count (no optimal plan spends more on one offer than that).
+    def alone(offers: list[Offer], group: str) -> tuple[int, Offer | None]:
+        options = [(-(-q // o.rate_int) * usd_int(o.usd_per_hour), o.row, o) for o in offers if o.group == group]
+        return min(options, key=lambda t: t[:2])[0::2] if options else (0, None)
+
+    start: tuple[int, Offer | None, Offer | None] | None = None
+    for group in sorted({o.group for o in d_offers}):
+        d_cost, d_best = alone(d_offers, group)
+        p_cost, p_best = alone(p_offers, group) if with_prefill else (0, None)
+        if start is None or d_cost + p_cost < start[0]:
+            start = (d_cost + p_cost, d_best, p_best)
+    upper = start[0] if start else 0
+    model = cp_model.CpModel()
+
+    def count_var(o: Offer, role: str) -> cp_model.IntVar:
+        most = min(-(-q // o.rate_int), upper // max(usd_int(o.usd_per_hour), 1))
+        return model.new_int_var(0, most, f"{role}_slices[{o.row}]")
+
+    d_vars = [count_var(o, "decode") for o in d_offers]
+    p_vars = [count_var(o, "prefill") for o in p_offers]
+    if start is not None:
+        for o, n in zip(d_offers + p_offers, d_vars + p_vars):
+            model.add_hint(n, -(-q // o.rate_int) if o is start[1] or o is start[2] else 0)
+    if not d_offers:
+        model.add_bool_or([])  # nothing can serve: proven infeasible by the solver
+    demand.add(model, qps, d_offers, d_vars, p_offers, p_vars, with_prefill)
+    cost = sum(usd_int(o.usd_per_hour) * n for o, n in zip(d_offers, d_vars)) + sum(
+        usd_int(o.usd_per_hour) * n for o, n in zip(p_offers, p_vars))
+    model.minimize(cost)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1  # deterministic
+    solver.parameters.random_seed = 0
+    # a deterministic limit, so the same input gives the same plan; wall time only as a backstop
+    solver.parameters.max_deterministic_time = time_limit_s
+    solver.parameters.max_time_in_seconds = 3 * time_limit_s
+    solver.parameters.linearization_level = 2  # the LP relaxation's cuts close knapsack-cover gaps fast
+    status = solver.solve(model)
+    name = STATUS.get(status, "unknown")
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return DemandPlan(name, [], [], None, None, time.perf_counter() - started)
+    chosen_d = [(o, solver.value(n)) for o, n in zip(d_offers, d_vars) if solver.value(n) > 0]
+    chosen_p = [(o, solver.value(n)) for o, n in zip(p_offers, p_vars) if solver.value(n) > 0]
+    total = sum(usd_int(o.usd_per_hour) * n for o, n in chosen_d + chosen_p)
+    bound = math.ceil(solver.best_objective_bound - 1e-9)
+    return DemandPlan(name, chosen_d, chosen_p, total, bound, time.perf_counter() - started)
