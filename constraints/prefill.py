@@ -58,11 +58,14 @@ def reason(table: CandidateTable, workload: Workload, mask: np.ndarray) -> str:
     if not fits.any():
         return (f"no prefill server fits the weights and one {workload.prompt_tokens}-token prompt's KV "
                 f"in HBM")
-    fast = fits & checks["ttft"]
-    if not fast.any():
-        i = int(np.flatnonzero(fits)[np.argmin(table.cost.prefill_s[fits])])
+    usable = fits & checks["comms"]
+    if not usable.any():
+        return "every prefill server that fits the prompt is comms-bound on it"
+    if not (usable & checks["ttft"]).any():
+        i = int(np.flatnonzero(usable)[np.argmin(table.cost.prefill_s[usable])])
         r = table.row(i)
         return (f"the {workload.ttft_ms:g} ms TTFT target is below the fastest prefill of a "
-                f"{workload.prompt_tokens}-token prompt: {table.cost.prefill_s[i] * 1e3:.1f} ms "
-                f"({r['chip']} {r['topology']}, {r['tp']}-way model parallel)")
-    return "every prefill server that fits and meets the TTFT target is comms-bound on the prompt"
+                f"{workload.prompt_tokens}-token prompt on a server that is not comms-bound: "
+                f"{table.cost.prefill_s[i] * 1e3:.1f} ms ({r['chip']} {r['topology']}, {r['tp']}-way model parallel)")
+    return ("no decode configuration that meets the latency target shares its weight and KV dtypes with a "
+            "prefill server that meets the TTFT target")

@@ -159,7 +159,7 @@ def _demand(sm: ServingModel, workload: Workload, qps: float, time_limit_s: floa
     slice_usd = table.slice_chips * table.usd_per_chip_hour
     decode = [Offer(int(r), str(groups[r]), float(table.replicas[r] * q), float(slice_usd[r]))
               for r, q in zip(rows.tolist(), (batch / (m.step_s * workload.decode_len)).tolist())]
-    p_rows = sm.prefill_rows
+    p_rows = sm.prefill_rows_all
     prefill_offers = [Offer(int(r), str(groups[r]), float(table.replicas[r] / table.cost.prefill_s[r]),
                             float(slice_usd[r])) for r in p_rows.tolist()]
     plan = solve_demand(qps, decode, prefill_offers, workload.prefill_servers, time_limit_s)

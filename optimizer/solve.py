@@ -11,11 +11,11 @@ Objective. Cost per query is the decode replica's (Y*price*T_step*G/(3600*B)) pl
 prefill server's (Y*price*T_prefill/3600); queries per dollar is its inverse, a ratio. For a
 fixed decode candidate the decode part never increases with the batch (B/(a*B + max(f*B, p))
 is nondecreasing), so its best value is the closed form at its largest feasible batch, and
-the best prefill server of its dtype pair is fixed too. Candidates are ranked exactly, in
-floating point, by the objective and the deterministic tie-break (higher queries per dollar,
-then lower step time, then fewer chips, then catalog order; values equal to 12 significant
-digits tie); the CP-SAT objective is lexicographic over integers: decode rank, then the
-batch, then the prefill server's rank, with no rounding of the ratio.
+the best prefill server of its dtype pair is fixed too (the model carries only that one per
+pair). Candidates are ranked exactly, in floating point, by the objective and the
+deterministic tie-break (higher queries per dollar, then lower step time, then fewer chips,
+then catalog order; values equal to 12 significant digits tie); the CP-SAT objective is
+lexicographic over integers, decode rank then batch, with no rounding of the ratio.
 """
 
 from __future__ import annotations
@@ -96,23 +96,26 @@ class ServingModel:
         groups = np.char.add(np.char.add(table.weights, "/"), table.kv) if len(table) else np.zeros(0, str)
         decode_ok = self.cap >= 1
 
-        # prefill servers: the cheapest per prompt first (then faster, then fewer chips)
+        # Prefill servers, the cheapest per prompt first (then faster, then fewer chips). Only
+        # the best of each dtype pair can be part of an optimal plan (the pair's decode
+        # replicas pay the same whichever server it is), so the model carries just those;
+        # demand mode, where whole servers are counted, uses them all (prefill_rows_all).
+        self.prefill_rows_all = np.zeros(0, np.int64)
         self.prefill_rows = np.zeros(0, np.int64)
         prefill_cost = np.zeros(len(table))
         if workload.prefill_servers:
-            self.prefill_rows = np.flatnonzero(prefill.server_mask(table, workload))
-            p_rows = self.prefill_rows
-            p_cost = prefill_usd_per_query(table, p_rows)
-            p_order = np.lexsort((p_rows, table.slice_chips[p_rows], significant(table.cost.prefill_s[p_rows]),
-                                  significant(p_cost)))
+            self.prefill_rows_all = p_all = np.flatnonzero(prefill.server_mask(table, workload))
+            p_cost_all = prefill_usd_per_query(table, p_all)
+            p_order = np.lexsort((p_all, table.slice_chips[p_all], significant(table.cost.prefill_s[p_all]),
+                                  significant(p_cost_all)))
             best_in_group: dict[str, int] = {}
             for k in p_order.tolist():
-                best_in_group.setdefault(str(groups[p_rows[k]]), k)
+                best_in_group.setdefault(str(groups[p_all[k]]), k)
             served = np.array([g in best_in_group for g in groups.tolist()], dtype=bool)
             decode_ok &= served
             for g, k in best_in_group.items():
-                prefill_cost[groups == g] = p_cost[k]
-            p_weight = _weights(p_order)
+                prefill_cost[groups == g] = p_cost_all[k]
+            self.prefill_rows = np.sort(p_all[list(best_in_group.values())])
         self.prefill_unserved_groups = sorted(set(groups[self.cap >= 1].tolist()) - set(
             groups[decode_ok].tolist())) if workload.prefill_servers else []
 
@@ -141,11 +144,8 @@ class ServingModel:
             model.add(sum(p for p, c in zip(self.pick, table.chip[rows].tolist()) if c == chip) == used)
             self.chip_used[chip] = used
         batch_sign = -1 if objective == "min-latency" else 1
-        prefill_span = len(self.serve) + 1
-        objective_expr = (sum(int(w) * p for w, p in zip(weight.tolist(), self.pick)) * ((max_batch + 1) * prefill_span)
-                          + batch_sign * self.batch * prefill_span)
-        if self.serve:
-            objective_expr += sum(int(w) * s for w, s in zip(p_weight.tolist(), self.serve))
+        objective_expr = (sum(int(w) * p for w, p in zip(weight.tolist(), self.pick)) * (max_batch + 1)
+                          + batch_sign * self.batch)
         model.maximize(objective_expr)
         self.solver = cp_model.CpSolver()
         self.solver.parameters.num_workers = 1  # deterministic, and fastest on models this small
