@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from optimizer import load_chips, load_model, optimize  # noqa: E402
 from optimizer.candidates import build_table  # noqa: E402
-from optimizer.solve import DecodeModel, family_caps  # noqa: E402
+from optimizer.solve import ServingModel  # noqa: E402
 from optimizer.workload import Workload  # noqa: E402
 from tests.bruteforce import brute_force  # noqa: E402
 
@@ -56,8 +56,8 @@ def scaled_catalog(factor: int):
 
 def decode_solve(model, chips, workload):
     """Candidate table, family caps, CP-SAT build and the winner's solve (no alternatives)."""
-    table = build_table(model, chips, workload.context)
-    dm = DecodeModel(table, workload, "queries-per-dollar", family_caps(table, workload))
+    table = build_table(model, chips, workload)
+    dm = ServingModel(table, workload, "queries-per-dollar")
     status, choice = dm.solve()
     assert status == "optimal"
     return len(table)
@@ -66,11 +66,16 @@ def decode_solve(model, chips, workload):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
-    runs = parser.parse_args().runs
+    parser.add_argument("--demand-only", action="store_true")
+    args = parser.parse_args()
+    runs = args.runs
+    if args.demand_only:
+        return demand(runs)
     model = load_model("llama3-405b")
     chips = load_chips()
     w = Workload(context=8192, decode_len=512, slo_ms=15)
     rows = []
+    w_decode = Workload(context=8192, decode_len=512, slo_ms=15, serving="decode-only")
 
     base, _ = median_s(process([sys.executable, "-c", "import ortools.sat.python.cp_model, numpy"]), runs)
     rows.append(("python -c 'import ortools.sat.python.cp_model, numpy' (baseline)", base, ""))
@@ -86,9 +91,13 @@ def main() -> None:
     rows.append((f"solve: table + caps + CP-SAT build + solve ({n} candidates)", solve, ""))
     full, _ = median_s(lambda: optimize(model, 15, chips=chips), runs)
     rows.append(("optimize() in process: winner, 2 runners-up, 7 alternatives (10 solves)", full, ""))
-    brute, _ = median_s(lambda: brute_force(model, chips, sorted(chips), 15, 8192, 512), max(3, runs // 2))
-    rows.append(("brute force (tests/bruteforce.py): every axis subset, every batch", brute,
+    brute, _ = median_s(lambda: brute_force(model, chips, sorted(chips), 15, 8192, 512, serving="disaggregated"),
+                        max(3, runs // 2))
+    rows.append(("brute force (tests/bruteforce.py): every axis subset, every batch, with prefill servers", brute,
                  f"{brute / solve:.0f}x the solve"))
+    n = decode_solve(model, chips, w_decode)
+    solve_d, _ = median_s(lambda: decode_solve(model, chips, w_decode), runs)
+    rows.append((f"solve, --decode-only ({n} candidates)", solve_d, ""))
     for factor in (1, 4, 16):
         cat = scaled_catalog(factor)
         n = decode_solve(model, cat, w)
@@ -100,6 +109,23 @@ def main() -> None:
     print("| what | median | note |\n|---|---|---|")
     for what, t, note in rows:
         print(f"| {what} | {t * 1e3:.0f} ms | {note} |")
+
+
+def demand(runs: int) -> None:
+    """Demand mode: optimize llama3-70b --slo-ms 50 --ttft-ms 1000 --qps Q, solve-only and whole call."""
+    from optimizer.api import _demand
+
+    model = load_model("llama3-70b")
+    chips = load_chips()
+    w = Workload(context=8192, decode_len=512, slo_ms=50, ttft_ms=1000)
+    table = build_table(model, chips, w)
+    sm = ServingModel(table, w, "queries-per-dollar")
+    print("| demand (queries/s) | demand solve, median | status | gap | cost/hour | chips |\n|---|---|---|---|---|---|")
+    for qps in (1, 100, 10_000):
+        deployments = []
+        t, _ = median_s(lambda qps=qps: deployments.append(_demand(sm, w, qps, 5.0)), runs)
+        d = deployments[-1]
+        print(f"| {qps:,} | {t * 1e3:.0f} ms | {d.status} | {d.gap:.4%} | ${d.cost_per_hour:,.2f} | {d.total_chips} |")
 
 
 if __name__ == "__main__":
