@@ -122,8 +122,8 @@ def demand(runs: int) -> None:
     sm = ServingModel(table, w, "queries-per-dollar")
     print("| demand (queries/s) | demand solve, median | status | gap | cost/hour | chips |\n|---|---|---|---|---|---|")
     for qps in (1, 100, 10_000):
-        deployments = []
-        t, _ = median_s(lambda qps=qps: deployments.append(_demand(sm, w, qps, 5.0)), runs)
+        deployments: list = []
+        t, _ = median_s(lambda qps=qps, out=deployments: out.append(_demand(sm, w, qps, 5.0)), runs)
         d = deployments[-1]
         print(f"| {qps:,} | {t * 1e3:.0f} ms | {d.status} | {d.gap:.4%} | ${d.cost_per_hour:,.2f} | {d.total_chips} |")
 
