@@ -50,7 +50,13 @@ def verified_caps(caps: np.ndarray, satisfied: Callable[[np.ndarray, np.ndarray]
 
 def add_caps(model: cp_model.CpModel, pick: Sequence[cp_model.IntVar], batch: cp_model.IntVar,
              caps: np.ndarray) -> None:
-    """batch <= cap[i] whenever candidate i is picked (rows the family does not limit skip)."""
-    for lit, cap in zip(pick, caps.tolist()):
-        if cap < UNBOUNDED:
-            model.add(batch <= cap).only_enforce_if(lit)
+    """batch <= cap[i] for the picked candidate i, as the single linear row
+    batch <= sum_i cap[i] * pick[i] (exactly one pick is true, so the sum is the picked cap).
+    Rows the family does not limit take the batch variable's own upper bound."""
+    if len(pick) == 0:
+        return
+    most = int(list(batch.proto.domain)[-1])
+    coefs = np.minimum(caps, most).tolist()
+    if all(c >= most for c in coefs):
+        return
+    model.add(batch <= cp_model.LinearExpr.weighted_sum(pick, coefs))

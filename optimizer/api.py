@@ -205,7 +205,7 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
              objective: str = "queries-per-dollar", top: int = 3, prompt_len: int | None = None,
              prefill_mfu: float = 0.4, ttft_ms: float | None = None, serving: str = "disaggregated",
              qps: float | None = None, compare_colocated: bool = False,
-             time_limit_s: float = 5.0) -> OptimizeResult:
+             time_limit_s: float = 5.0, alternatives: bool = True) -> OptimizeResult:
     """The configuration with the best `objective` whose decode step stays within `slo_ms`.
 
     chips: the catalog (default load_chips()); chip_names: restrict to these chip types;
@@ -214,7 +214,8 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
     prompt_len (default context - decode_len), prefill_mfu, ttft_ms: the prefill side;
     serving: "disaggregated" (prefill servers, the default), "colocated" or "decode-only";
     qps: also size the cheapest whole deployment for this demand (queries per second);
-    compare_colocated: also solve the other of disaggregated/colocated and compare.
+    compare_colocated: also solve the other of disaggregated/colocated and compare;
+    alternatives: also find the best configuration of every other chip type (one solve each).
     Raises InputError (a ValueError) for bad input; an unreachable target is a result with
     status "infeasible" and a reason.
     """
@@ -257,7 +258,7 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
     status, choice = sm.solve()
     best = configuration(table, choice, workload, sm.caps, objective) if choice else None
     runners: list[Configuration] = []
-    alternatives: list[Configuration] = []
+    alts: list[Configuration] = []
     reason = None
     if choice is None:
         reason = infeasible_reason(sm, workload)
@@ -269,7 +270,7 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
                 break
             taken.append(nxt.row)
             runners.append(configuration(table, nxt, workload, sm.caps, objective))
-    for n in names:
+    for n in names if alternatives else []:
         if n in unserved:
             continue
         if choice is not None and table.chip[choice.row] == n:
@@ -278,7 +279,7 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
         if alt is None:
             unserved[n] = infeasible_reason(sm, workload, table.chip == n)
         elif choice is not None:
-            alternatives.append(configuration(table, alt, workload, sm.caps, objective))
+            alts.append(configuration(table, alt, workload, sm.caps, objective))
     deployment = _demand(sm, workload, qps, time_limit_s) if qps is not None else None
     notes = []
     if workload.serving != "decode-only":
@@ -295,7 +296,7 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
     return OptimizeResult(
         status=status, reason=reason, model=mdl.name, objective=objective,
         context=workload.context, decode_len=workload.decode_len, slo_ms=slo_ms,
-        best=best, runners_up=runners, alternatives=alternatives, unserved=unserved,
+        best=best, runners_up=runners, alternatives=alts, unserved=unserved,
         solve=SolveStats(seconds=seconds, candidates=len(table), feasible_candidates=len(sm.rows),
                          solver_status=status, solves=sm.solves),
         serving=workload.serving,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -90,9 +91,18 @@ def build_table(model: Model, chips: dict[str, Chip], workload: Workload,
     """Every candidate on the given chips. `weights`/`kv` None means each chip's defaults
     (bf16, its native 8-bit format, int4). A replica layout reachable on several slices is
     kept once, on the smallest: the larger slices only add identical replicas."""
+    rows = candidate_rows(tuple(chips[n] for n in sorted(chips)), weights, kv)
+    return _table(model, workload, chips, list(rows))
+
+
+@functools.lru_cache(maxsize=256)
+def candidate_rows(chips: tuple[Chip, ...], weights: tuple[str, ...] | None,
+                   kv: tuple[str, ...] | None) -> tuple[tuple, ...]:
+    """The discrete choices (chip, shape, slice chips, Y, n_axes, weights, kv), enumerated once
+    per chip set and dtype filter and reused for every model, context and target."""
     rows: list[tuple] = []
-    for name in sorted(chips):
-        chip = chips[name]
+    for chip in chips:
+        name = chip.name
         w_opts = chip.default_dtypes(chip.weight_dtypes) if weights is None else tuple(
             w for w in weights if w in chip.weight_dtypes)
         kv_opts = chip.default_dtypes(chip.kv_dtypes) if kv is None else tuple(
@@ -107,7 +117,7 @@ def build_table(model: Model, chips: dict[str, Chip], workload: Workload,
                 seen.add((y, n))
                 for w, k in itertools.product(w_opts, kv_opts):
                     rows.append((name, shape, int(np.prod(dims)), y, n, w, k))
-    return _table(model, workload, chips, rows)
+    return tuple(rows)
 
 
 def single_candidate(model: Model, chip: Chip, topology: str, tp: int | None,

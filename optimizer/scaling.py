@@ -3,8 +3,9 @@
 Every constraint family turns its float inequality into rows `coef * batch <= rhs` with
 integer coefficients: usage is rounded up and capacity down, so an integer plan is always
 a float plan (the families' solver-free checkers re-verify this). Because each row has a
-single integer variable, it is posted as the exactly equivalent `batch <= floor(rhs/coef)`,
-which keeps CP-SAT's coefficients small however large the slice or the context.
+single integer variable, it is exactly `batch <= floor(rhs/coef)`: that cap is what the
+family posts (as `batch <= sum_i cap[i] * pick[i]`), which keeps CP-SAT's coefficients
+small however large the slice or the context.
 """
 
 from __future__ import annotations
