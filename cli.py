@@ -162,14 +162,18 @@ def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context
             p = b.prefill
             click.echo(f"\nPrefill servers: {p.chip} {p.topology}, {p.tp}-way model parallel, {p.prefill_ms:.1f} ms "
                        f"per {result.prompt_len}-token prompt; {b.prefill_servers_per_replica:.3f} per decode replica "
-                       f"(about {b.prefill_ratio} prefill:decode); TTFT {b.ttft_ms:.1f} ms (queueing ignored)")
+                       f"(about {b.prefill_ratio} prefill:decode); TTFT {b.ttft_ms:.1f} ms")
         elif b.ttft_ms is not None:
             click.echo(f"\nCo-located prefill: {b.breakdown_ms['prefill']:.2f} ms of each step; "
-                       f"TTFT {b.ttft_ms:.1f} ms (queueing ignored)")
+                       f"TTFT {b.ttft_ms:.1f} ms")
         if b.usd_per_million_input_tokens is not None:
-            click.echo(f"Cost: {b.queries_per_dollar:,.1f} queries/$ with prefill ({b.decode_queries_per_dollar:,.1f} "
-                       f"decode alone); ${b.usd_per_million_input_tokens:.4f} per million input tokens, "
+            share = (f"with prefill ({b.decode_queries_per_dollar:,.1f} decode alone)" if b.prefill is not None
+                     else "with prefill inside the decode step")
+            click.echo(f"Cost: {b.queries_per_dollar:,.1f} queries/$ {share}; "
+                       f"${b.usd_per_million_input_tokens:.4f} per million input tokens, "
                        f"${b.usd_per_million_output_tokens:.4f} per million output tokens")
+        for note in result.notes:
+            click.echo(f"Note: {note}")
         click.echo(f"\nWhy: {b.explanation}.")
     for chip, why in result.unserved.items():
         click.echo(f"not served by {chip}: {why}")

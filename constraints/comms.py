@@ -4,7 +4,9 @@
 
 Y = 1 has no collectives. Both sides grow with B, so where T_ici grows faster than T_math
 the inequality reduces to T_ici <= T_hbm, an upper bound on the batch; elsewhere it always
-holds. Scaled to femtoseconds, T_ici rounded up and T_hbm down.
+holds. Scaled to femtoseconds, T_ici rounded up and T_hbm down. With co-located prefill the
+replica also runs the prompt's matmuls over its T tokens, so it must not be comms-bound at
+B = T either (the same check prefill servers pass; see constraints.prefill).
 """
 
 from __future__ import annotations
@@ -29,8 +31,15 @@ def comms_bound(table: CandidateTable, rows: np.ndarray, batch: np.ndarray) -> n
     return (table.tp[rows] > 1) & (t_ici > t_work)
 
 
+def prompt_ok(table: CandidateTable, rows: np.ndarray, workload: Workload) -> np.ndarray:
+    """Co-located serving: the replica is not comms-bound on the prompt's tokens."""
+    if not workload.colocated:
+        return np.ones(len(rows), dtype=bool)
+    return ~comms_bound(table, rows, np.full(len(rows), workload.prompt_tokens))
+
+
 def satisfied(table: CandidateTable, rows: np.ndarray, batch: np.ndarray, workload: Workload) -> np.ndarray:
-    return ~comms_bound(table, rows, batch)
+    return ~comms_bound(table, rows, batch) & prompt_ok(table, rows, workload)
 
 
 def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
@@ -39,6 +48,7 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
     coef = usage_int(c.ici_s_per_seq, TIME_UNITS_PER_S)
     rhs = capacity_int(c.matmul_hbm_s, TIME_UNITS_PER_S)
     caps = np.where(limited, batch_cap(coef, rhs), UNBOUNDED)
+    caps = np.where(prompt_ok(table, np.arange(len(table)), workload), caps, 0)
     return verified_caps(caps, lambda r, b: satisfied(table, r, b, workload))
 
 

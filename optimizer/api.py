@@ -15,7 +15,7 @@ from constraints.demand import Offer, servable_qps
 from optimizer.candidates import CandidateTable, build_table, single_candidate
 from optimizer.catalog import DTYPES, Chip, Model, load_chips, load_model
 from optimizer.costmodel import prefill_servers_per_replica
-from optimizer.demand import solve_demand
+from optimizer.demand import MAX_QPS, solve_demand
 from optimizer.errors import InputError, unknown_name
 from optimizer.metrics import measure, prefill_usd_per_query
 from optimizer.result import (
@@ -68,10 +68,10 @@ def configuration(table: CandidateTable, choice: Choice, workload: Workload,
     c = table.cost
     step = float(m.step_s[0])
     binding = [name for name, cap in caps.items() if int(cap[i]) == b]
-    if binding:
-        explanation = "; ".join(_family(n).explain(table, i, b, workload) for n in binding)
-    elif objective == "min-latency":
+    if objective == "min-latency":
         explanation = "batch 1: the min-latency objective serves one sequence at a time"
+    elif binding:
+        explanation = "; ".join(_family(n).explain(table, i, b, workload) for n in binding)
     else:
         explanation = f"batch {b}"
     decode_usd = float(m.usd_per_query[0])
@@ -225,6 +225,9 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
     if qps is not None and (isinstance(qps, bool) or not isinstance(qps, (int, float))
                             or not (qps > 0 and math.isfinite(qps))):
         raise InputError(f"qps (--qps) must be a positive number of queries per second, got {qps!r}")
+    if qps is not None and qps > MAX_QPS:
+        raise InputError(f"qps (--qps) {qps:g} is above {MAX_QPS:g} queries per second, beyond what the demand "
+                         "model's integers represent exactly")
     mdl = _resolve_model(model)
     workload = Workload(context=context, decode_len=decode_len, slo_ms=slo_ms, prompt_len=prompt_len,
                         prefill_mfu=prefill_mfu, ttft_ms=ttft_ms, serving=serving)
@@ -284,6 +287,9 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
     notes = []
     if workload.serving != "decode-only":
         notes.append("TTFT is one prompt's prefill time; queueing for a prefill server is ignored")
+        if workload.prompt_tokens + workload.decode_len > workload.context:
+            notes.append(f"prompt ({workload.prompt_tokens}) + decode ({workload.decode_len}) tokens exceed the "
+                         f"context ({workload.context}); KV caches are sized for the context, as in the chapter")
     comparison = None
     if compare_colocated and workload.serving != "decode-only":
         other_mode = "colocated" if workload.prefill_servers else "disaggregated"

@@ -22,6 +22,8 @@ from constraints import demand
 from constraints.demand import Offer
 
 USD_UNITS = 10**6  # micro-dollars per hour
+#: Largest demand represented: micro-QPS counts and micro-dollar costs stay far inside int64.
+MAX_QPS = 1e6
 STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible", cp_model.INFEASIBLE: "infeasible"}
 
 
@@ -108,7 +110,9 @@ def solve_demand(qps: float, decode: Sequence[Offer], prefill: Sequence[Offer], 
     solver.parameters.random_seed = 0
     # a deterministic limit, so the same input gives the same plan; wall time only as a backstop
     solver.parameters.max_deterministic_time = time_limit_s
-    solver.parameters.max_time_in_seconds = 3 * time_limit_s
+    solver.parameters.max_time_in_seconds = 2 * time_limit_s
+    if model.validate():  # cannot happen below MAX_QPS; reported, never a traceback
+        return DemandPlan("model_invalid", [], [], None, None, time.perf_counter() - started)
     solver.parameters.linearization_level = 2  # the LP relaxation's cuts close knapsack-cover gaps fast
     status = solver.solve(model)
     name = STATUS.get(status, "unknown")

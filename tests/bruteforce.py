@@ -45,7 +45,7 @@ def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=F
     prefill = 2 * P * prompt_len / (y * chip.bf16_flops * mfu)
     return dict(P=P, bw=BYTES[w], kv_seq=kv_tok * context, Y=y, n=n, M=chip.hbm_bytes,
                 W=chip.hbm_bytes_per_s, C=chip.bf16_flops, Wici=w_ici, D=model.d_model, F=model.d_ff,
-                prefill=prefill, prompt_kv=kv_tok * prompt_len, col=prefill / decode_len if colocated else 0.0)
+                prefill=prefill, prompt_kv=kv_tok * prompt_len, T=prompt_len, col=prefill / decode_len if colocated else 0.0)
 
 
 def _comms_ok(t, B):
@@ -62,7 +62,7 @@ def _feasible(t, B, slo_s, ttft_s=np.inf):
     B = np.asarray(B, dtype=float)
     fits = t["P"] * t["bw"] + B * t["kv_seq"] <= t["Y"] * t["M"]
     fast = _step(t, B) <= slo_s
-    first_token = (t["prefill"] <= ttft_s) if t["col"] > 0 else True
+    first_token = (t["prefill"] <= ttft_s and bool(_comms_ok(t, t["T"]))) if t["col"] > 0 else True
     return fits & fast & _comms_ok(t, B) & first_token
 
 

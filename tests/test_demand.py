@@ -138,3 +138,53 @@ def test_unservable_demand_is_an_answer():
     r = optimize("llama3-70b", 50, ttft_ms=10, qps=10)
     assert r.status == "infeasible" and r.deployment.status == "infeasible"
     assert "TTFT" in r.deployment.reason
+
+
+def test_compare_colocated_with_demand_uses_deployment_cost():
+    """With --qps, the comparison is by whole-deployment cost per hour."""
+    r = optimize("llama3-8b", 30, qps=20, compare_colocated=True, chip_names=["h100", "tpu-v5e"])
+    c = r.comparison
+    assert c["by"] == "deployment cost per hour"
+    costs = {m: c[m]["cost_per_hour"] for m in ("colocated", "disaggregated")}
+    assert c["cheaper"] == min(costs, key=costs.get)
+    assert costs["disaggregated"] == pytest.approx(r.deployment.cost_per_hour)
+
+
+def branch_and_bound(q_int, offers, bound):
+    """Exhaustive search (pruned only by cost) for the cheapest slice counts covering q_int."""
+    offers = sorted(offers, key=lambda o: usd_int(o.usd_per_hour) / o.rate_int)
+    best = [bound]
+
+    def go(k, need, cost):
+        if need <= 0:
+            best[0] = min(best[0], cost)
+            return
+        if k == len(offers):
+            return
+        o = offers[k]
+        ratio = min(usd_int(p.usd_per_hour) / p.rate_int for p in offers[k:])
+        if cost + need * ratio >= best[0]:
+            return
+        for n in range(-(-need // o.rate_int), -1, -1):
+            go(k + 1, need - n * o.rate_int, cost + n * usd_int(o.usd_per_hour))
+
+    go(0, q_int, cost=0)
+    return best[0]
+
+
+def test_issue_example_cost_is_the_single_pair_minimum():
+    """The 100-QPS deployment costs no more than the exhaustive optimum of any single dtype pair
+    (decode and prefill each covering 100 QPS), and equals it when it uses one pair."""
+    r = optimize("llama3-70b", 50, ttft_ms=1000, qps=100)
+    got = usd_int(r.deployment.cost_per_hour)
+    q = math.ceil(100 * 10**6)
+    per_group = {}
+    for g in sorted({o.group for o in DECODE} & {o.group for o in PREFILL}):
+        d = [o for o in DECODE if o.group == g and o.rate_int > 0]
+        p = [o for o in PREFILL if o.group == g and o.rate_int > 0]
+        per_group[g] = branch_and_bound(q, d, got + 1) + branch_and_bound(q, p, got + 1)
+    pairs = {(e.weights, e.kv) for e in r.deployment.decode}
+    assert got <= min(per_group.values())
+    if len(pairs) == 1:
+        (w, kv), = pairs
+        assert got == per_group[f"{w}/{kv}"]

@@ -135,3 +135,36 @@ def test_prefill_and_demand_bad_input(args, message):
     """Each bad prefill or demand input: exit 2 with one line naming it."""
     r = run(optimize_cmd, ["--model", "llama3-70b", "--slo-ms", "50", *args])
     assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_colocated_replicas_must_not_be_comms_bound_on_the_prompt(chips):
+    """6144-way v5p is comms-bound on a prompt's tokens: a prefill server there is refused, and so
+    is a co-located replica, while decode alone (batch 1) is allowed."""
+    import numpy as np
+
+    from constraints import comms, prefill
+    from optimizer import load_model
+    from optimizer.candidates import single_candidate
+    from optimizer.workload import Workload
+
+    m = load_model("llama3-70b")
+    for serving, allowed in (("decode-only", True), ("colocated", False)):
+        w = Workload(slo_ms=50, serving=serving)
+        t = single_candidate(m, chips["tpu-v5p"], "16x16x24", None, "bf16", "bf16", w)
+        assert bool(comms.batch_caps(t, w)[0] >= 1) is allowed
+    w = Workload(slo_ms=50)
+    t = single_candidate(m, chips["tpu-v5p"], "16x16x24", None, "bf16", "bf16", w)
+    assert not prefill.server_mask(t, w)[0]
+    assert comms.comms_bound(t, np.array([0]), np.array([w.prompt_tokens]))[0]
+
+
+def test_prompt_longer_than_the_context_is_noted():
+    """A prompt plus output longer than the context is allowed (as the chapter does) but said."""
+    r = optimize("llama3-8b", 20, prompt_len=8192, chip_names=["h100"])
+    assert any("exceed the context" in n for n in r.notes)
+
+
+def test_huge_demand_is_a_one_line_error():
+    """Demands beyond the integer model's exact range: exit 2, not an overflow."""
+    r = run(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", "20", "--qps", "1e13"])
+    assert r.exit_code == 2 and "above 1e+06 queries per second" in r.output

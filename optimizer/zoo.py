@@ -1,0 +1,280 @@
+"""Batch-solving a model zoo: every model x scenario grid, each solved as `optimize` would.
+
+A zoo file (TOML) lists models and a grid; every model x grid combination is one scenario.
+Scenarios of one model are solved in chunks by worker processes (or Ray tasks), each
+worker loading the catalog and the model once and reusing the enumerated candidates
+(optimizer.candidates.candidate_rows) across the model's scenarios. Rows come back as they
+finish; writers append and flush them, so a killed run loses only the chunks in flight.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import math
+import tomllib
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from optimizer.catalog import DTYPES, load_chips, load_model
+from optimizer.errors import InputError, unknown_name
+from optimizer.workload import OBJECTIVES, SERVING
+
+#: Grid axes: each takes a list of alternatives (or a single value).
+GRID_KEYS = ("slo_ms", "ttft_ms", "context", "decode_len", "prompt_len", "qps", "objective", "serving",
+             "chips", "weights", "kv")
+GRID_DEFAULTS: dict[str, list] = {"ttft_ms": [None], "context": [8192], "decode_len": [512], "prompt_len": [None],
+                                  "qps": [None], "objective": ["queries-per-dollar"], "serving": ["disaggregated"],
+                                  "chips": ["all"], "weights": ["all"], "kv": ["all"]}
+MODEL_KEYS = ("name", "path", *GRID_KEYS)
+TOP_KEYS = ("models", "grid", "chips_file", "prices", "time_limit_s")
+CHUNK = 6
+
+#: Output columns, in order: the scenario's inputs, the outcome, then `best` of optimize --json.
+SCENARIO_COLUMNS = ["scenario_id", "model", "slo_ms", "ttft_target_ms", "context", "decode_len", "prompt_len",
+                    "qps", "objective", "serving", "chip_set", "weight_set", "kv_set"]
+RESULT_COLUMNS = ["status", "reason", "chip", "topology", "chips", "tp", "n_axes", "replicas", "weights", "kv",
+                  "batch", "step_ms", "tokens_per_s_per_chip", "qps_per_chip", "queries_per_dollar",
+                  "usd_per_million_tokens", "usd_per_million_input_tokens", "usd_per_million_output_tokens",
+                  "cost_per_hour", "binding", "prefill_chip", "prefill_topology", "prefill_tp", "prefill_ms",
+                  "prefill_servers_per_replica", "ttft_ms", "deployment_status", "deployment_cost_per_hour",
+                  "deployment_qps_capacity", "deployment_chips"]
+COLUMNS = SCENARIO_COLUMNS + RESULT_COLUMNS
+
+
+@dataclass(frozen=True)
+class Zoo:
+    """A parsed zoo file: model specs (name or config path, with grid overrides) and the grid."""
+
+    models: tuple[dict, ...]
+    grid: dict[str, list]
+    chips_file: str | None = None
+    prices: dict[str, float] = field(default_factory=dict)
+    time_limit_s: float = 5.0
+
+
+def _as_list(key: str, value: Any, origin: str) -> list:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise InputError(f"{origin}: {key!r} is an empty list")
+    return values
+
+
+def _check_values(key: str, values: list, origin: str, chips: list[str]) -> None:
+    for v in values:
+        if key in ("slo_ms", "ttft_ms", "qps") and v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+                raise InputError(f"{origin}: {key} values must be positive numbers, got {v!r}")
+        elif key in ("context", "decode_len", "prompt_len") and v is not None:
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise InputError(f"{origin}: {key} values must be positive integers, got {v!r}")
+        elif key == "objective" and v not in OBJECTIVES:
+            raise unknown_name(f"objective in {origin}", str(v), list(OBJECTIVES))
+        elif key == "serving" and v not in SERVING:
+            raise unknown_name(f"serving mode in {origin}", str(v), list(SERVING))
+        elif key in ("chips", "weights", "kv") and v != "all":
+            valid = chips if key == "chips" else DTYPES
+            for name in v if isinstance(v, list) else [v]:
+                if name not in valid:
+                    raise unknown_name(f"{'chip' if key == 'chips' else 'dtype'} in {origin} {key}", str(name), valid)
+
+
+def load_zoo(path: str | Path) -> Zoo:
+    """Parse and validate a zoo file; InputError names the bad key or value."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"zoo file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot be read ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: not valid TOML ({e})") from None
+    for key in data:
+        if key not in TOP_KEYS:
+            raise InputError(f"{path}: unknown key {key!r}; valid: {', '.join(TOP_KEYS)}")
+    chips_file = data.get("chips_file")
+    if chips_file is not None:
+        chips_file = str((path.parent / chips_file).resolve())
+    prices = data.get("prices", {})
+    if not isinstance(prices, dict):
+        raise InputError(f"{path}: 'prices' must be a table of CHIP = USD")
+    catalog = load_chips(chips_file, prices)
+    grid_table = data.get("grid", {})
+    if not isinstance(grid_table, dict):
+        raise InputError(f"{path}: [grid] must be a table")
+    for key in grid_table:
+        if key not in GRID_KEYS:
+            raise InputError(f"{path}: unknown key {key!r} in [grid]; valid: {', '.join(GRID_KEYS)}")
+    if "slo_ms" not in grid_table:
+        raise InputError(f"{path}: [grid] lacks key 'slo_ms' (the per-token latency targets)")
+    grid = {k: _as_list(k, grid_table.get(k, GRID_DEFAULTS.get(k)), f"{path} [grid]") for k in GRID_KEYS}
+    for k, values in grid.items():
+        _check_values(k, values, f"{path} [grid]", sorted(catalog))
+    models = data.get("models")
+    if not isinstance(models, list) or not models:
+        raise InputError(f"{path}: needs at least one [[models]] entry")
+    specs = []
+    for k, m in enumerate(models):
+        where = f"{path} models[{k}]"
+        if not isinstance(m, dict):
+            raise InputError(f"{where}: must be a table with 'name' or 'path'")
+        for key in m:
+            if key not in MODEL_KEYS:
+                raise InputError(f"{where}: unknown key {key!r}; valid: {', '.join(MODEL_KEYS)}")
+        if ("name" in m) == ("path" in m):
+            raise InputError(f"{where}: give exactly one of 'name' (built-in) or 'path' (config.json)")
+        spec = dict(m)
+        if "path" in spec:
+            spec["path"] = str((path.parent / spec["path"]).resolve())
+        for key in GRID_KEYS:
+            if key in spec:
+                spec[key] = _as_list(key, spec[key], where)
+                _check_values(key, spec[key], where, sorted(catalog))
+        specs.append(spec)
+    time_limit = data.get("time_limit_s", 5.0)
+    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or time_limit <= 0:
+        raise InputError(f"{path}: time_limit_s must be a positive number")
+    return Zoo(models=tuple(specs), grid=grid, chips_file=chips_file, prices=dict(prices),
+               time_limit_s=float(time_limit))
+
+
+def _canon(v: Any) -> Any:
+    if v == "all" or v is None:
+        return None
+    return tuple(v) if isinstance(v, list) else (v,) if isinstance(v, str) else v
+
+
+def scenarios(zoo: Zoo) -> list[dict]:
+    """Every model x grid combination, in file order, each with a stable scenario_id."""
+    out = []
+    for spec in zoo.models:
+        model = spec.get("name") or spec["path"]
+        axes = [spec.get(k, zoo.grid[k]) for k in GRID_KEYS]
+        for combo in itertools.product(*axes):
+            s = dict(zip(GRID_KEYS, combo))
+            sc = {"model": model, "slo_ms": s["slo_ms"], "ttft_target_ms": s["ttft_ms"], "context": s["context"],
+                  "decode_len": s["decode_len"], "prompt_len": s["prompt_len"], "qps": s["qps"],
+                  "objective": s["objective"], "serving": s["serving"], "chip_set": _canon(s["chips"]),
+                  "weight_set": _canon(s["weights"]), "kv_set": _canon(s["kv"])}
+            key = json.dumps(sc, sort_keys=True, default=list)
+            sc["scenario_id"] = hashlib.sha1(key.encode()).hexdigest()[:16]
+            out.append(sc)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _catalog(chips_file: str | None, prices: tuple[tuple[str, float], ...]):
+    return load_chips(chips_file, dict(prices))
+
+
+def _row(sc: dict, result: Any = None, error: str | None = None) -> dict:
+    row = {c: None for c in COLUMNS}
+    row.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in sc.items()})
+    if error is not None:
+        row.update(status="error", reason=error)
+        return row
+    row.update(status=result.status, reason=result.reason)
+    b = result.best
+    if b is not None:
+        for k in ("chip", "topology", "chips", "tp", "n_axes", "replicas", "weights", "kv", "batch", "step_ms",
+                  "tokens_per_s_per_chip", "qps_per_chip", "queries_per_dollar", "usd_per_million_tokens",
+                  "usd_per_million_input_tokens", "usd_per_million_output_tokens", "cost_per_hour",
+                  "prefill_servers_per_replica", "ttft_ms"):
+            row[k] = getattr(b, k)
+        row["binding"] = "+".join(b.binding)
+        if b.prefill is not None:
+            row.update(prefill_chip=b.prefill.chip, prefill_topology=b.prefill.topology, prefill_tp=b.prefill.tp,
+                       prefill_ms=b.prefill.prefill_ms)
+    d = result.deployment
+    if d is not None:
+        row.update(deployment_status=d.status, deployment_cost_per_hour=d.cost_per_hour if d.decode else None,
+                   deployment_qps_capacity=d.qps_capacity if d.decode else None,
+                   deployment_chips=d.total_chips if d.decode else None)
+    return row
+
+
+def solve_chunk(chips_file: str | None, prices: tuple[tuple[str, float], ...], time_limit_s: float,
+                chunk: list[dict]) -> list[dict]:
+    """Solve scenarios of one model (in a worker process or a Ray task); errors become rows."""
+    from optimizer.api import optimize
+
+    try:
+        catalog = _catalog(chips_file, prices)
+        model = load_model(chunk[0]["model"])
+    except (InputError, OSError) as e:
+        return [_row(sc, error=str(e)) for sc in chunk]
+    rows = []
+    for sc in chunk:
+        try:
+            result = optimize(model, sc["slo_ms"], chips=catalog, chip_names=sc["chip_set"], context=sc["context"],
+                              decode_len=sc["decode_len"], weights=sc["weight_set"], kv=sc["kv_set"],
+                              objective=sc["objective"], top=1, prompt_len=sc["prompt_len"],
+                              ttft_ms=sc["ttft_target_ms"], serving=sc["serving"], qps=sc["qps"],
+                              time_limit_s=time_limit_s, alternatives=False)
+            rows.append(_row(sc, result))
+        except InputError as e:
+            rows.append(_row(sc, error=str(e)))
+        except Exception as e:  # a scenario that fails must not stop the zoo: it becomes a row
+            rows.append(_row(sc, error=f"{type(e).__name__}: {e}"))
+    return rows
+
+
+def _chunks(todo: list[dict]) -> list[list[dict]]:
+    out: list[list[dict]] = []
+    for _, group in itertools.groupby(todo, key=lambda s: s["model"]):
+        g = list(group)
+        out += [g[i:i + CHUNK] for i in range(0, len(g), CHUNK)]
+    return out
+
+
+def solve_zoo(zoo: Zoo | str | Path, *, workers: int = 1, backend: str = "local", address: str | None = None,
+              skip: Iterable[str] = ()) -> Iterator[dict]:
+    """Yield one row per scenario as it finishes (scenario_ids in `skip` are not solved).
+
+    backend "local": `workers` processes (1: in this process); "ray": Ray tasks on the
+    cluster at `address` (default: a local Ray instance), `pip install servesat[ray]`.
+    """
+    zoo = load_zoo(zoo) if not isinstance(zoo, Zoo) else zoo
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be a positive integer, got {workers!r}")
+    if backend not in ("local", "ray"):
+        raise unknown_name("backend", backend, ["local", "ray"])
+    skipped = set(skip)
+    todo = [s for s in scenarios(zoo) if s["scenario_id"] not in skipped]
+    args = (zoo.chips_file, tuple(sorted(zoo.prices.items())), zoo.time_limit_s)
+    chunks = _chunks(todo)
+    if backend == "ray":
+        yield from _ray_rows(args, chunks, address)
+    elif workers == 1:
+        for chunk in chunks:
+            yield from solve_chunk(*args, chunk)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+            pending = {pool.submit(solve_chunk, *args, chunk) for chunk in chunks}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in sorted(done, key=id):
+                    yield from f.result()
+
+
+def _ray_rows(args: tuple, chunks: list[list[dict]], address: str | None) -> Iterator[dict]:
+    try:
+        import ray
+    except ImportError:
+        raise InputError("the ray backend needs Ray: pip install 'servesat[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"RAY_DEDUP_LOGS": "0"}} if address is None else None)
+    task = ray.remote(solve_chunk)
+    pending = [task.remote(*args, chunk) for chunk in chunks]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            yield from ray.get(ref)
