@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from typing import Any
 
 import click
@@ -259,6 +261,80 @@ def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: 
     if not e.fits:
         lines.insert(2, "                 (does not fit: the figures below are what the roofline would give if it did)")
     click.echo("\n".join(lines))
+
+
+@main.command("zoo")
+@click.argument("zoo_file", type=click.Path(dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Output file: .csv, .jsonl or .md (rows appended as they finish).")
+@click.option("--workers", type=POSITIVE_INT, default=max(os.cpu_count() or 1, 1), show_default="all cores",
+              help="Worker processes (local backend).")
+@click.option("--resume", is_flag=True, help="Skip scenarios already in --out; never write one twice.")
+@click.option("--backend", default="local", show_default=True, help="local or ray.")
+@click.option("--address", default=None, help="Ray cluster address (default: start a local Ray).")
+def zoo_cmd(zoo_file: str, out: str, workers: int, resume: bool, backend: str, address: str | None) -> None:
+    """Solve every model x scenario of a zoo file, one row per scenario, as optimize would."""
+    from optimizer.zoo import load_zoo, scenarios, solve_zoo
+    from optimizer.zoo_output import RowWriter
+
+    zoo = load_zoo(zoo_file)
+    if backend not in ("local", "ray"):
+        raise InputError(f"unknown backend {backend!r}; valid: local, ray")
+    writer = RowWriter(out, resume)  # fails (exit 2) before any solving if --out cannot be written
+    total = len(scenarios(zoo))
+    todo = total - len(writer.done & {s["scenario_id"] for s in scenarios(zoo)})
+    progress = Progress(todo) if sys.stderr.isatty() else None
+    rows = []
+    try:
+        for row in solve_zoo(zoo, workers=workers, backend=backend, address=address, skip=writer.done):
+            if row["scenario_id"] in writer.done:
+                continue
+            writer.write(row)
+            rows.append(row)
+            if progress:
+                progress.step()
+    finally:
+        writer.close()
+        if progress:
+            progress.finish()
+    click.echo(f"{len(rows)} scenarios solved, {total - todo} already in {out}; {total} in the zoo")
+    click.echo(_zoo_summary(rows))
+
+
+class Progress:
+    """A one-line progress bar with rate and ETA on stderr (terminals only)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+
+    def step(self) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        filled = int(30 * self.done / max(self.total, 1))
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
+                         f"{rate:.1f}/s ETA {eta:.0f}s ")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        sys.stderr.write("\n")
+
+
+def _zoo_summary(rows: list[dict]) -> str:
+    """Per model: the best chip and its $/million tokens over its scenarios, and the failures."""
+    table = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        solved = [r for r in mine if r["queries_per_dollar"] is not None]
+        best = max(solved, key=lambda r: r["queries_per_dollar"]) if solved else None
+        table.append([model, str(len(mine)), best["chip"] if best else "-",
+                      f"{best['usd_per_million_tokens']:.3f}" if best else "-",
+                      str(sum(r["status"] == "infeasible" for r in mine)),
+                      str(sum(r["status"] == "error" for r in mine))])
+    if not table:
+        return "nothing new to solve"
+    return _fmt_table(["model", "scenarios", "best chip", "best $/Mtok", "infeasible", "errors"], table)
 
 
 @main.command("models")

@@ -1,0 +1,98 @@
+"""Zoo output files: CSV, JSON Lines or Markdown by suffix; rows appended and flushed as they
+finish, and read back on --resume (a line cut short by a kill is dropped and re-solved)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import IO, Any
+
+from optimizer.errors import InputError
+from optimizer.zoo import COLUMNS
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".md": "md"}
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, list):
+        return "+".join(str(x) for x in v)
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+class RowWriter:
+    """Appends rows to one output file; knows which scenario_ids the file already holds."""
+
+    def __init__(self, path: str | Path, resume: bool) -> None:
+        self.path = Path(path)
+        self.format = FORMATS.get(self.path.suffix.lower())
+        if self.format is None:
+            raise InputError(f"--out {self.path}: unknown suffix {self.path.suffix!r}; valid: .csv, .jsonl, .md")
+        self.done: set[str] = set()
+        existing = resume and self.path.exists() and self.path.stat().st_size > 0
+        try:
+            if existing:
+                self._truncate_partial_line()
+                self.done = self._read_ids()
+                self.file: IO[str] = open(self.path, "a", newline="")
+            else:
+                self.file = open(self.path, "w", newline="")
+                self._header()
+        except OSError as e:
+            raise InputError(f"--out {self.path}: cannot be written ({e.strerror})") from None
+
+    def _truncate_partial_line(self) -> None:
+        data = self.path.read_bytes()
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+
+    def _read_ids(self) -> set[str]:
+        text = self.path.read_text()
+        ids: set[str] = set()
+        if self.format == "csv":
+            for row in csv.DictReader(io.StringIO(text)):
+                if row.get("scenario_id") and row.get("status"):
+                    ids.add(row["scenario_id"])
+        elif self.format == "jsonl":
+            for line in text.splitlines():
+                if line.strip():
+                    ids.add(json.loads(line)["scenario_id"])
+        else:
+            for line in text.splitlines()[2:]:
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if len(cells) == len(COLUMNS):
+                    ids.add(cells[0])
+        return ids
+
+    def _header(self) -> None:
+        if self.format == "csv":
+            csv.writer(self.file).writerow(COLUMNS)
+        elif self.format == "md":
+            self.file.write("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n")
+        self._flush()
+
+    def write(self, row: dict) -> None:
+        if self.format == "csv":
+            csv.writer(self.file).writerow([_cell(row[c]) for c in COLUMNS])
+        elif self.format == "jsonl":
+            self.file.write(json.dumps({c: row[c] for c in COLUMNS}) + "\n")
+        else:
+            cells = [_cell(row[c]).replace("|", "/").replace("\n", " ") for c in COLUMNS]
+            self.file.write("| " + " | ".join(cells) + " |\n")
+        self.done.add(row["scenario_id"])
+        self._flush()
+
+    def _flush(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()

@@ -1,0 +1,188 @@
+"""servesat zoo: rows equal optimize, resume after a kill, formats, bad input, Ray backend."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from optimizer import optimize
+from optimizer.zoo import COLUMNS, load_zoo, scenarios, solve_zoo
+from optimizer.zoo_output import RowWriter
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = """
+[grid]
+slo_ms = [15, 40]
+context = [2048, 8192]
+ttft_ms = [2000]
+chips = [["tpu-v5e", "h100"], "b200"]
+
+[[models]]
+name = "llama3-8b"
+[[models]]
+name = "llama3-70b"
+context = [4096]
+qps = 5
+"""
+
+
+@pytest.fixture
+def small_zoo(tmp_path):
+    f = tmp_path / "zoo.toml"
+    f.write_text(SMALL)
+    return f
+
+
+def test_grid_expands_with_per_model_overrides(small_zoo):
+    """Every model x grid combination, with a model's own keys replacing the grid's."""
+    sc = scenarios(load_zoo(small_zoo))
+    assert len(sc) == 2 * 2 * 2 + 2 * 1 * 2
+    assert {s["context"] for s in sc if s["model"] == "llama3-70b"} == {4096}
+    assert all(s["qps"] == 5 for s in sc if s["model"] == "llama3-70b")
+    assert len({s["scenario_id"] for s in sc}) == len(sc)
+
+
+def test_rows_equal_optimize(small_zoo):
+    """A sample of rows equals what optimize gives for the same scenario."""
+    rows = {r["scenario_id"]: r for r in solve_zoo(small_zoo, workers=2)}
+    assert len(rows) == 12
+    for sc in random.Random(3).sample(scenarios(load_zoo(small_zoo)), 5):
+        r = rows[sc["scenario_id"]]
+        res = optimize(sc["model"], sc["slo_ms"], chip_names=sc["chip_set"], context=sc["context"],
+                       ttft_ms=sc["ttft_target_ms"], qps=sc["qps"], top=1)
+        assert r["status"] == res.status
+        if res.best:
+            b = res.best
+            assert (r["chip"], r["topology"], r["tp"], r["weights"], r["kv"], r["batch"]) == (
+                b.chip, b.topology, b.tp, b.weights, b.kv, b.batch)
+            assert r["queries_per_dollar"] == b.queries_per_dollar and r["prefill_chip"] == b.prefill.chip
+        if res.deployment:
+            assert r["deployment_cost_per_hour"] == res.deployment.cost_per_hour
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".md"])
+def test_each_format_resumes_without_duplicates(small_zoo, tmp_path, suffix):
+    """Write part of the zoo, cut the last line short, resume: every scenario exactly once."""
+    out = tmp_path / f"rows{suffix}"
+    ids = [s["scenario_id"] for s in scenarios(load_zoo(small_zoo))]
+    w = RowWriter(out, resume=False)
+    for row in list(solve_zoo(small_zoo, workers=1))[:5]:
+        w.write(row)
+    w.close()
+    with open(out, "a") as f:
+        f.write("partial-line-without-newline")
+    r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(out), "--resume", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert "7 scenarios solved, 5 already in" in r.output
+    written = _ids(out)
+    assert sorted(written) == sorted(ids)
+
+
+def _ids(path: Path) -> list[str]:
+    text = path.read_text()
+    if path.suffix == ".csv":
+        return [row["scenario_id"] for row in csv.DictReader(text.splitlines())]
+    if path.suffix == ".jsonl":
+        return [json.loads(line)["scenario_id"] for line in text.splitlines()]
+    return [line.strip("| ").split(" | ")[0] for line in text.splitlines()[2:]]
+
+
+def test_killed_run_resumes_to_every_scenario_once(tmp_path):
+    """SIGKILL a real run midway; --resume then yields every scenario exactly once."""
+    out = tmp_path / "zoo.csv"
+    zoo = ROOT / "examples" / "zoo.toml"
+    cmd = [sys.executable, "-c", "import cli; cli.main()", "zoo", str(zoo), "--out", str(out), "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 15):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = out.read_text().count("\n") - 1
+    assert 0 < before < 120
+    r = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ids = _ids(out)
+    assert len(ids) == len(set(ids)) == 120
+
+
+def test_unknown_key_and_bad_values_exit_2(tmp_path):
+    """An unknown key in the zoo file names the key; bad values name the value."""
+    for text, msg in (('[grid]\nslo_ms = [10]\nlatency = 3\n[[models]]\nname = "llama3-8b"\n',
+                       "unknown key 'latency' in [grid]"),
+                      ('colour = 1\n[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\n', "unknown key 'colour'"),
+                      ('[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\nspeed = 1\n', "unknown key 'speed'"),
+                      ('[grid]\nslo_ms = [-1]\n[[models]]\nname = "llama3-8b"\n', "slo_ms values must be positive"),
+                      ('[grid]\nslo_ms = [10]\nchips = ["tpu-v9"]\n[[models]]\nname = "llama3-8b"\n',
+                       "unknown chip in"),
+                      ('[grid]\ncontext = [10]\n[[models]]\nname = "llama3-8b"\n', "lacks key 'slo_ms'")):
+        f = tmp_path / "z.toml"
+        f.write_text(text)
+        r = CliRunner().invoke(main, ["zoo", str(f), "--out", str(tmp_path / "o.csv")])
+        assert r.exit_code == 2 and msg in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_bad_models_and_scenarios_become_error_rows(tmp_path):
+    """A model that fails to load gives error rows; the rest of the zoo still runs."""
+    f = tmp_path / "z.toml"
+    (tmp_path / "broken.json").write_text('{"hidden_size": 1')
+    f.write_text('[grid]\nslo_ms = [20]\n[[models]]\nname = "llama3-8b"\n[[models]]\nname = "nonesuch-1b"\n'
+                 '[[models]]\npath = "broken.json"\n')
+    out = tmp_path / "o.jsonl"
+    r = CliRunner().invoke(main, ["zoo", str(f), "--out", str(out), "--workers", "1"])
+    assert r.exit_code == 0
+    rows = {json.loads(x)["model"]: json.loads(x) for x in out.read_text().splitlines()}
+    assert rows["llama3-8b"]["status"] == "optimal"
+    assert rows["nonesuch-1b"]["status"] == "error" and "unknown model 'nonesuch-1b'" in rows["nonesuch-1b"]["reason"]
+    broken = next(v for k, v in rows.items() if k.endswith("broken.json"))
+    assert broken["status"] == "error" and "not valid JSON" in broken["reason"]
+
+
+def test_unwritable_output_fails_before_solving(small_zoo, tmp_path):
+    """--out in a missing directory, or with an unknown suffix: exit 2 at once."""
+    r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(tmp_path / "no" / "dir.csv")])
+    assert r.exit_code == 2 and "cannot be written" in r.output
+    r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(tmp_path / "x.xlsx")])
+    assert r.exit_code == 2 and "unknown suffix '.xlsx'" in r.output
+
+
+def test_columns_hold_inputs_status_and_best(small_zoo, tmp_path):
+    """Each row has the scenario's inputs, status, reason and the best fields of optimize --json."""
+    row = next(iter(solve_zoo(small_zoo, workers=1)))
+    assert list(row) == COLUMNS
+    assert {"model", "slo_ms", "context", "status", "reason", "chip", "topology", "batch", "step_ms",
+            "queries_per_dollar", "binding"} <= set(row)
+
+
+def test_ray_backend_writes_the_same_rows(small_zoo, tmp_path):
+    """A local Ray instance runs the same scenarios and writes identical rows (resume included)."""
+    ray = pytest.importorskip("ray")
+    local = tmp_path / "local.csv"
+    remote = tmp_path / "ray.csv"
+    CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(local), "--workers", "2"])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        w = RowWriter(remote, resume=False)
+        for row in list(solve_zoo(small_zoo, backend="ray"))[:4]:
+            w.write(row)
+        w.close()
+        r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(remote), "--backend", "ray", "--resume"])
+        assert r.exit_code == 0, r.output
+    finally:
+        ray.shutdown()
+    key = lambda row: row["scenario_id"]  # noqa: E731
+    a = sorted(csv.DictReader(local.read_text().splitlines()), key=key)
+    b = sorted(csv.DictReader(remote.read_text().splitlines()), key=key)
+    assert len(a) == 12 and a == b
