@@ -121,8 +121,8 @@ def load_zoo(path: str | Path) -> Zoo:
     if not isinstance(models, list) or not models:
         raise InputError(f"{path}: needs at least one [[models]] entry")
     specs = []
-    for k, m in enumerate(models):
-        where = f"{path} models[{k}]"
+    for index, m in enumerate(models):
+        where = f"{path} models[{index}]"
         if not isinstance(m, dict):
             raise InputError(f"{where}: must be a table with 'name' or 'path'")
         for key in m:
@@ -175,7 +175,7 @@ def _catalog(chips_file: str | None, prices: tuple[tuple[str, float], ...]):
 
 
 def _row(sc: dict, result: Any = None, error: str | None = None) -> dict:
-    row = {c: None for c in COLUMNS}
+    row: dict[str, Any] = {c: None for c in COLUMNS}
     row.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in sc.items()})
     if error is not None:
         row.update(status="error", reason=error)
@@ -272,7 +272,7 @@ def _ray_rows(args: tuple, chunks: list[list[dict]], address: str | None) -> Ite
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"RAY_DEDUP_LOGS": "0"}} if address is None else None)
-    task = ray.remote(solve_chunk)
+    task: Any = ray.remote(solve_chunk)
     pending = [task.remote(*args, chunk) for chunk in chunks]
     while pending:
         done, pending = ray.wait(pending, num_returns=1)

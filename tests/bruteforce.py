@@ -45,7 +45,8 @@ def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=F
     prefill = 2 * P * prompt_len / (y * chip.bf16_flops * mfu)
     return dict(P=P, bw=BYTES[w], kv_seq=kv_tok * context, Y=y, n=n, M=chip.hbm_bytes,
                 W=chip.hbm_bytes_per_s, C=chip.bf16_flops, Wici=w_ici, D=model.d_model, F=model.d_ff,
-                prefill=prefill, prompt_kv=kv_tok * prompt_len, T=prompt_len, col=prefill / decode_len if colocated else 0.0)
+                prefill=prefill, prompt_kv=kv_tok * prompt_len, T=prompt_len,
+                col=prefill / decode_len if colocated else 0.0)
 
 
 def _comms_ok(t, B):
