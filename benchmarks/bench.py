@@ -67,10 +67,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--demand-only", action="store_true")
+    parser.add_argument("--zoo-only", action="store_true")
     args = parser.parse_args()
     runs = args.runs
     if args.demand_only:
         return demand(runs)
+    if args.zoo_only:
+        return zoo(runs)
     model = load_model("llama3-405b")
     chips = load_chips()
     w = Workload(context=8192, decode_len=512, slo_ms=15)
@@ -126,6 +129,43 @@ def demand(runs: int) -> None:
         t, _ = median_s(lambda qps=qps, out=deployments: out.append(_demand(sm, w, qps, 5.0)), runs)
         d = deployments[-1]
         print(f"| {qps:,} | {t * 1e3:.0f} ms | {d.status} | {d.gap:.4%} | ${d.cost_per_hour:,.2f} | {d.total_chips} |")
+
+
+def _zoo_file(n_slo: int, path: Path) -> Path:
+    """The built-in models x n_slo latency targets x 3 contexts."""
+    from optimizer import builtin_models
+
+    slos = [round(10 + 40 * k / max(n_slo - 1, 1), 3) for k in range(n_slo)]
+    models = "".join(f'[[models]]\nname = "{m}"\n' for m in builtin_models())
+    path.write_text(f"[grid]\nslo_ms = {slos}\ncontext = [2048, 8192, 32768]\n{models}")
+    return path
+
+
+def zoo(runs: int) -> None:
+    """servesat zoo: scenarios per second (2 workers), whole command and in process, and growth."""
+    import tempfile
+
+    from optimizer.zoo import load_zoo, solve_zoo
+
+    tmp = Path(tempfile.mkdtemp())
+    example = ROOT / "examples" / "zoo.toml"
+    whole, _ = median_s(process([str(BIN / "servesat"), "zoo", str(example), "--out", str(tmp / "o.csv"),
+                                 "--workers", "2"]), runs)
+    z = load_zoo(example)
+    inproc, _ = median_s(lambda: list(solve_zoo(z, workers=2)), runs)
+    print("| what | scenarios | median | scenarios/s |\n|---|---|---|---|")
+    print(f"| servesat zoo examples/zoo.toml --workers 2 (whole process) | 120 | {whole * 1e3:.0f} ms | "
+          f"{120 / whole:.0f} |")
+    print(f"| solve_zoo(examples/zoo.toml, workers=2) in process | 120 | {inproc * 1e3:.0f} ms | {120 / inproc:.0f} |")
+    for n_slo, label in ((1, 30), (4, 120), (34, 1020)):
+        zf = load_zoo(_zoo_file(n_slo, tmp / f"z{n_slo}.toml"))
+        t, _ = median_s(lambda zf=zf: list(solve_zoo(zf, workers=2)), max(1, runs // 3) if label > 500 else runs)
+        print(f"| growth: built-in models x {n_slo} targets x 3 contexts, workers=2 | {label} | {t * 1e3:.0f} ms | "
+              f"{label / t:.0f} ({t / label * 1e3:.1f} ms each) |")
+    one = load_zoo(_zoo_file(1, tmp / "one.toml"))
+    ten = type(one)(models=one.models[:1], grid={**one.grid, "slo_ms": [10, 20, 30, 40]}, chips_file=None)
+    t, _ = median_s(lambda: list(solve_zoo(ten, workers=2)), runs)
+    print(f"| growth: one model x 4 targets x 3 contexts, workers=2 | 12 | {t * 1e3:.0f} ms | {12 / t:.0f} |")
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ def _demand(sm: ServingModel, workload: Workload, qps: float, time_limit_s: floa
     """The cheapest whole deployment serving `qps`, from the model's feasible candidates."""
     table = sm.table
     groups = _groups(table)
-    rows = sm.rows
+    rows = sm.feasible_rows
     batch = sm.cap[rows]
     m = measure(table, rows, batch, workload.decode_len)
     slice_usd = table.slice_chips * table.usd_per_chip_hour
@@ -257,7 +257,7 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
         raise InputError(f"{first} {unserved[first]}")
     selected = {n: catalog[n] for n in names}
     table = build_table(mdl, selected, workload, w, k)
-    sm = ServingModel(table, workload, objective)
+    sm = ServingModel(table, workload, objective, keep_per_class=top)
     status, choice = sm.solve()
     best = configuration(table, choice, workload, sm.caps, objective) if choice else None
     runners: list[Configuration] = []
@@ -303,7 +303,7 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
         status=status, reason=reason, model=mdl.name, objective=objective,
         context=workload.context, decode_len=workload.decode_len, slo_ms=slo_ms,
         best=best, runners_up=runners, alternatives=alts, unserved=unserved,
-        solve=SolveStats(seconds=seconds, candidates=len(table), feasible_candidates=len(sm.rows),
+        solve=SolveStats(seconds=seconds, candidates=len(table), feasible_candidates=len(sm.feasible_rows),
                          solver_status=status, solves=sm.solves),
         serving=workload.serving,
         prompt_len=None if workload.serving == "decode-only" else workload.prompt_tokens,

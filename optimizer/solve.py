@@ -86,7 +86,11 @@ class ServingModel:
     """The CP-SAT model over a candidate table; solve() may be called with restrictions."""
 
     def __init__(self, table: CandidateTable, workload: Workload, objective: str,
-                 caps: dict[str, np.ndarray] | None = None) -> None:
+                 caps: dict[str, np.ndarray] | None = None, keep_per_class: int | None = None) -> None:
+        """keep_per_class: carry only the best that many candidates of each (chip, dtype pair)
+        class into CP-SAT. The k-th best plan overall is among the best k of its own class and
+        the best plan of a chip among the best of one of its classes, so with k = the number of
+        plans asked for, nothing that could be chosen is dropped (None: carry every candidate)."""
         self.table = table
         self.workload = workload
         self.objective = objective
@@ -119,11 +123,22 @@ class ServingModel:
         self.prefill_unserved_groups = sorted(set(groups[self.cap >= 1].tolist()) - set(
             groups[decode_ok].tolist())) if workload.prefill_servers else []
 
-        self.rows = rows = np.flatnonzero(decode_ok)
+        self.feasible_rows = rows = np.flatnonzero(decode_ok)
         best_batch = np.ones(len(rows), np.int64) if objective == "min-latency" else self.cap[rows]
         m = measure(table, rows, best_batch, workload.decode_len)
         total_qpd = 1.0 / (m.usd_per_query + prefill_cost[rows])
-        weight = _weights(rank_order(table, rows, total_qpd, m.step_s, objective))
+        order = rank_order(table, rows, total_qpd, m.step_s, objective)
+        weight = _weights(order)
+        if keep_per_class is not None:
+            taken: dict[tuple[str, str], int] = {}
+            keep = np.zeros(len(rows), dtype=bool)
+            for k in order.tolist():
+                cls = (str(table.chip[rows[k]]), str(groups[rows[k]]))
+                if taken.get(cls, 0) < keep_per_class:
+                    taken[cls] = taken.get(cls, 0) + 1
+                    keep[k] = True
+            rows, weight = rows[keep], weight[keep]
+        self.rows = rows
 
         model = cp_model.CpModel()
         self.model = model
@@ -138,11 +153,7 @@ class ServingModel:
             self.serve = [model.new_bool_var(f"serve[{r}]") for r in self.prefill_rows.tolist()]
             model.add_exactly_one(self.serve)
             prefill.add(model, self.pick, groups[rows].tolist(), self.serve, groups[self.prefill_rows].tolist())
-        self.chip_used: dict[str, cp_model.IntVar] = {}
-        for chip in sorted(set(table.chip[rows].tolist())):
-            used = model.new_bool_var(f"chip_used[{chip}]")
-            model.add(sum(p for p, c in zip(self.pick, table.chip[rows].tolist()) if c == chip) == used)
-            self.chip_used[chip] = used
+        self.chip_used: dict[str, cp_model.IntVar] = {}  # built on the first solve(chip=...)
         batch_sign = -1 if objective == "min-latency" else 1
         objective_expr = (cp_model.LinearExpr.weighted_sum(self.pick, (weight * (max_batch + 1)).tolist())
                           + batch_sign * self.batch)
@@ -164,8 +175,13 @@ class ServingModel:
         m.clear_assumptions()
         lits = [~self.pick[self._position[r]] for r in exclude if r in self._position]
         if chip is not None:
-            if chip not in self.chip_used:
+            members = [p for p, c in zip(self.pick, self.table.chip[self.rows].tolist()) if c == chip]
+            if not members:
                 return "infeasible", None
+            if chip not in self.chip_used:
+                used = m.new_bool_var(f"chip_used[{chip}]")
+                m.add(sum(members) == used)
+                self.chip_used[chip] = used
             lits.append(self.chip_used[chip])
         m.add_assumptions(lits)
         status = self.solver.solve(m)

@@ -48,7 +48,7 @@ def offers_from_model(model="llama3-70b", slo_ms=50, ttft_ms=1000, chips=None):
     catalog = load_chips()
     t = build_table(load_model(model), {c: catalog[c] for c in (chips or catalog)}, w)
     sm = ServingModel(t, w, "queries-per-dollar")
-    rows = sm.rows
+    rows = sm.feasible_rows
     batch = sm.cap[rows]
     m = measure(t, rows, batch, w.decode_len)
     groups = np.char.add(np.char.add(t.weights, "/"), t.kv)
