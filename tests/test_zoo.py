@@ -186,3 +186,17 @@ def test_ray_backend_writes_the_same_rows(small_zoo, tmp_path):
     a = sorted(csv.DictReader(local.read_text().splitlines()), key=key)
     b = sorted(csv.DictReader(remote.read_text().splitlines()), key=key)
     assert len(a) == 12 and a == b
+
+
+def test_readme_zoo_example_parses(tmp_path):
+    """The README's zoo file example is valid (with its config path and chips file made real)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("The zoo file (TOML)")[1].split("```toml\n")[1].split("```")[0]
+    (tmp_path / "configs" / "my-model").mkdir(parents=True)
+    (tmp_path / "configs" / "my-model" / "config.json").write_text(json.dumps(
+        {"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4,
+         "vocab_size": 1000}))
+    (tmp_path / "my_chips.toml").write_text("[chips]\n")
+    (tmp_path / "zoo.toml").write_text(block)
+    zoo = load_zoo(tmp_path / "zoo.toml")
+    assert len(scenarios(zoo)) == 4 * 3 * 2 * 3 * 2 * 2 + 2 * 3 * 2 * 3 * 2 * 2
