@@ -123,13 +123,15 @@ price_option = click.option("--price", "prices", multiple=True, metavar="CHIP=US
               help="Demand (queries/s): size the cheapest whole deployment.")
 @click.option("--time-limit", type=POSITIVE_FLOAT, default=5.0, show_default=True,
               help="Demand mode: solver budget in deterministic seconds.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Draw the decode frontier with the chosen configuration and the SLO (.png or .svg).")
 @chips_option
 @price_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context: int, decode_len: int,
                  weights: tuple[str, ...], kv: tuple[str, ...], objective: str, top: int, prompt_len: int | None,
                  prefill_mfu: float, ttft_ms: float | None, colocated: bool, decode_only: bool,
-                 compare_colocated: bool, qps: float | None, time_limit: float,
+                 compare_colocated: bool, qps: float | None, time_limit: float, plot_path: str | None,
                  chips_file: str | None, prices: tuple[str, ...], as_json: bool) -> None:
     """The configuration with the most queries per dollar whose every output token meets --slo-ms."""
     if colocated and decode_only:
@@ -137,11 +139,22 @@ def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context
     serving = "colocated" if colocated else "decode-only" if decode_only else "disaggregated"
     if compare_colocated and decode_only:
         raise click.UsageError("--compare-colocated compares prefill modes; it cannot go with --decode-only")
-    result = optimize(model, slo_ms, chips=_catalog(chips_file, prices), chip_names=chip_names or None,
+    if plot_path is not None:
+        from pathlib import Path
+
+        from optimizer.plots import PLOT_SUFFIXES, _pyplot
+
+        if Path(plot_path).suffix.lower() not in PLOT_SUFFIXES:
+            raise InputError(f"--plot {plot_path}: unknown suffix; valid: .png, .svg")
+        _pyplot()  # fail before solving if matplotlib is missing
+    catalog = _catalog(chips_file, prices)
+    result = optimize(model, slo_ms, chips=catalog, chip_names=chip_names or None,
                       context=context, decode_len=decode_len, weights=weights or None, kv=kv or None,
                       objective=objective, top=top, prompt_len=prompt_len, prefill_mfu=prefill_mfu,
                       ttft_ms=ttft_ms, serving=serving, qps=qps, compare_colocated=compare_colocated,
                       time_limit_s=time_limit)
+    if plot_path is not None:
+        _plot_optimum(result, catalog, plot_path, model, chip_names, context, decode_len, weights, kv, slo_ms)
     if as_json:
         _emit_json(result.to_dict())
         return
@@ -188,6 +201,23 @@ def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context
                  if v["queries_per_dollar"] else f"{m}: infeasible"
                  for m, v in c.items() if isinstance(v, dict)]
         click.echo(f"\nCompared ({c['by']}): {'; '.join(parts)}; cheaper: {c['cheaper']}")
+
+
+def _plot_optimum(result, catalog, path, model, chip_names, context, decode_len, weights, kv, slo_ms) -> None:
+    """The decode frontier for optimize's inputs, with the chosen replica and the SLO marked."""
+    from optimizer import load_model
+    from optimizer.frontier import frontier
+    from optimizer.plots import plot_frontier
+
+    selected = {n: catalog[n] for n in (chip_names or sorted(catalog))}
+    points = frontier(load_model(model), selected, context, decode_len, tuple(weights) or None, tuple(kv) or None)
+    b = result.best
+    chosen = []
+    if b is not None:
+        chosen.append((b.step_ms, b.usd_per_million_output_tokens,
+                       f"chosen: {b.chip} {b.topology} {b.weights}/{b.kv} batch {b.batch}"))
+    plot_frontier(points, path, f"{result.model}: decode latency-cost frontier and the chosen configuration",
+                  chosen=chosen, slo_ms=slo_ms)
 
 
 def _echo_deployment(d) -> None:
@@ -261,6 +291,110 @@ def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: 
     if not e.fits:
         lines.insert(2, "                 (does not fit: the figures below are what the roofline would give if it did)")
     click.echo("\n".join(lines))
+
+
+def _write_points(points: list, out: str) -> None:
+    """--out FILE.csv or FILE.json for frontier / by-batch points."""
+    import csv
+    from pathlib import Path
+
+    path = Path(out)
+    rows = [p.to_dict() for p in points]
+    try:
+        with open(path, "w", newline="") as f:
+            if path.suffix.lower() == ".json":
+                json.dump(rows, f, indent=2)
+            else:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["context"])
+                w.writeheader()
+                w.writerows(rows)
+    except OSError as e:
+        raise InputError(f"--out {path}: cannot be written ({e.strerror})") from None
+
+
+@main.command("frontier")
+@click.option("--model", required=True, help="Built-in model name or path to a config.json.")
+@click.option("--chip", "chip_names", multiple=True, help="Chip type (repeatable; default all).")
+@click.option("--context", "contexts", type=POSITIVE_INT, multiple=True, help="KV length (repeatable; default 8192).")
+@click.option("--decode-len", type=POSITIVE_INT, default=512, show_default=True)
+@click.option("--weights", multiple=True, help="Weight dtype (repeatable; with --by-batch exactly one).")
+@click.option("--kv", multiple=True, help="KV-cache dtype (repeatable; with --by-batch exactly one).")
+@click.option("--by-batch", is_flag=True, help="One configuration's latency and throughput against batch.")
+@click.option("--topology", default=None, help="With --by-batch: the slice shape.")
+@click.option("--tp", type=POSITIVE_INT, default=None, help="With --by-batch: model-parallel degree.")
+@click.option("--slo-ms", type=POSITIVE_FLOAT, default=None, help="Mark this latency target (and its optimum).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write .csv, .json, .png or .svg.")
+@chips_option
+@price_option
+@click.option("--json", "as_json", is_flag=True)
+def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, ...], decode_len: int,
+                 weights: tuple[str, ...], kv: tuple[str, ...], by_batch: bool, topology: str | None,
+                 tp: int | None, slo_ms: float | None, out: str | None, chips_file: str | None,
+                 prices: tuple[str, ...], as_json: bool) -> None:
+    """The latency-cost Pareto frontier (decode), or one configuration against batch (--by-batch)."""
+    from pathlib import Path
+
+    from optimizer import load_model
+    from optimizer.catalog import DTYPES
+    from optimizer.errors import unknown_name
+    from optimizer.frontier import by_batch as batch_view
+    from optimizer.frontier import frontier
+    from optimizer.plots import PLOT_SUFFIXES, plot_by_batch, plot_frontier
+
+    catalog = _catalog(chips_file, prices)
+    mdl = load_model(model)
+    contexts = contexts or (8192,)
+    for n in chip_names:
+        if n not in catalog:
+            raise unknown_name("chip", n, sorted(catalog))
+    for kind, values in (("weights", weights), ("kv", kv)):
+        for v in values:
+            if v not in DTYPES:
+                raise unknown_name(f"{kind} dtype", v, DTYPES)
+    suffix = Path(out).suffix.lower() if out else None
+    if suffix is not None and suffix not in (".csv", ".json", *PLOT_SUFFIXES):
+        raise InputError(f"--out {out}: unknown suffix {suffix!r}; valid: .csv, .json, .png, .svg")
+    if by_batch:
+        if len(chip_names) != 1 or topology is None or len(weights) != 1 or len(kv) != 1:
+            raise click.UsageError("--by-batch needs one --chip, --topology, one --weights and one --kv")
+        points: list = []
+        for context in contexts:
+            points += batch_view(mdl, catalog[chip_names[0]], topology, tp, weights[0], kv[0], context, decode_len)
+        y = points[0].tp if points else tp
+        title = (f"{mdl.name} on {chip_names[0]} {topology} ({y}-way model parallel), {weights[0]} weights, "
+                 f"{kv[0]} KV: decode step and throughput per chip against batch (book profile)")
+        plot = lambda path: plot_by_batch(points, path, title)  # noqa: E731
+    else:
+        selected = {n: catalog[n] for n in (chip_names or sorted(catalog))}
+        points = []
+        for context in contexts:
+            points += frontier(mdl, selected, context, decode_len, tuple(weights) or None, tuple(kv) or None)
+        chosen = []
+        for context in contexts if slo_ms is not None else ():
+            ok = [p for p in points if p.context == context and p.step_ms <= slo_ms]
+            if ok:
+                p = min(ok, key=lambda p: p.usd_per_million_tokens)
+                chosen.append((p.step_ms, p.usd_per_million_tokens, f"cheapest within {slo_ms:g} ms at {context:,} "
+                               f"tokens: {p.chip} {p.topology} {p.weights}/{p.kv} batch {p.batch}"))
+        title = f"{mdl.name}: latency-cost frontier of decode (book profile, {decode_len} output tokens per query)"
+        plot = lambda path: plot_frontier(points, path, title, chosen=chosen, slo_ms=slo_ms)  # noqa: E731
+    if suffix in PLOT_SUFFIXES:
+        plot(out)
+        click.echo(f"wrote {out} ({len(points)} points)")
+    elif out:
+        _write_points(points, out)
+        click.echo(f"wrote {out} ({len(points)} points)")
+    elif as_json:
+        _emit_json({"points": [p.to_dict() for p in points]})
+    elif by_batch:
+        click.echo(_fmt_table(["context", "batch", "step ms", "params", "kv", "flops", "tok/ms/chip", "bound"], [
+            [str(p.context), str(p.batch), f"{p.step_ms:.3f}", f"{p.params_ms:.3f}", f"{p.kv_ms:.3f}",
+             f"{p.flops_ms:.3f}", f"{p.tokens_per_ms_per_chip:.4f}",
+             "compute" if p.compute_bound else "memory"] for p in points]))
+    else:
+        click.echo(_fmt_table(["context", "chip", "slice", "tp", "w/kv", "batch", "step ms", "$/Mtok out"], [
+            [str(p.context), p.chip, p.topology, str(p.tp), f"{p.weights}/{p.kv}", str(p.batch), f"{p.step_ms:.3f}",
+             f"{p.usd_per_million_tokens:.4f}"] for p in points]))
 
 
 @main.command("zoo")

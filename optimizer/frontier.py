@@ -1,0 +1,132 @@
+"""The latency-cost frontier and the chapter's by-batch view (decode only, book profile).
+
+Frontier: over every candidate and every batch that fits (HBM) and is not comms-bound, the
+points (decode step, $ per million output tokens) that no other point beats on both. For one
+candidate, as the batch grows the step grows and the cost per token falls until the step
+turns compute-bound (T_flops >= T_params, at B = T_params/T_flops1); past that the cost per
+token is flat while the step still grows, so those batches are dominated by the first
+compute-bound one. The enumeration therefore stops there: exact, and a few hundred batches
+per candidate at most. Values equal to 12 significant digits tie; ties keep the point with
+fewer chips, then the earlier catalog row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from constraints import comms, hbm
+from optimizer.candidates import build_table, single_candidate
+from optimizer.catalog import Chip, Model
+from optimizer.metrics import SECONDS_PER_HOUR
+from optimizer.solve import significant
+from optimizer.workload import Workload
+
+
+@dataclass
+class FrontierPoint:
+    """One Pareto-optimal configuration at one batch (the keys of optimize's `best`)."""
+
+    context: int
+    chip: str
+    topology: str
+    chips: int
+    tp: int
+    n_axes: int
+    replicas: int
+    weights: str
+    kv: str
+    batch: int
+    step_ms: float
+    tokens_per_s_per_chip: float
+    qps_per_chip: float
+    queries_per_dollar: float
+    usd_per_million_tokens: float  # output tokens
+    cost_per_hour: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int = 512,
+             weights: tuple[str, ...] | None = None, kv: tuple[str, ...] | None = None) -> list[FrontierPoint]:
+    """The exact Pareto frontier of (step, $/million output tokens), fastest first."""
+    w = Workload(context=context, decode_len=decode_len, serving="decode-only")
+    table = build_table(model, chips, w, weights, kv)
+    c = table.cost
+    cap = np.minimum(hbm.batch_caps(table, w), comms.batch_caps(table, w))
+    turn = np.ceil(c.params_s / c.flops_s_per_seq).astype(np.int64)  # first compute-bound batch
+    last = np.minimum(cap, np.maximum(turn, 1))
+    rows = np.flatnonzero(last >= 1)
+    if len(rows) == 0:
+        return []
+    counts = last[rows]
+    row_of = np.repeat(rows, counts)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    batch = np.arange(len(row_of)) - starts + 1
+    step = c.step_s(batch, row_of)
+    usd_per_token = table.tp[row_of] * table.usd_per_chip_hour[row_of] * step / (SECONDS_PER_HOUR * batch)
+    s_step, s_cost = significant(step), significant(usd_per_token)
+    order = np.lexsort((row_of, table.slice_chips[row_of], s_cost, s_step))
+    keep = []
+    best = math.inf
+    for k in order.tolist():
+        if s_cost[k] < best:
+            best = s_cost[k]
+            keep.append(k)
+    points = []
+    for k in keep:
+        i, b, st = int(row_of[k]), int(batch[k]), float(step[k])
+        tok = b / (st * table.tp[i])
+        points.append(FrontierPoint(
+            context=context, **table.row(i), batch=b, step_ms=st * 1e3, tokens_per_s_per_chip=float(tok),
+            qps_per_chip=float(tok / decode_len),
+            queries_per_dollar=float(SECONDS_PER_HOUR * tok / (decode_len * table.usd_per_chip_hour[i])),
+            usd_per_million_tokens=float(usd_per_token[k] * 1e6),
+            cost_per_hour=float(table.slice_chips[i] * table.usd_per_chip_hour[i])))
+    return points
+
+
+@dataclass
+class BatchPoint:
+    """The chapter's view of one configuration at one batch."""
+
+    context: int
+    tp: int
+    batch: int
+    step_ms: float
+    params_ms: float
+    kv_ms: float
+    flops_ms: float
+    tokens_per_ms_per_chip: float
+    compute_bound: bool  # T_flops >= T_params: the MLP is compute-bound
+    comms_bound: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def by_batch(model: Model, chip: Chip, topology: str, tp: int | None, weights: str, kv: str,
+             context: int, decode_len: int = 512, max_batch: int | None = None) -> list[BatchPoint]:
+    """Step time (and its parts) and throughput per chip for batch 1 .. the largest that fits."""
+    w = Workload(context=context, decode_len=decode_len, serving="decode-only")
+    table = single_candidate(model, chip, topology, tp, weights, kv, w)
+    c = table.cost
+    fit = int(hbm.batch_caps(table, w)[0])
+    top = fit if max_batch is None else min(fit, max_batch)
+    if top < 1:
+        return []
+    b = np.arange(1, top + 1)
+    rows = np.zeros(len(b), dtype=np.int64)
+    step = c.step_s(b, rows)
+    flops = c.flops_s_per_seq[0] * b
+    bound = comms.comms_bound(table, rows, b)
+    return [BatchPoint(context=context, tp=int(table.tp[0]), batch=int(bi), step_ms=float(s * 1e3),
+                       params_ms=float(c.params_s[0] * 1e3),
+                       kv_ms=float(c.kv_s_per_seq[0] * bi * 1e3), flops_ms=float(f * 1e3),
+                       tokens_per_ms_per_chip=float(bi / (s * 1e3 * table.tp[0])),
+                       compute_bound=bool(f >= c.params_s[0]), comms_bound=bool(cb))
+            for bi, s, f, cb in zip(b.tolist(), step.tolist(), flops.tolist(), bound.tolist())]

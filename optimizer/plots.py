@@ -1,0 +1,111 @@
+"""PNG/SVG plots of the frontier and the by-batch view (matplotlib, an optional extra)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from optimizer.errors import InputError
+from optimizer.frontier import BatchPoint, FrontierPoint
+
+PLOT_SUFFIXES = (".png", ".svg")
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("PNG/SVG output needs matplotlib: pip install 'servesat[plot]'") from None
+    return plt
+
+
+def _save(fig: Any, path: str | Path) -> None:
+    try:
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    except OSError as e:
+        raise InputError(f"{path}: cannot be written ({e.strerror})") from None
+
+
+def plot_frontier(points: Sequence[FrontierPoint], path: str | Path, title: str, *,
+                  chosen: Sequence[tuple[float, float, str]] = (), slo_ms: float | None = None) -> None:
+    """$ per million output tokens against per-token latency, one line per context, points
+    coloured by chip; each `chosen` (step_ms, $/Mtok, label) and the SLO are marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    chips = sorted({p.chip for p in points})
+    colours = {c: plt.get_cmap("tab10")(k % 10) for k, c in enumerate(chips)}
+    for context in sorted({p.context for p in points}):
+        pts = [p for p in points if p.context == context]
+        ax.plot([p.step_ms for p in pts], [p.usd_per_million_tokens for p in pts], "-", color="0.6", lw=1,
+                zorder=1)
+        ax.annotate(f"{context:,} tokens", (pts[-1].step_ms, pts[-1].usd_per_million_tokens),
+                    textcoords="offset points", xytext=(6, -4), fontsize=8, color="0.35")
+    for chip in chips:
+        pts = [p for p in points if p.chip == chip]
+        ax.scatter([p.step_ms for p in pts], [p.usd_per_million_tokens for p in pts], s=14, color=colours[chip],
+                   label=chip, zorder=2)
+    if slo_ms is not None:
+        ax.axvline(slo_ms, color="crimson", ls="--", lw=1.2, label=f"latency target {slo_ms:g} ms")
+    for x, y, label in chosen:
+        ax.scatter([x], [y], marker="*", s=260, color="gold", edgecolor="black", zorder=3, label=label)
+    xs = [p.step_ms for p in points] + ([slo_ms] if slo_ms else []) + [x for x, _, _ in chosen]
+    right = max(xs) * 1.5 if xs else 1.0
+    for context in sorted({p.context for p in points}):
+        last = [p for p in points if p.context == context][-1]
+        ax.hlines(last.usd_per_million_tokens, last.step_ms, right, colors="0.6", linestyles=":", lw=1, zorder=1)
+    if points:
+        ax.plot([], [], ":", color="0.6", label="compute-bound: more batch, same cost")
+    ys = [p.usd_per_million_tokens for p in points]
+    if xs and max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
+    if ys and max(ys) / min(ys) > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("per-token latency: decode step (ms)")
+    ax.set_ylabel("cost ($ per million output tokens)")
+    ax.set_title(title, fontsize=11)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_by_batch(rows: Sequence[BatchPoint], path: str | Path, title: str) -> None:
+    """Left: decode step and its parts against batch; right: throughput per chip. One colour
+    per context; the compute-bound region (T_flops >= T_params) shaded."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    contexts = sorted({r.context for r in rows})
+    colours = {c: plt.get_cmap("viridis")(k / max(len(contexts) - 1, 1) * 0.85) for k, c in enumerate(contexts)}
+    turn = min((r.batch for r in rows if r.compute_bound), default=None)
+    longest = max(rows, key=lambda r: r.batch)
+    for context in contexts:
+        pts = [r for r in rows if r.context == context]
+        b = [r.batch for r in pts]
+        left.plot(b, [r.step_ms for r in pts], color=colours[context], lw=2, label=f"step, {context:,} tokens")
+        left.plot(b, [r.kv_ms for r in pts], color=colours[context], lw=1, ls="--")
+        right.plot(b, [r.tokens_per_ms_per_chip for r in pts], color=colours[context], lw=2,
+                   label=f"{context:,} tokens")
+    full = [r for r in rows if r.context == longest.context]
+    left.plot([r.batch for r in full], [r.params_ms for r in full], color="black", lw=1, ls=":",
+              label="weight load (T_params)")
+    left.plot([r.batch for r in full], [r.flops_ms for r in full], color="grey", lw=1, ls="-.",
+              label="FLOPs (T_flops)")
+    left.plot([], [], color="0.4", lw=1, ls="--", label="KV load (T_kv), per context")
+    for ax in (left, right):
+        if turn is not None:
+            ax.axvspan(turn, longest.batch, color="orange", alpha=0.12, label=f"compute-bound (batch >= {turn})")
+        ax.set_xscale("log")
+        ax.set_xlabel("batch (sequences per replica)")
+        ax.grid(True, which="both", alpha=0.3)
+    left.set_yscale("log")
+    left.set_ylabel("time per decode step (ms)")
+    right.set_ylabel("throughput (tokens per ms per chip)")
+    left.legend(fontsize=8, loc="lower right", framealpha=0.9)
+    right.legend(fontsize=8, loc="upper left")
+    fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+    plt.close(fig)

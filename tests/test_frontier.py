@@ -1,0 +1,143 @@
+"""servesat frontier: the exact Pareto frontier against brute force, the chapter's by-batch
+numbers, plots, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main, optimize_cmd
+from optimizer import load_chips, load_model
+from optimizer.frontier import by_batch, frontier
+from tests.bruteforce import _comms_ok, _dtypes, _layouts, _step, _terms
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sig(x):
+    return float(f"{x:.12g}")
+
+
+def brute_frontier(model, chips, names, context, decode_len=512):
+    """Every axis subset, every batch up to what fits, not comms-bound; Pareto-minimal points."""
+    pts = []
+    for name in names:
+        chip = chips[name]
+        for shape, n_chips, y, n in _layouts(chip):
+            for w in _dtypes(chip, None, chip.weight_dtypes):
+                for k in _dtypes(chip, None, chip.kv_dtypes):
+                    t = _terms(model, chip, y, n, w, k, context)
+                    most = math.floor((y * chip.hbm_bytes - t["P"] * t["bw"]) / t["kv_seq"])
+                    if most < 1:
+                        continue
+                    b = np.arange(1, most + 1)
+                    ok = _comms_ok(t, b)
+                    b = b[ok]
+                    step = _step(t, b)
+                    usd = y * chip.usd_per_chip_hour * step / (3600 * b)
+                    pts += [(sig(s), sig(u), n_chips) for s, u in zip(step.tolist(), usd.tolist())]
+    pts.sort()
+    front, best = [], math.inf
+    for s, u, _ in pts:
+        if u < best:
+            best = u
+            front.append((s, u))
+    return front
+
+
+@pytest.mark.parametrize("model,names,context", [
+    ("llama3-70b", ["tpu-v5e", "h100"], 8192), ("llama3-70b", ["tpu-v5e"], 2048),
+    ("llama2-13b", ["a100", "tpu-v6e"], 4096), ("llama3-405b", ["tpu-v5p", "b200"], 32768),
+])
+def test_frontier_equals_brute_force_point_for_point(model, names, context):
+    """Same points, same order: (step, $/token) of every frontier point, fastest first."""
+    chips = load_chips()
+    m = load_model(model)
+    ours = [(sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6)) for p in
+            frontier(m, {n: chips[n] for n in names}, context)]
+    assert ours == brute_frontier(m, chips, names, context)
+    assert len(ours) > 10
+
+
+def test_frontier_is_monotone_and_labelled():
+    """Faster points cost more; every point carries its configuration and batch."""
+    pts = frontier(load_model("llama3-70b"), load_chips(), 8192)
+    assert all(a.step_ms < b.step_ms and a.usd_per_million_tokens > b.usd_per_million_tokens
+               for a, b in zip(pts, pts[1:]))
+    assert all(p.chip and p.topology and p.batch >= 1 for p in pts)
+
+
+def test_by_batch_matches_the_chapter():
+    """70B int8 on a v5e 4x4 at 2k: 5.4 ms weight-load floor; ~0.89 tokens/ms/chip from batch ~120."""
+    rows = by_batch(load_model("llama3-70b"), load_chips()["tpu-v5e"], "4x4", None, "int8", "int8", 2048)
+    assert rows[0].step_ms == pytest.approx(5.403043590243903, rel=1e-9)
+    assert rows[0].params_ms == pytest.approx(5.3775, rel=1e-4)
+    at120 = rows[119]
+    assert at120.tokens_per_ms_per_chip == pytest.approx(0.88794474787456, rel=1e-9)
+    turn = next(r.batch for r in rows if r.compute_bound)
+    assert turn == 121
+    assert rows[-1].tokens_per_ms_per_chip == pytest.approx(rows[turn - 1].tokens_per_ms_per_chip, rel=1e-2)
+
+
+def test_cli_frontier_json_and_csv(tmp_path):
+    """--json lists points with optimize's best keys; --out .csv writes them."""
+    r = CliRunner().invoke(main, ["frontier", "--model", "llama3-8b", "--chip", "h100", "--json"])
+    d = json.loads(r.output)
+    assert {"chip", "topology", "tp", "weights", "kv", "batch", "step_ms", "usd_per_million_tokens"} <= set(
+        d["points"][0])
+    out = tmp_path / "f.csv"
+    r = CliRunner().invoke(main, ["frontier", "--model", "llama3-8b", "--chip", "h100", "--out", str(out)])
+    assert r.exit_code == 0 and out.read_text().count("\n") == len(d["points"]) + 1
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_plots_are_written(tmp_path, suffix):
+    """Frontier, by-batch and optimize --plot images are written."""
+    pytest.importorskip("matplotlib")
+    f = tmp_path / f"f{suffix}"
+    assert CliRunner().invoke(main, ["frontier", "--model", "llama3-8b", "--slo-ms", "10", "--out", str(f)]).exit_code == 0
+    b = tmp_path / f"b{suffix}"
+    r = CliRunner().invoke(main, ["frontier", "--model", "llama3-70b", "--chip", "tpu-v5e", "--topology", "4x4",
+                                  "--weights", "int8", "--kv", "int8", "--context", "2048", "--by-batch",
+                                  "--out", str(b)])
+    assert r.exit_code == 0, r.output
+    o = tmp_path / f"o{suffix}"
+    assert CliRunner().invoke(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", "10", "--plot", str(o)]).exit_code == 0
+    for path in (f, b, o):
+        head = path.read_bytes()[:8]
+        assert head.startswith(b"\x89PNG") if suffix == ".png" else b"<?xml" in head or b"<svg" in head
+
+
+def test_readme_embeds_both_plots():
+    """The README shows the frontier and by-batch images, which exist in docs/."""
+    text = (ROOT / "README.md").read_text()
+    for name in ("docs/frontier.png", "docs/by_batch.png"):
+        assert f"]({name})" in text and (ROOT / name).stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--context", "0"], "'--context': 0 is not in the range"),
+    (["--chip", "tpu-v9"], "unknown chip 'tpu-v9'"),
+    (["--out", "/no/such/dir/f.csv"], "cannot be written"),
+    (["--out", "/tmp/f.xlsx"], "unknown suffix '.xlsx'"),
+    (["--by-batch"], "--by-batch needs one --chip"),
+])
+def test_frontier_bad_input(args, message):
+    """Each bad frontier input: exit 2, one line."""
+    r = CliRunner().invoke(main, ["frontier", "--model", "llama3-8b", *args])
+    assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_missing_matplotlib_says_how_to_install(tmp_path):
+    """Without matplotlib a PNG path gives one line naming the extra (CSV still works)."""
+    code = ("import sys; sys.modules['matplotlib'] = None; import cli; "
+            f"cli.main(['frontier', '--model', 'llama3-8b', '--chip', 'h100', '--out', r'{tmp_path / 'f.png'}'])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "pip install 'servesat[plot]'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
