@@ -30,7 +30,7 @@ def brute_frontier(model, chips, names, context, decode_len=512):
     pts = []
     for name in names:
         chip = chips[name]
-        for shape, n_chips, y, n in _layouts(chip):
+        for _shape, n_chips, y, n in _layouts(chip):
             for w in _dtypes(chip, None, chip.weight_dtypes):
                 for k in _dtypes(chip, None, chip.kv_dtypes):
                     t = _terms(model, chip, y, n, w, k, context)
