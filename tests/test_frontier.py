@@ -102,14 +102,16 @@ def test_plots_are_written(tmp_path, suffix):
     """Frontier, by-batch and optimize --plot images are written."""
     pytest.importorskip("matplotlib")
     f = tmp_path / f"f{suffix}"
-    assert CliRunner().invoke(main, ["frontier", "--model", "llama3-8b", "--slo-ms", "10", "--out", str(f)]).exit_code == 0
+    r = CliRunner().invoke(main, ["frontier", "--model", "llama3-8b", "--slo-ms", "10", "--out", str(f)])
+    assert r.exit_code == 0
     b = tmp_path / f"b{suffix}"
     r = CliRunner().invoke(main, ["frontier", "--model", "llama3-70b", "--chip", "tpu-v5e", "--topology", "4x4",
                                   "--weights", "int8", "--kv", "int8", "--context", "2048", "--by-batch",
                                   "--out", str(b)])
     assert r.exit_code == 0, r.output
     o = tmp_path / f"o{suffix}"
-    assert CliRunner().invoke(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", "10", "--plot", str(o)]).exit_code == 0
+    r = CliRunner().invoke(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", "10", "--plot", str(o)])
+    assert r.exit_code == 0
     for path in (f, b, o):
         head = path.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") if suffix == ".png" else b"<?xml" in head or b"<svg" in head
