@@ -401,38 +401,52 @@ def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, .
 @click.argument("zoo_file", type=click.Path(dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Output file: .csv, .jsonl or .md (rows appended as they finish).")
-@click.option("--workers", type=POSITIVE_INT, default=max(os.cpu_count() or 1, 1), show_default="all cores",
+@click.option("--workers", type=POSITIVE_INT, default=None, show_default="all cores",
               help="Worker processes (local backend).")
 @click.option("--resume", is_flag=True, help="Skip scenarios already in --out; never write one twice.")
 @click.option("--backend", default="local", show_default=True, help="local or ray.")
 @click.option("--address", default=None, help="Ray cluster address (default: start a local Ray).")
-def zoo_cmd(zoo_file: str, out: str, workers: int, resume: bool, backend: str, address: str | None) -> None:
+def zoo_cmd(zoo_file: str, out: str, workers: int | None, resume: bool, backend: str, address: str | None) -> None:
     """Solve every model x scenario of a zoo file, one row per scenario, as optimize would."""
-    from optimizer.zoo import load_zoo, scenarios, solve_zoo
-    from optimizer.zoo_output import RowWriter
+    import importlib.util
+    from pathlib import Path
 
-    zoo = load_zoo(zoo_file)
+    from optimizer.zoo import load_zoo, scenarios, solve_zoo
+    from optimizer.zoo_output import RowWriter, read_rows
+
     if backend not in ("local", "ray"):
         raise InputError(f"unknown backend {backend!r}; valid: local, ray")
-    writer = RowWriter(out, resume)  # fails (exit 2) before any solving if --out cannot be written
-    total = len(scenarios(zoo))
-    todo = total - len(writer.done & {s["scenario_id"] for s in scenarios(zoo)})
-    progress = Progress(todo) if sys.stderr.isatty() else None
-    rows = []
+    if backend == "local" and address is not None:
+        raise InputError("--address is for --backend ray")
+    if backend == "ray" and workers is not None:
+        raise InputError("--workers is for the local backend; Ray schedules on the cluster's CPUs")
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise InputError("the ray backend needs Ray: pip install 'servesat[ray]'")
+    if Path(out).resolve() == Path(zoo_file).resolve():
+        raise InputError(f"--out {out} is the zoo file itself")
+    zoo = load_zoo(zoo_file)
+    every = scenarios(zoo)
+    # every check is done: only now may an existing --out be replaced (or appended to)
+    writer = RowWriter(out, resume)
+    todo = [s for s in every if s["scenario_id"] not in writer.done]
+    progress = Progress(len(todo)) if sys.stderr.isatty() else None
+    solved = 0
     try:
-        for row in solve_zoo(zoo, workers=workers, backend=backend, address=address, skip=writer.done):
+        for row in solve_zoo(zoo, workers=workers or max(os.cpu_count() or 1, 1), backend=backend,
+                             address=address, skip=writer.done):
             if row["scenario_id"] in writer.done:
                 continue
             writer.write(row)
-            rows.append(row)
+            solved += 1
             if progress:
                 progress.step()
     finally:
         writer.close()
         if progress:
             progress.finish()
-    click.echo(f"{len(rows)} scenarios solved, {total - todo} already in {out}; {total} in the zoo")
-    click.echo(_zoo_summary(rows))
+    ids = {s["scenario_id"] for s in every}
+    click.echo(f"{solved} scenarios solved, {len(every) - len(todo)} already in {out}; {len(every)} in the zoo")
+    click.echo(_zoo_summary([r for r in read_rows(out) if r["scenario_id"] in ids]))
 
 
 class Progress:
@@ -458,8 +472,8 @@ class Progress:
 def _zoo_summary(rows: list[dict]) -> str:
     """Per model: the best chip and its $/million tokens over its scenarios, and the failures."""
     table = []
-    for model in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == model]
+    for model in dict.fromkeys(str(r["model"]) for r in rows):
+        mine = [r for r in rows if str(r["model"]) == model]
         solved = [r for r in mine if r["queries_per_dollar"] is not None]
         best = max(solved, key=lambda r: r["queries_per_dollar"]) if solved else None
         table.append([model, str(len(mine)), best["chip"] if best else "-",

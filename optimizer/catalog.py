@@ -156,7 +156,7 @@ def load_chips(path: str | Path | None = None, prices: dict[str, float] | None =
     for name, usd in (prices or {}).items():
         if name not in chips:
             raise unknown_name("chip in --price", name, sorted(chips))
-        if not (usd > 0 and math.isfinite(usd)):
+        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not (usd > 0 and math.isfinite(usd)):
             raise InputError(f"price for {name} must be a positive number of USD per chip-hour, got {usd}")
         chips[name] = replace(chips[name], usd_per_chip_hour=float(usd),
                               sources={**chips[name].sources, "price": "set by the user"})

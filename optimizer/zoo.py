@@ -80,6 +80,8 @@ def _check_values(key: str, values: list, origin: str, chips: list[str]) -> None
             raise unknown_name(f"serving mode in {origin}", str(v), list(SERVING))
         elif key in ("chips", "weights", "kv") and v != "all":
             valid = chips if key == "chips" else DTYPES
+            if v == [] or not isinstance(v, (str, list)):
+                raise InputError(f"{origin}: each {key} value must be a name, a list of names or \"all\", got {v!r}")
             for name in v if isinstance(v, list) else [v]:
                 if name not in valid:
                     raise unknown_name(f"{'chip' if key == 'chips' else 'dtype'} in {origin} {key}", str(name), valid)
@@ -100,6 +102,8 @@ def load_zoo(path: str | Path) -> Zoo:
         if key not in TOP_KEYS:
             raise InputError(f"{path}: unknown key {key!r}; valid: {', '.join(TOP_KEYS)}")
     chips_file = data.get("chips_file")
+    if chips_file is not None and not isinstance(chips_file, str):
+        raise InputError(f"{path}: chips_file must be a path string, got {chips_file!r}")
     if chips_file is not None:
         chips_file = str((path.parent / chips_file).resolve())
     prices = data.get("prices", {})
@@ -130,6 +134,9 @@ def load_zoo(path: str | Path) -> Zoo:
                 raise InputError(f"{where}: unknown key {key!r}; valid: {', '.join(MODEL_KEYS)}")
         if ("name" in m) == ("path" in m):
             raise InputError(f"{where}: give exactly one of 'name' (built-in) or 'path' (config.json)")
+        which = "name" if "name" in m else "path"
+        if not isinstance(m[which], str) or not m[which].strip():
+            raise InputError(f"{where}: {which!r} must be a non-empty string, got {m[which]!r}")
         spec = dict(m)
         if "path" in spec:
             spec["path"] = str((path.parent / spec["path"]).resolve())
@@ -151,21 +158,31 @@ def _canon(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else (v,) if isinstance(v, str) else v
 
 
+def _number(v: Any) -> Any:
+    """10 and 10.0 are the same target (and the same scenario)."""
+    return None if v is None else float(v)
+
+
 def scenarios(zoo: Zoo) -> list[dict]:
-    """Every model x grid combination, in file order, each with a stable scenario_id."""
+    """Every distinct model x grid combination, in file order, each with a stable scenario_id
+    (a combination listed twice is one scenario)."""
     out = []
+    seen: set[str] = set()
     for spec in zoo.models:
         model = spec.get("name") or spec["path"]
         axes = [spec.get(k, zoo.grid[k]) for k in GRID_KEYS]
         for combo in itertools.product(*axes):
             s = dict(zip(GRID_KEYS, combo))
-            sc = {"model": model, "slo_ms": s["slo_ms"], "ttft_target_ms": s["ttft_ms"], "context": s["context"],
-                  "decode_len": s["decode_len"], "prompt_len": s["prompt_len"], "qps": s["qps"],
+            sc = {"model": model, "slo_ms": _number(s["slo_ms"]), "ttft_target_ms": _number(s["ttft_ms"]),
+                  "context": s["context"], "decode_len": s["decode_len"], "prompt_len": s["prompt_len"],
+                  "qps": _number(s["qps"]),
                   "objective": s["objective"], "serving": s["serving"], "chip_set": _canon(s["chips"]),
                   "weight_set": _canon(s["weights"]), "kv_set": _canon(s["kv"])}
             key = json.dumps(sc, sort_keys=True, default=list)
             sc["scenario_id"] = hashlib.sha1(key.encode()).hexdigest()[:16]
-            out.append(sc)
+            if sc["scenario_id"] not in seen:
+                seen.add(sc["scenario_id"])
+                out.append(sc)
     return out
 
 

@@ -96,3 +96,29 @@ class RowWriter:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _typed(row: dict) -> dict:
+    """Text cells (CSV, Markdown) back to numbers where the summary needs them."""
+    out: dict = {c: (row.get(c) or None) for c in COLUMNS}
+    for c in ("queries_per_dollar", "usd_per_million_tokens"):
+        if out[c] is not None:
+            out[c] = float(out[c])
+    return out
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Every complete row of an output file (CSV, JSON Lines or Markdown)."""
+    path = Path(path)
+    text = path.read_text()
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    if suffix == ".csv":
+        return [_typed(r) for r in csv.DictReader(io.StringIO(text)) if r.get("status")]
+    rows = []
+    for line in text.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == len(COLUMNS):
+            rows.append(_typed(dict(zip(COLUMNS, cells))))
+    return rows

@@ -200,3 +200,55 @@ def test_readme_zoo_example_parses(tmp_path):
     (tmp_path / "zoo.toml").write_text(block)
     zoo = load_zoo(tmp_path / "zoo.toml")
     assert len(scenarios(zoo)) == 4 * 3 * 2 * 3 * 2 * 2 + 2 * 3 * 2 * 3 * 2 * 2
+
+
+@pytest.mark.parametrize("text,msg", [
+    ('prices = { h100 = "x" }\n[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\n', "price for h100"),
+    ('chips_file = 5\n[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\n', "chips_file must be a path"),
+    ('[grid]\nslo_ms = [10]\n[[models]]\npath = 5\n', "'path' must be a non-empty string"),
+    ('[grid]\nslo_ms = [10]\n[[models]]\nname = ""\n', "'name' must be a non-empty string"),
+    ('[grid]\nslo_ms = [10]\nchips = [[]]\n[[models]]\nname = "llama3-8b"\n', "each chips value must be"),
+])
+def test_wrongly_typed_zoo_values_exit_2_and_keep_the_output(tmp_path, text, msg):
+    """Bad types are one-line errors, and an existing --out is left as it was."""
+    f = tmp_path / "z.toml"
+    f.write_text(text)
+    keep = tmp_path / "keep.csv"
+    keep.write_text("precious\n")
+    r = CliRunner().invoke(main, ["zoo", str(f), "--out", str(keep)])
+    assert r.exit_code == 2 and msg in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert keep.read_text() == "precious\n"
+
+
+def test_option_mistakes_exit_2_before_touching_the_output(small_zoo, tmp_path):
+    """--address without Ray, --workers with Ray, --out the zoo file itself: errors, output kept."""
+    keep = tmp_path / "keep.csv"
+    keep.write_text("precious\n")
+    for args in (["--address", "10.0.0.1:6379"], ["--backend", "ray", "--workers", "2"]):
+        r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(keep), *args])
+        assert r.exit_code == 2, r.output
+    r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(small_zoo)])
+    assert r.exit_code == 2 and "is the zoo file itself" in r.output
+    assert keep.read_text() == "precious\n"
+
+
+def test_duplicate_combinations_are_one_scenario(tmp_path):
+    """The same model twice and 10 vs 10.0 ms: one scenario each, solved once."""
+    f = tmp_path / "z.toml"
+    f.write_text('[grid]\nslo_ms = [10, 10.0]\n[[models]]\nname = "llama3-8b"\n[[models]]\nname = "llama3-8b"\n')
+    assert len(scenarios(load_zoo(f))) == 1
+    assert len(list(solve_zoo(f))) == 1
+
+
+def test_summary_covers_the_whole_file_after_resume(small_zoo, tmp_path):
+    """After --resume the per-model summary counts every row in the file, not just the new ones."""
+    out = tmp_path / "o.jsonl"
+    w = RowWriter(out, resume=False)
+    for row in list(solve_zoo(small_zoo))[:7]:
+        w.write(row)
+    w.close()
+    r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(out), "--resume", "--workers", "1"])
+    lines = r.output.splitlines()
+    assert lines[0].startswith("5 scenarios solved, 7 already in")
+    counts = {line.split()[0]: int(line.split()[1]) for line in lines[2:]}
+    assert counts == {"llama3-8b": 8, "llama3-70b": 4}
