@@ -128,16 +128,17 @@ def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
     )
 
 
-def _read_toml(path: Path) -> dict:
+def read_toml(path: Path, what: str = "file") -> dict:
+    """A TOML file's tables; InputError (naming `what` and the path) if missing or malformed."""
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise InputError(f"file not found: {path}") from None
+        raise InputError(f"{what} not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML ({e})") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot be read ({e})") from None
 
 
 def load_chips(path: str | Path | None = None, prices: dict[str, float] | None = None) -> dict[str, Chip]:
@@ -146,7 +147,7 @@ def load_chips(path: str | Path | None = None, prices: dict[str, float] | None =
     text = resources.files("optimizer").joinpath("data/chips.toml").read_text()
     chips = {n: _chip_from_table(n, t, "built-in chips.toml") for n, t in tomllib.loads(text)["chips"].items()}
     if path is not None:
-        data = _read_toml(Path(path))
+        data = read_toml(Path(path))
         extra = set(data) - {"chips"}
         if extra or not isinstance(data.get("chips"), dict):
             key = sorted(extra)[0] if extra else "chips"

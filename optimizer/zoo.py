@@ -14,7 +14,6 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from optimizer.catalog import DTYPES, load_chips, load_model
+from optimizer.catalog import DTYPES, load_chips, load_model, read_toml
 from optimizer.errors import InputError, unknown_name
 from optimizer.workload import OBJECTIVES, SERVING
 
@@ -90,14 +89,7 @@ def _check_values(key: str, values: list, origin: str, chips: list[str]) -> None
 def load_zoo(path: str | Path) -> Zoo:
     """Parse and validate a zoo file; InputError names the bad key or value."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"zoo file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot be read ({e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: not valid TOML ({e})") from None
+    data = read_toml(path, "zoo file")
     for key in data:
         if key not in TOP_KEYS:
             raise InputError(f"{path}: unknown key {key!r}; valid: {', '.join(TOP_KEYS)}")
