@@ -69,7 +69,7 @@ def _emit_json(data: dict) -> None:
 
 
 def _fmt_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     last = len(headers) - 1
 
     def line(cells: list[str]) -> str:
@@ -146,6 +146,9 @@ def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context
 
         if Path(plot_path).suffix.lower() not in PLOT_SUFFIXES:
             raise InputError(f"--plot {plot_path}: unknown suffix; valid: .png, .svg")
+        folder = Path(plot_path).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise InputError(f"--plot {plot_path}: cannot be written (no writable folder {folder})")
         _pyplot()  # fail before solving if matplotlib is missing
     catalog = _catalog(chips_file, prices)
     result = optimize(model, slo_ms, chips=catalog, chip_names=chip_names or None,
@@ -354,21 +357,39 @@ def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, .
     suffix = Path(out).suffix.lower() if out else None
     if suffix is not None and suffix not in (".csv", ".json", *PLOT_SUFFIXES):
         raise InputError(f"--out {out}: unknown suffix {suffix!r}; valid: .csv, .json, .png, .svg")
+    if out and as_json:
+        raise InputError("--json prints to the terminal; with --out the file's suffix chooses the format")
+    if not by_batch and (topology is not None or tp is not None):
+        raise InputError("--topology and --tp fix one configuration: they go with --by-batch")
+    if by_batch and slo_ms is not None:
+        raise InputError("--slo-ms marks the optimum on the frontier; --by-batch has no optimum to mark")
     if by_batch:
         if len(chip_names) != 1 or topology is None or len(weights) != 1 or len(kv) != 1:
             raise click.UsageError("--by-batch needs one --chip, --topology, one --weights and one --kv")
         points: list = []
         for context in contexts:
             points += batch_view(mdl, catalog[chip_names[0]], topology, tp, weights[0], kv[0], context, decode_len)
+        if not points:
+            click.echo(f"nothing to show: {mdl.name} does not fit on {chip_names[0]} {topology} in "
+                       f"{weights[0]}/{kv[0]} with one sequence of any of the contexts asked "
+                       f"({', '.join(map(str, contexts))} tokens)")
+            return
         y = points[0].tp if points else tp
         title = (f"{mdl.name} on {chip_names[0]} {topology} ({y}-way model parallel), {weights[0]} weights, "
                  f"{kv[0]} KV: decode step and throughput per chip against batch (book profile)")
         plot = lambda path: plot_by_batch(points, path, title)  # noqa: E731
     else:
         selected = {n: catalog[n] for n in (chip_names or sorted(catalog))}
+        for kind, values, attr in (("weights", weights, "weight_dtypes"), ("kv", kv, "kv_dtypes")):
+            if values and not any(set(values) & set(getattr(c, attr)) for c in selected.values()):
+                raise InputError(f"no chip asked supports the {kind} dtypes {', '.join(values)}")
         points = []
         for context in contexts:
             points += frontier(mdl, selected, context, decode_len, tuple(weights) or None, tuple(kv) or None)
+        if not points:
+            click.echo(f"nothing to show: {mdl.name} fits on none of the chips asked with one sequence of "
+                       f"{', '.join(map(str, contexts))} tokens")
+            return
         chosen = []
         for context in contexts if slo_ms is not None else ():
             ok = [p for p in points if p.context == context and p.step_ms <= slo_ms]
@@ -376,6 +397,8 @@ def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, .
                 p = min(ok, key=lambda p: p.usd_per_million_tokens)
                 chosen.append((p.step_ms, p.usd_per_million_tokens, f"cheapest within {slo_ms:g} ms at {context:,} "
                                f"tokens: {p.chip} {p.topology} {p.weights}/{p.kv} batch {p.batch}"))
+            else:
+                click.echo(f"no configuration meets {slo_ms:g} ms at {context:,} tokens")
         title = f"{mdl.name}: latency-cost frontier of decode (book profile, {decode_len} output tokens per query)"
         plot = lambda path: plot_frontier(points, path, title, chosen=chosen, slo_ms=slo_ms)  # noqa: E731
     if suffix in PLOT_SUFFIXES:
@@ -390,7 +413,8 @@ def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, .
         click.echo(_fmt_table(["context", "batch", "step ms", "params", "kv", "flops", "tok/ms/chip", "bound"], [
             [str(p.context), str(p.batch), f"{p.step_ms:.3f}", f"{p.params_ms:.3f}", f"{p.kv_ms:.3f}",
              f"{p.flops_ms:.3f}", f"{p.tokens_per_ms_per_chip:.4f}",
-             "compute" if p.compute_bound else "memory"] for p in points]))
+             ("compute" if p.compute_bound else "memory") + (", comms" if p.comms_bound else "")]
+            for p in points]))
     else:
         click.echo(_fmt_table(["context", "chip", "slice", "tp", "w/kv", "batch", "step ms", "$/Mtok out"], [
             [str(p.context), p.chip, p.topology, str(p.tp), f"{p.weights}/{p.kv}", str(p.batch), f"{p.step_ms:.3f}",

@@ -44,8 +44,10 @@ class FrontierPoint:
     tokens_per_s_per_chip: float
     qps_per_chip: float
     queries_per_dollar: float
-    usd_per_million_tokens: float  # output tokens
+    usd_per_million_tokens: float  # output tokens (decode only: the same as the next)
+    usd_per_million_output_tokens: float
     cost_per_hour: float
+    compute_bound: bool  # T_flops >= T_params: a bigger batch no longer lowers the cost per token
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +88,9 @@ def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int
             qps_per_chip=float(tok / decode_len),
             queries_per_dollar=float(SECONDS_PER_HOUR * tok / (decode_len * table.usd_per_chip_hour[i])),
             usd_per_million_tokens=float(usd_per_token[k] * 1e6),
-            cost_per_hour=float(table.slice_chips[i] * table.usd_per_chip_hour[i])))
+            usd_per_million_output_tokens=float(usd_per_token[k] * 1e6),
+            cost_per_hour=float(table.slice_chips[i] * table.usd_per_chip_hour[i]),
+            compute_bound=bool(c.flops_s_per_seq[i] * b >= c.params_s[i])))
     return points
 
 

@@ -35,15 +35,16 @@ def plot_frontier(points: Sequence[FrontierPoint], path: str | Path, title: str,
     """$ per million output tokens against per-token latency, one line per context, points
     coloured by chip; each `chosen` (step_ms, $/Mtok, label) and the SLO are marked."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5.2))
+    fig, ax = plt.subplots(figsize=(11, 5.4))
     chips = sorted({p.chip for p in points})
     colours = {c: plt.get_cmap("tab10")(k % 10) for k, c in enumerate(chips)}
-    for context in sorted({p.context for p in points}):
+    contexts = sorted({p.context for p in points})
+    styles = ["-", "--", "-.", ":"]
+    for k, context in enumerate(contexts):
         pts = [p for p in points if p.context == context]
-        ax.plot([p.step_ms for p in pts], [p.usd_per_million_tokens for p in pts], "-", color="0.6", lw=1,
-                zorder=1)
-        ax.annotate(f"{context:,} tokens", (pts[-1].step_ms, pts[-1].usd_per_million_tokens),
-                    textcoords="offset points", xytext=(6, -4), fontsize=8, color="0.35")
+        # the cheapest cost reachable within a latency is a staircase: no configurations in between
+        ax.step([p.step_ms for p in pts], [p.usd_per_million_tokens for p in pts], where="post",
+                ls=styles[k % len(styles)], color="0.55", lw=1, zorder=1, label=f"frontier, {context:,}-token context")
     for chip in chips:
         pts = [p for p in points if p.chip == chip]
         ax.scatter([p.step_ms for p in pts], [p.usd_per_million_tokens for p in pts], s=14, color=colours[chip],
@@ -51,14 +52,19 @@ def plot_frontier(points: Sequence[FrontierPoint], path: str | Path, title: str,
     if slo_ms is not None:
         ax.axvline(slo_ms, color="crimson", ls="--", lw=1.2, label=f"latency target {slo_ms:g} ms")
     for x, y, label in chosen:
-        ax.scatter([x], [y], marker="*", s=260, color="gold", edgecolor="black", zorder=3, label=label)
+        ax.scatter([x], [y], marker="*", s=170, color="gold", edgecolor="black", lw=0.8, alpha=0.85, zorder=3,
+                   label=label)
     xs = [p.step_ms for p in points] + ([slo_ms] if slo_ms else []) + [x for x, _, _ in chosen]
     right = max(xs) * 1.5 if xs else 1.0
-    for context in sorted({p.context for p in points}):
+    plateau = False
+    for context in contexts:
         last = [p for p in points if p.context == context][-1]
-        ax.hlines(last.usd_per_million_tokens, last.step_ms, right, colors="0.6", linestyles=":", lw=1, zorder=1)
-    if points:
-        ax.plot([], [], ":", color="0.6", label="compute-bound: more batch, same cost")
+        if last.compute_bound:  # past here a bigger batch costs the same per token and is slower
+            ax.hlines(last.usd_per_million_tokens, last.step_ms, right, colors="0.75", linestyles=(0, (1, 2)),
+                      lw=1, zorder=1)
+            plateau = True
+    if plateau:
+        ax.plot([], [], ls=(0, (1, 2)), color="0.75", label="compute-bound: more batch, same cost")
     ys = [p.usd_per_million_tokens for p in points]
     if xs and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
@@ -68,7 +74,7 @@ def plot_frontier(points: Sequence[FrontierPoint], path: str | Path, title: str,
     ax.set_ylabel("cost ($ per million output tokens)")
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     _save(fig, path)
     plt.close(fig)
 

@@ -45,10 +45,10 @@ def brute_frontier(model, chips, names, context, decode_len=512):
                     pts += [(sig(s), sig(u), n_chips) for s, u in zip(step.tolist(), usd.tolist())]
     pts.sort()
     front, best = [], math.inf
-    for s, u, _ in pts:
+    for s, u, n_chips in pts:
         if u < best:
             best = u
-            front.append((s, u))
+            front.append((s, u, n_chips))
     return front
 
 
@@ -60,7 +60,7 @@ def test_frontier_equals_brute_force_point_for_point(model, names, context):
     """Same points, same order: (step, $/token) of every frontier point, fastest first."""
     chips = load_chips()
     m = load_model(model)
-    ours = [(sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6)) for p in
+    ours = [(sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6), p.chips) for p in
             frontier(m, {n: chips[n] for n in names}, context)]
     assert ours == brute_frontier(m, chips, names, context)
     assert len(ours) > 10
@@ -117,11 +117,32 @@ def test_plots_are_written(tmp_path, suffix):
         assert head.startswith(b"\x89PNG") if suffix == ".png" else b"<?xml" in head or b"<svg" in head
 
 
-def test_readme_embeds_both_plots():
-    """The README shows the frontier and by-batch images, which exist in docs/."""
+def _png_size(path):
+    head = Path(path).read_bytes()[:24]
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_readme_plots_come_from_the_documented_commands(tmp_path):
+    """The README embeds both images, and its documented commands redraw them (same size)."""
+    pytest.importorskip("matplotlib")
     text = (ROOT / "README.md").read_text()
     for name in ("docs/frontier.png", "docs/by_batch.png"):
-        assert f"]({name})" in text and (ROOT / name).stat().st_size > 10_000
+        assert f"]({name})" in text
+        line = next(x for x in text.splitlines() if x.startswith(".venv/bin/servesat frontier") and name in x)
+        args = line.split()[1:]
+        args[args.index(name)] = str(tmp_path / "out.png")
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0, r.output
+        assert _png_size(tmp_path / "out.png") == _png_size(ROOT / name)
+
+
+def test_empty_results_are_answers_not_crashes():
+    """A configuration that does not fit, or no chip that fits: a sentence, exit 0."""
+    r = CliRunner().invoke(main, ["frontier", "--model", "llama3-405b", "--chip", "tpu-v5e", "--topology", "1x1",
+                                  "--weights", "bf16", "--kv", "bf16", "--by-batch"])
+    assert r.exit_code == 0 and "does not fit on tpu-v5e 1x1" in r.output
+    r = CliRunner().invoke(main, ["frontier", "--model", "llama3-405b", "--chip", "tpu-v5e", "--context", "100000000"])
+    assert r.exit_code == 0 and "fits on none of the chips" in r.output
 
 
 @pytest.mark.parametrize("args,message", [
@@ -130,6 +151,11 @@ def test_readme_embeds_both_plots():
     (["--out", "/no/such/dir/f.csv"], "cannot be written"),
     (["--out", "/tmp/f.xlsx"], "unknown suffix '.xlsx'"),
     (["--by-batch"], "--by-batch needs one --chip"),
+    (["--chip", "tpu-v5e", "--weights", "fp8"], "no chip asked supports the weights dtypes fp8"),
+    (["--topology", "4x4"], "they go with --by-batch"),
+    (["--json", "--out", "/tmp/x.csv"], "with --out the file's suffix chooses"),
+    (["--chip", "tpu-v5e", "--topology", "4x4", "--weights", "int8", "--kv", "int8", "--by-batch", "--slo-ms", "5"],
+     "--by-batch has no optimum"),
 ])
 def test_frontier_bad_input(args, message):
     """Each bad frontier input: exit 2, one line."""
