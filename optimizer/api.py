@@ -47,10 +47,6 @@ def _check_dtypes(kind: str, values: tuple[str, ...] | None) -> None:
             raise unknown_name(f"{kind} dtype", v, DTYPES)
 
 
-def _groups(table: CandidateTable) -> np.ndarray:
-    return np.char.add(np.char.add(table.weights, "/"), table.kv)
-
-
 def whole_ratio(ratio: float, tolerance: float = 0.05, max_denominator: int = 1000) -> str:
     """The smallest whole-number ratio p:d within `tolerance` of `ratio` (prefill:decode)."""
     for d in range(1, max_denominator + 1):
@@ -152,7 +148,7 @@ def infeasible_reason(sm: ServingModel, workload: Workload, mask: np.ndarray | N
 def _demand(sm: ServingModel, workload: Workload, qps: float, time_limit_s: float) -> Deployment:
     """The cheapest whole deployment serving `qps`, from the model's feasible candidates."""
     table = sm.table
-    groups = _groups(table)
+    groups = table.dtype_groups
     rows = sm.feasible_rows
     batch = sm.cap[rows]
     m = measure(table, rows, batch, workload.decode_len)

@@ -52,6 +52,11 @@ class CandidateTable:
     def __len__(self) -> int:
         return len(self.chip)
 
+    @property
+    def dtype_groups(self) -> np.ndarray:
+        """"weights/kv" per row: decode replicas and prefill servers pair up within a group."""
+        return np.char.add(np.char.add(self.weights, "/"), self.kv) if len(self) else np.zeros(0, str)
+
     def row(self, i: int) -> dict:
         return {"chip": str(self.chip[i]), "topology": str(self.topology[i]),
                 "chips": int(self.slice_chips[i]), "tp": int(self.tp[i]),

@@ -97,7 +97,7 @@ class ServingModel:
         self.caps = caps if caps is not None else family_caps(table, workload)
         cap = np.minimum.reduce(list(self.caps.values())) if len(table) else np.zeros(0, np.int64)
         self.cap = np.minimum(cap, MAX_BATCH)
-        groups = np.char.add(np.char.add(table.weights, "/"), table.kv) if len(table) else np.zeros(0, str)
+        groups = table.dtype_groups
         decode_ok = self.cap >= 1
 
         # Prefill servers, the cheapest per prompt first (then faster, then fewer chips). Only

@@ -8,7 +8,6 @@ import json
 import math
 import random
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -51,7 +50,7 @@ def offers_from_model(model="llama3-70b", slo_ms=50, ttft_ms=1000, chips=None):
     rows = sm.feasible_rows
     batch = sm.cap[rows]
     m = measure(t, rows, batch, w.decode_len)
-    groups = np.char.add(np.char.add(t.weights, "/"), t.kv)
+    groups = t.dtype_groups
     slice_usd = t.slice_chips * t.usd_per_chip_hour
     dec = [Offer(int(r), str(groups[r]), float(t.replicas[r] * b / (s * w.decode_len)), float(slice_usd[r]))
            for r, b, s in zip(rows.tolist(), batch.tolist(), m.step_s.tolist())]
