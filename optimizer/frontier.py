@@ -21,7 +21,7 @@ import numpy as np
 from constraints import comms, hbm
 from optimizer.candidates import build_table, single_candidate
 from optimizer.catalog import Chip, Model
-from optimizer.metrics import SECONDS_PER_HOUR
+from optimizer.metrics import measure
 from optimizer.solve import significant
 from optimizer.workload import Workload
 
@@ -69,9 +69,8 @@ def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int
     row_of = np.repeat(rows, counts)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     batch = np.arange(len(row_of)) - starts + 1
-    step = c.step_s(batch, row_of)
-    usd_per_token = table.tp[row_of] * table.usd_per_chip_hour[row_of] * step / (SECONDS_PER_HOUR * batch)
-    s_step, s_cost = significant(step), significant(usd_per_token)
+    m = measure(table, row_of, batch, decode_len)
+    s_step, s_cost = significant(m.step_s), significant(m.usd_per_million_tokens)
     order = np.lexsort((row_of, table.slice_chips[row_of], s_cost, s_step))
     keep = []
     best = math.inf
@@ -81,14 +80,13 @@ def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int
             keep.append(k)
     points = []
     for k in keep:
-        i, b, st = int(row_of[k]), int(batch[k]), float(step[k])
-        tok = b / (st * table.tp[i])
+        i, b = int(row_of[k]), int(batch[k])
         points.append(FrontierPoint(
-            context=context, **table.row(i), batch=b, step_ms=st * 1e3, tokens_per_s_per_chip=float(tok),
-            qps_per_chip=float(tok / decode_len),
-            queries_per_dollar=float(SECONDS_PER_HOUR * tok / (decode_len * table.usd_per_chip_hour[i])),
-            usd_per_million_tokens=float(usd_per_token[k] * 1e6),
-            usd_per_million_output_tokens=float(usd_per_token[k] * 1e6),
+            context=context, **table.row(i), batch=b, step_ms=float(m.step_s[k] * 1e3),
+            tokens_per_s_per_chip=float(m.tokens_per_s_per_chip[k]), qps_per_chip=float(m.qps_per_chip[k]),
+            queries_per_dollar=float(m.queries_per_dollar[k]),
+            usd_per_million_tokens=float(m.usd_per_million_tokens[k]),
+            usd_per_million_output_tokens=float(m.usd_per_million_tokens[k]),
             cost_per_hour=float(table.slice_chips[i] * table.usd_per_chip_hour[i]),
             compute_bound=bool(c.flops_s_per_seq[i] * b >= c.params_s[i])))
     return points
