@@ -79,7 +79,7 @@ def configuration(table: CandidateTable, choice: Choice, workload: Workload,
     if j is not None:
         prefill_usd = float(prefill_usd_per_query(table, np.array([j]))[0])
         ttft = float(c.prefill_s[j])
-        server = PrefillServer(**{k: v for k, v in table.row(j).items()}, prefill_ms=ttft * 1e3,
+        server = PrefillServer(**table.row(j), prefill_ms=ttft * 1e3,
                                cost_per_hour=float(table.slice_chips[j] * table.usd_per_chip_hour[j]))
         ratio = prefill_servers_per_replica(batch=b, step_s=step, decode_len=workload.decode_len,
                                             prefill_seconds=ttft)
@@ -292,7 +292,7 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
         other = optimize(mdl, slo_ms, chips=catalog, chip_names=names, context=context, decode_len=decode_len,
                          weights=weights, kv=kv, objective=objective, top=1, prompt_len=prompt_len,
                          prefill_mfu=prefill_mfu, ttft_ms=ttft_ms, serving=other_mode, qps=qps,
-                         time_limit_s=time_limit_s)
+                         time_limit_s=time_limit_s, alternatives=False)
         comparison = _compare({workload.serving: (best, deployment), other_mode: (other.best, other.deployment)})
     seconds = time.perf_counter() - started
     return OptimizeResult(

@@ -90,12 +90,6 @@ def roofline(model: Model, workload: Workload, *, tp: np.ndarray, n_axes: np.nda
     )
 
 
-def prefill_s(model: Model, *, tp: int, flops: float, prompt_len: int, mfu: float = 0.4) -> float:
-    """Book-profile prefill of one prompt: 2*P*T / (Y*C*MFU), compute-bound (the chapter's
-    40% MFU gives 0.91 s for 8,192 tokens of LLaMA 3-70B on 16 v5e chips)."""
-    return 2.0 * model.param_count * prompt_len / (tp * flops * mfu)
-
-
 def prefill_servers_per_replica(*, batch: int, step_s: float, decode_len: int, prefill_seconds: float) -> float:
     """Prefill servers each decode replica needs: its query rate B/(T_step*G) times T_prefill."""
     return batch / (step_s * decode_len) * prefill_seconds

@@ -100,7 +100,7 @@ class Deployment:
 
 @dataclass
 class SolveStats:
-    seconds: float  # building and solving the CP-SAT model(s), winner and alternatives
+    seconds: float  # the whole optimize() call: table, models, every solve (and demand, compare)
     candidates: int  # rows of the candidate table
     feasible_candidates: int  # rows that serve at batch 1 under every family
     solver_status: str

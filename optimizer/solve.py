@@ -1,8 +1,9 @@
 """The CP-SAT model of one deployment: a decode candidate with its integer batch and, for
 disaggregated serving, the prefill-server candidate that serves its prompts.
 
-Variables: ``pick[i]`` per decode candidate that can serve at batch 1 (exactly one true),
-``batch``, and ``serve[j]`` per candidate that can be a prefill server (exactly one true).
+Variables: ``pick[i]`` per decode candidate that can serve at batch 1 (of each chip and dtype
+pair, the best few: see ``keep_per_class``; exactly one true), ``batch``, and ``serve[j]`` per
+dtype pair's cheapest prefill server (exactly one true).
 Each decode constraint family posts ``batch <= sum_i cap[i] * pick[i]`` (its integer-scaled
 inequality per candidate, see optimizer.scaling; with exactly one pick the sum is the
 picked candidate's cap); constraints.prefill links the two picks (same weight and KV dtypes).
@@ -86,15 +87,13 @@ class ServingModel:
     """The CP-SAT model over a candidate table; solve() may be called with restrictions."""
 
     def __init__(self, table: CandidateTable, workload: Workload, objective: str,
-                 caps: dict[str, np.ndarray] | None = None, keep_per_class: int | None = None) -> None:
+                 keep_per_class: int | None = None) -> None:
         """keep_per_class: carry only the best that many candidates of each (chip, dtype pair)
         class into CP-SAT. The k-th best plan overall is among the best k of its own class and
         the best plan of a chip among the best of one of its classes, so with k = the number of
         plans asked for, nothing that could be chosen is dropped (None: carry every candidate)."""
         self.table = table
-        self.workload = workload
-        self.objective = objective
-        self.caps = caps if caps is not None else family_caps(table, workload)
+        self.caps = family_caps(table, workload)
         cap = np.minimum.reduce(list(self.caps.values())) if len(table) else np.zeros(0, np.int64)
         self.cap = np.minimum(cap, MAX_BATCH)
         groups = table.dtype_groups
@@ -120,8 +119,6 @@ class ServingModel:
             for g, k in best_in_group.items():
                 prefill_cost[groups == g] = p_cost_all[k]
             self.prefill_rows = np.sort(p_all[list(best_in_group.values())])
-        self.prefill_unserved_groups = sorted(set(groups[self.cap >= 1].tolist()) - set(
-            groups[decode_ok].tolist())) if workload.prefill_servers else []
 
         self.feasible_rows = rows = np.flatnonzero(decode_ok)
         best_batch = np.ones(len(rows), np.int64) if objective == "min-latency" else self.cap[rows]

@@ -138,7 +138,8 @@ def load_zoo(path: str | Path) -> Zoo:
                 _check_values(key, spec[key], where, sorted(catalog))
         specs.append(spec)
     time_limit = data.get("time_limit_s", 5.0)
-    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or time_limit <= 0:
+    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not (
+            time_limit > 0 and math.isfinite(time_limit)):
         raise InputError(f"{path}: time_limit_s must be a positive number")
     return Zoo(models=tuple(specs), grid=grid, chips_file=chips_file, prices=dict(prices),
                time_limit_s=float(time_limit))
@@ -183,6 +184,12 @@ def _catalog(chips_file: str | None, prices: tuple[tuple[str, float], ...]):
     return load_chips(chips_file, dict(prices))
 
 
+@functools.lru_cache(maxsize=64)
+def _model(name_or_path: str):
+    """Once per worker process (chunks of one model reuse it)."""
+    return load_model(name_or_path)
+
+
 def _row(sc: dict, result: Any = None, error: str | None = None) -> dict:
     row: dict[str, Any] = {c: None for c in COLUMNS}
     row.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in sc.items()})
@@ -216,7 +223,7 @@ def solve_chunk(chips_file: str | None, prices: tuple[tuple[str, float], ...], t
 
     try:
         catalog = _catalog(chips_file, prices)
-        model = load_model(chunk[0]["model"])
+        model = _model(chunk[0]["model"])
     except (InputError, OSError) as e:
         return [_row(sc, error=str(e)) for sc in chunk]
     rows = []

@@ -55,22 +55,7 @@ class RowWriter:
                 f.truncate(cut)
 
     def _read_ids(self) -> set[str]:
-        text = self.path.read_text()
-        ids: set[str] = set()
-        if self.format == "csv":
-            for row in csv.DictReader(io.StringIO(text)):
-                if row.get("scenario_id") and row.get("status"):
-                    ids.add(row["scenario_id"])
-        elif self.format == "jsonl":
-            for line in text.splitlines():
-                if line.strip():
-                    ids.add(json.loads(line)["scenario_id"])
-        else:
-            for line in text.splitlines()[2:]:
-                cells = [c.strip() for c in line.strip().strip("|").split("|")]
-                if len(cells) == len(COLUMNS):
-                    ids.add(cells[0])
-        return ids
+        return {r["scenario_id"] for r in read_rows(self.path) if r.get("scenario_id")}
 
     def _header(self) -> None:
         if self.format == "csv":
