@@ -67,12 +67,15 @@ class CandidateTable:
 def _table(model: Model, workload: Workload, chips: dict[str, Chip], rows: list[tuple]) -> CandidateTable:
     """rows: (chip name, topology, slice chips, Y, n_axes, weight dtype, kv dtype)."""
     cols: list[tuple] = list(zip(*rows)) if rows else [()] * 7
-    chip_objs = [chips[c] for c in cols[0]]
+    names = sorted(chips)
+    position = {n: k for k, n in enumerate(names)}
+    index = np.array([position[c] for c in cols[0]], dtype=np.int64)
+    chip_objs = [chips[n] for n in names]
     tp = np.array(cols[3], dtype=np.int64)
     slice_chips = np.array(cols[2], dtype=np.int64)
 
     def per_chip(attr: str) -> np.ndarray:
-        return np.array([getattr(c, attr) for c in chip_objs], dtype=float)
+        return np.array([getattr(c, attr) for c in chip_objs], dtype=float)[index]
 
     cost = roofline(
         model, workload, tp=tp, n_axes=np.array(cols[4], dtype=np.int64),
@@ -80,7 +83,7 @@ def _table(model: Model, workload: Workload, chips: dict[str, Chip], rows: list[
         kv_bytes_per_elem=np.array([DTYPE_BYTES[k] for k in cols[6]], dtype=float),
         flops=per_chip("bf16_flops"), hbm_bytes=per_chip("hbm_bytes"),
         hbm_bytes_per_s=per_chip("hbm_bytes_per_s"),
-        ici_bytes_per_s=np.array([c.ici_bytes_per_s_per_axis for c in chip_objs], dtype=float),
+        ici_bytes_per_s=np.array([c.ici_bytes_per_s_per_axis for c in chip_objs], dtype=float)[index],
     )
     return CandidateTable(
         chip=np.array(cols[0], dtype=str), topology=np.array(cols[1], dtype=str),

@@ -126,14 +126,17 @@ class ServingModel:
         total_qpd = 1.0 / (m.usd_per_query + prefill_cost[rows])
         order = rank_order(table, rows, total_qpd, m.step_s, objective)
         weight = _weights(order)
-        if keep_per_class is not None:
-            taken: dict[tuple[str, str], int] = {}
-            keep = np.zeros(len(rows), dtype=bool)
-            for k in order.tolist():
-                cls = (str(table.chip[rows[k]]), str(groups[rows[k]]))
-                if taken.get(cls, 0) < keep_per_class:
-                    taken[cls] = taken.get(cls, 0) + 1
-                    keep[k] = True
+        if keep_per_class is not None and len(rows):
+            # rank of each row within its (chip, dtype pair) class, in objective order
+            cls = np.char.add(np.char.add(table.chip[rows], "|"), groups[rows])[order]
+            by_class = np.argsort(cls, kind="stable")
+            sorted_cls = cls[by_class]
+            first = np.r_[0, np.flatnonzero(sorted_cls[1:] != sorted_cls[:-1]) + 1]
+            starts = np.repeat(first, np.diff(np.r_[first, len(cls)]))
+            rank_in_class = np.empty(len(cls), np.int64)
+            rank_in_class[by_class] = np.arange(len(cls)) - starts
+            keep = np.empty(len(rows), dtype=bool)
+            keep[order] = rank_in_class < keep_per_class
             rows, weight = rows[keep], weight[keep]
         self.rows = rows
 
