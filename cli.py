@@ -355,10 +355,6 @@ def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, .
     for n in chip_names:
         if n not in catalog:
             raise unknown_name("chip", n, sorted(catalog))
-    for kind, values in (("weights", weights), ("kv", kv)):
-        for v in values:
-            if v not in DTYPES:
-                raise unknown_name(f"{kind} dtype", v, DTYPES)
     suffix = Path(out).suffix.lower() if out else None
     if suffix is not None and suffix not in (".csv", ".json", *PLOT_SUFFIXES):
         raise InputError(f"--out {out}: unknown suffix {suffix!r}; valid: .csv, .json, .png, .svg")
@@ -385,9 +381,6 @@ def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, .
         plot = lambda path: plot_by_batch(points, path, title)  # noqa: E731
     else:
         selected = {n: catalog[n] for n in (chip_names or sorted(catalog))}
-        for kind, values, attr in (("weights", weights, "weight_dtypes"), ("kv", kv, "kv_dtypes")):
-            if values and not any(set(values) & set(getattr(c, attr)) for c in selected.values()):
-                raise InputError(f"no chip asked supports the {kind} dtypes {', '.join(values)}")
         points = []
         for context in contexts:
             points += frontier(mdl, selected, context, decode_len, tuple(weights) or None, tuple(kv) or None)

@@ -20,7 +20,8 @@ import numpy as np
 
 from constraints import comms, hbm
 from optimizer.candidates import build_table, single_candidate
-from optimizer.catalog import Chip, Model
+from optimizer.catalog import DTYPES, Chip, Model
+from optimizer.errors import InputError, unknown_name
 from optimizer.metrics import measure
 from optimizer.solve import significant
 from optimizer.workload import Workload
@@ -55,7 +56,14 @@ class FrontierPoint:
 
 def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int = 512,
              weights: tuple[str, ...] | None = None, kv: tuple[str, ...] | None = None) -> list[FrontierPoint]:
-    """The exact Pareto frontier of (step, $/million output tokens), fastest first."""
+    """The exact Pareto frontier of (step, $/million output tokens), fastest first.
+    Raises InputError for unknown dtypes or dtypes none of the chips supports."""
+    for kind, values, attr in (("weights", weights, "weight_dtypes"), ("kv", kv, "kv_dtypes")):
+        for v in values or ():
+            if v not in DTYPES:
+                raise unknown_name(f"{kind} dtype", v, DTYPES)
+        if values and not any(set(values) & set(getattr(c, attr)) for c in chips.values()):
+            raise InputError(f"no chip asked supports the {kind} dtypes {', '.join(values)}")
     w = Workload(context=context, decode_len=decode_len, serving="decode-only")
     table = build_table(model, chips, w, weights, kv)
     c = table.cost

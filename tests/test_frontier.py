@@ -169,3 +169,14 @@ def test_missing_matplotlib_says_how_to_install(tmp_path):
             f"cli.main(['frontier', '--model', 'llama3-8b', '--chip', 'h100', '--out', r'{tmp_path / 'f.png'}'])")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "pip install 'servesat[plot]'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_library_frontier_validates_dtypes():
+    """frontier() itself refuses unknown dtypes and dtypes no chip asked supports."""
+    from optimizer import InputError
+
+    chips = load_chips()
+    with pytest.raises(InputError, match="unknown weights dtype 'bogus'"):
+        frontier(load_model("llama3-8b"), chips, 8192, 512, ("bogus",))
+    with pytest.raises(InputError, match="no chip asked supports the weights dtypes fp8"):
+        frontier(load_model("llama3-8b"), {"tpu-v5e": chips["tpu-v5e"]}, 8192, 512, ("fp8",))
