@@ -544,5 +544,83 @@ def chips_cmd(chips_file: str | None, prices: tuple[str, ...], as_json: bool) ->
         for c in catalog.values()]))
 
 
+@main.command("plan")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write the plan as JSON to FILE.")
+@click.option("--maximize-served", is_flag=True,
+              help="Serve as much of the forecast as quotas and budget allow, then at the least cost.")
+@click.option("--time-limit", type=POSITIVE_FLOAT, default=10.0, show_default=True, help="Solver seconds.")
+@click.option("--workers", type=POSITIVE_INT, default=2, show_default=True, help="Solver threads.")
+@chips_option
+def plan_cmd(plan_file: str, as_json: bool, out: str | None, maximize_served: bool, time_limit: float,
+             workers: int, chips_file: str | None) -> None:
+    """The cheapest fleet for a demand forecast: what to rent or commit to, per period."""
+    from pathlib import Path
+
+    from optimizer.fleet import plan
+
+    if out is not None and Path(out).resolve() == Path(plan_file).resolve():
+        raise InputError(f"--out {out} is the plan file itself")
+    result = plan(plan_file, chips=load_chips(chips_file) if chips_file else None, time_limit_s=time_limit,
+                  maximize_served=maximize_served, workers=workers)
+    if out is not None:
+        try:
+            Path(out).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        except OSError as e:
+            raise InputError(f"--out {out}: cannot write ({e.strerror})") from None
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    _echo_plan(result, plan_file)
+
+
+def _echo_plan(r: Any, plan_file: str) -> None:
+    name = r.period_name
+    gap = f", gap {100 * r.gap:.2f}%" if r.gap is not None else ""
+    click.echo(f"plan {plan_file}: {r.periods} {name}s, status {r.status}{gap}, solved in {r.solve.seconds:.2f} s "
+               f"({r.solve.offers} offers after pruning {r.solve.offers_before_pruning})")
+    if r.reason:
+        click.echo(f"reason: {r.reason}")
+    if r.total_cost_usd is None:
+        return
+    served = (f"; serves {r.served_qps:,.1f} of {r.required_qps:,.1f} required queries/s summed over {name}s"
+              if r.served_qps is not None else "")
+    click.echo(f"total ${r.total_cost_usd:,.0f} over {r.periods} {name}s "
+               f"(commitments {r.commitment_accounting}; headroom {100 * r.headroom:.0f}%){served}\n")
+    budgets = any(c.budget_usd is not None for c in r.costs)
+    click.echo(_fmt_table([name, "on demand $", "committed $", "total $"] + (["budget $"] if budgets else []), [
+        [str(c.period), f"{c.on_demand_usd:,.0f}", f"{c.committed_usd:,.0f}", f"{c.total_usd:,.0f}"]
+        + ([f"{c.budget_usd:,.0f}"] if budgets else []) for c in r.costs]))
+    click.echo("\nBill of materials (chips per pool; slices by shape)")
+    click.echo(_fmt_table([name, "pool", "quota", "used", "committed", "on demand", "$", "slices"], [
+        [str(b.period), b.pool, str(b.quota), str(b.used),
+         " ".join(f"{k}:{v}" for k, v in b.committed.items()) or "0", str(b.on_demand), f"{b.cost_usd:,.0f}",
+         " ".join(f"{k}x{v}" for k, v in b.slices.items()) or "-"] for b in r.bill]))
+    if r.commitments:
+        click.echo("\nCommitments")
+        click.echo(_fmt_table(["pool", "tier", f"from {name}", "term", "chips", "off", "$ per " + name, "$ counted"], [
+            [c.pool, c.tier, str(c.start_period), str(c.term_periods), str(c.chips), f"{c.discount:.0%}",
+             f"{c.usd_per_period:,.0f}", f"{c.total_usd:,.0f}"] for c in r.commitments]))
+    click.echo("\nDeployments (decode replicas + prefill servers; slices x pool shape, tp, weights/kv)")
+    click.echo(_fmt_table(["model", name, "forecast", "required", "capacity", "util", "headroom", "chips", "slices"], [
+        [m.model, str(m.period), f"{m.demand_qps:,.2f}", f"{m.required_qps:,.2f}", f"{m.capacity_qps:,.2f}",
+         f"{100 * m.utilization:.0f}%", f"{m.headroom_pct:+.0f}%" if m.headroom_pct is not None else "-",
+         str(m.chips), " + ".join(_entry_text(e) for e in m.entries) or "-"] for m in r.models]))
+    click.echo("\nWhat binds")
+    for line in r.binding:
+        click.echo(f"- {line}")
+    for line in r.shortfalls:
+        click.echo(f"- short: {line}")
+    for line in r.notes:
+        click.echo(f"note: {line}")
+
+
+def _entry_text(e: Any) -> str:
+    role = "" if e.role == "decode" else "prefill "
+    extra = f" B{e.batch}" if e.batch is not None else ""
+    return f"{e.slices}x {role}{e.pool} {e.topology} tp{e.tp} {e.weights}/{e.kv}{extra}"
+
+
 if __name__ == "__main__":
     main()

@@ -42,16 +42,26 @@ def demand_int(qps: float) -> int:
 
 
 def add(model: cp_model.CpModel, qps: float, decode: Sequence[Offer], decode_slices: Sequence[cp_model.IntVar],
-        prefill: Sequence[Offer], prefill_slices: Sequence[cp_model.IntVar], with_prefill: bool) -> None:
-    """Post the routing and capacity rows."""
+        prefill: Sequence[Offer], prefill_slices: Sequence[cp_model.IntVar], with_prefill: bool,
+        served: cp_model.LinearExprT | None = None, name: str = "") -> dict[str, cp_model.IntVar]:
+    """Post the routing and capacity rows. `served` (default: the demand, micro-QPS) is the
+    load to route, for plans that may serve less than the forecast. Returns the routing
+    variables by dtype pair (none when one pair serves the whole demand)."""
     q = demand_int(qps)
     groups = sorted({o.group for o in decode})
-    routed = {g: model.new_int_var(0, q, f"routed[{g}]") for g in groups}
-    model.add(sum(routed.values()) == q)
+    if len(groups) == 1 and served is None:  # one pair: no routing variable needed
+        (g,) = groups
+        model.add(sum(o.rate_int * n for o, n in zip(decode, decode_slices)) >= q)
+        if with_prefill:
+            model.add(sum(o.rate_int * n for o, n in zip(prefill, prefill_slices) if o.group == g) >= q)
+        return {}
+    routed = {g: model.new_int_var(0, q, f"routed{name}[{g}]") for g in groups}
+    model.add(sum(routed.values()) == (q if served is None else served))
     for g in groups:
         model.add(sum(o.rate_int * n for o, n in zip(decode, decode_slices) if o.group == g) >= routed[g])
         if with_prefill:
             model.add(sum(o.rate_int * n for o, n in zip(prefill, prefill_slices) if o.group == g) >= routed[g])
+    return routed
 
 
 def servable_qps(decode: Sequence[tuple[Offer, int]], prefill: Sequence[tuple[Offer, int]],

@@ -1,0 +1,191 @@
+"""What a plan can buy for each model: slice offers built from the model's candidate tables.
+
+A decode offer is one configuration (pool, slice, model-parallel axes, dtypes) at its best
+feasible batch (the largest every decode family allows: it maximizes queries per chip); it
+serves `rate` queries per second per slice. A prefill offer is a prefill-server
+configuration; it serves `rate` prompts per second per slice (replicas / T_prefill). Both
+cost `chips` chips of their pool for as long as they are held.
+
+Offers that can never be part of a cheaper plan are dropped before the solver sees them.
+Within one (model, pool, role, dtype pair), offer o is dominated by offer q when k =
+ceil(rate_o / rate_q) slices of q use no more chips than one slice of o: replacing each o
+by k q's serves as much and holds no more chips of the same pool in any period, so no
+quota, budget or cost gets worse. A whole dtype pair is dropped when another pair of the
+same model dominates each of its decode and prefill offers in that sense. Both reductions
+keep an optimal plan (exact), which the brute-force tests check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from constraints import prefill
+from constraints.demand import RATE_UNITS_PER_QPS
+from optimizer.candidates import build_table
+from optimizer.catalog import Chip, Model
+from optimizer.metrics import measure
+from optimizer.solve import MAX_BATCH, family_caps
+from optimizer.workload import Workload
+
+
+@dataclass(frozen=True)
+class SliceOffer:
+    model: int  # index of the plan's model
+    pool: int  # index of the plan's pool
+    role: str  # "decode" or "prefill"
+    group: str  # "weights/kv"
+    chips: int  # per slice
+    rate: float  # per slice: queries/s (decode) or prompts/s (prefill)
+    config: dict  # chip, topology, chips, tp, n_axes, replicas, weights, kv
+    batch: int | None = None  # decode: per replica
+    step_ms: float | None = None  # decode
+    prefill_ms: float | None = None  # prefill: one prompt
+
+
+def model_offers(m: int, model: Model, workload: Workload, pools: Sequence[Chip],
+                 weights: tuple[str, ...] | None, kv: tuple[str, ...] | None) -> list[SliceOffer]:
+    """Every feasible decode and prefill offer of one model on every pool (unpruned)."""
+    offers: list[SliceOffer] = []
+    for p, chip in enumerate(pools):
+        table = build_table(model, {chip.name: chip}, workload, weights, kv)
+        if not len(table):
+            continue
+        cap = np.minimum(np.minimum.reduce(list(family_caps(table, workload).values())), MAX_BATCH)
+        rows = np.flatnonzero(cap >= 1)
+        groups = table.dtype_groups
+        if len(rows):
+            batch = cap[rows]
+            step = measure(table, rows, batch, workload.decode_len).step_s
+            qps = table.replicas[rows] * batch / (step * workload.decode_len)
+            for r, b, s, q in zip(rows.tolist(), batch.tolist(), step.tolist(), qps.tolist()):
+                offers.append(SliceOffer(m, p, "decode", str(groups[r]), int(table.slice_chips[r]), float(q),
+                                         table.row(r), batch=int(b), step_ms=s * 1e3))
+        if workload.prefill_servers:
+            for r in np.flatnonzero(prefill.server_mask(table, workload)).tolist():
+                t = float(table.cost.prefill_s[r])
+                offers.append(SliceOffer(m, p, "prefill", str(groups[r]), int(table.slice_chips[r]),
+                                         float(table.replicas[r]) / t, table.row(r), prefill_ms=t * 1e3))
+    return offers
+
+
+def _dominates(q: SliceOffer, o: SliceOffer) -> bool:
+    """k slices of q (k = ceil(rate_o / rate_q)) hold no more chips than one of o, same pool."""
+    return q.pool == o.pool and math.ceil(o.rate / q.rate) * q.chips <= o.chips
+
+
+def undominated(offers: Sequence[SliceOffer]) -> list[SliceOffer]:
+    """Drop dominated offers within each (pool, role, group); of equals the first stays."""
+    buckets: dict[tuple, list[int]] = {}
+    for k, o in enumerate(offers):
+        buckets.setdefault((o.pool, o.role, o.group), []).append(k)
+    dropped: set[int] = set()
+    for members in buckets.values():
+        for k in members:
+            o = offers[k]
+            if any(j != k and _dominates(offers[j], o) and (not _dominates(o, offers[j]) or j < k)
+                   for j in members):
+                dropped.add(k)
+    return [o for k, o in enumerate(offers) if k not in dropped]
+
+
+def _group_dominated(g: str, by: str, offers: Sequence[SliceOffer]) -> bool:
+    for role in ("decode", "prefill"):
+        mine = [o for o in offers if o.group == g and o.role == role]
+        theirs = [o for o in offers if o.group == by and o.role == role]
+        if not all(any(_dominates(q, o) for q in theirs) for o in mine):
+            return False
+    return True
+
+
+def prune(offers: Sequence[SliceOffer], with_prefill: bool) -> list[SliceOffer]:
+    """One model's offers without dominated offers or dtype pairs; with prefill servers,
+    only pairs that have both decode and prefill offers."""
+    live = undominated(offers)
+    if with_prefill:
+        both = {o.group for o in live if o.role == "decode"} & {o.group for o in live if o.role == "prefill"}
+        live = [o for o in live if o.group in both]
+    groups = list(dict.fromkeys(o.group for o in live))
+    alive = set(groups)
+    for g in groups:
+        if any(h != g and h in alive and _group_dominated(g, h, live) for h in groups):
+            alive.discard(g)
+    return [o for o in live if o.group in alive]
+
+
+def best_rate_per_chip(offers: Sequence[SliceOffer], role: str) -> dict[int, float]:
+    """Per pool, the most queries (or prompts) per second per chip among `role` offers."""
+    best: dict[int, float] = {}
+    for o in offers:
+        if o.role == role:
+            best[o.pool] = max(best.get(o.pool, 0.0), o.rate / o.chips)
+    return best
+
+
+
+
+def cheapest_cover(q: int, items: Sequence[tuple[int, int]],
+                   node_limit: int = 20000) -> tuple[int, dict[int, int], bool]:
+    """min sum w_k n_k subject to sum r_k n_k >= q over integers n_k >= 0, for items (w_k, r_k)
+    with r_k > 0: depth-first branch and bound, items by cost per unit of rate.
+
+    Returns (cost, counts by item index, proven). When the node limit stops the search early,
+    cost is the LP bound (a lower bound, proven=False) and counts the best cover found."""
+    if q <= 0:
+        return 0, {}, True
+    order = sorted(range(len(items)), key=lambda k: (items[k][0] / items[k][1], k))
+    best_cost = math.inf
+    best: dict[int, int] = {}
+    counts: dict[int, int] = {}
+    nodes = 0
+
+    def search(pos: int, left: int, cost: int) -> None:
+        nonlocal best_cost, best, nodes
+        nodes += 1
+        if left <= 0:
+            if cost < best_cost:
+                best_cost, best = cost, {k: n for k, n in counts.items() if n}
+            return
+        if pos == len(order) or nodes > node_limit:
+            return
+        w, r = items[order[pos]]
+        if cost + math.ceil(left * w / r) >= best_cost:  # the LP bound from here on
+            return
+        for n in range(-(-left // r), -1, -1):
+            counts[order[pos]] = n
+            search(pos + 1, left - n * r, cost + n * w)
+        counts[order[pos]] = 0
+
+    search(0, q, 0)
+    if nodes > node_limit:
+        w, r = items[order[0]]
+        return math.ceil(q * w / r), best, False
+    return int(best_cost), best, True
+
+
+def cheapest_deployment(offers: Sequence[SliceOffer], q: int, live: Sequence[int], weight: dict[int, int],
+                        with_prefill: bool) -> tuple[int, dict[int, int]]:
+    """The cheapest integer deployment serving q micro-QPS from the offers `live` (indices),
+    priced by `weight` per slice: per dtype pair the cheapest decode cover plus (with prefill
+    servers) the cheapest prefill cover, the best pair. Returns (cost, or a lower bound on it
+    where the search stopped early; slices per offer index of the best deployment found)."""
+    best: tuple[int, dict[int, int]] | None = None
+    for g in sorted({offers[k].group for k in live}):
+        total: int | None = 0
+        chosen: dict[int, int] = {}
+        for role in ("decode", "prefill") if with_prefill else ("decode",):
+            ks = [k for k in live if offers[k].group == g and offers[k].role == role
+                  and math.floor(offers[k].rate * RATE_UNITS_PER_QPS) > 0]
+            if not ks:
+                total = None
+                break
+            cost, counts, _ = cheapest_cover(q, [(weight[k], math.floor(offers[k].rate * RATE_UNITS_PER_QPS))
+                                                 for k in ks])
+            total = (total or 0) + cost
+            chosen.update({ks[i]: n for i, n in counts.items()})
+        if total is not None and (best is None or total < best[0]):
+            best = (total, chosen)
+    return best if best is not None else (0, {})

@@ -1,0 +1,286 @@
+"""Procurement plans: the optimum equals brute force on small plans, every returned plan
+passes the solver-free checker, bad input is one line naming the field, and the JSON
+round-trips."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from optimizer.catalog import load_model
+from optimizer.fleet import build_offers, plan
+from optimizer.offers import cheapest_cover, model_offers
+from optimizer.plan_report import Solution, check_plan
+from optimizer.plan_result import FleetPlan
+from optimizer.plan_spec import Commitment, PlanModel, PlanSpec, Pool, load_plan, resolve
+from tests.plan_bruteforce import plan_optimum
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "plan.toml"
+
+
+def small_spec(rng: random.Random) -> PlanSpec:
+    """Two models, two pools, two periods, random demand, quotas, tiers and serving."""
+    serving = rng.choice(["disaggregated", "decode-only", "colocated"])
+    small = PlanModel(model="llama3-8b", demand_qps=(round(rng.uniform(0, 8), 2), round(rng.uniform(1, 12), 2)),
+                      slo_ms=rng.choice([15, 20, 40]), ttft_ms=rng.choice([None, 500.0]), prompt_len=1024,
+                      serving=serving, weights=("int8",), kv=("int8",))
+    large = PlanModel(model="llama3-70b", demand_qps=(round(rng.uniform(0.1, 2), 2), round(rng.uniform(0.1, 3), 2)),
+                      slo_ms=rng.choice([40, 60]), ttft_ms=2000.0, prompt_len=1024, serving=serving,
+                      weights=("int8",), kv=("int8",))
+    tiers = (Commitment("1-period", 1, round(rng.uniform(0.05, 0.4), 2)),) if rng.random() < 0.5 else ()
+    # a term longer than the horizon (charged past it under full-term accounting)
+    long = (Commitment("long", 3, round(rng.uniform(0.3, 0.6), 2)),)
+    v5e = Pool(chip="tpu-v5e", quota_chips=(rng.choice([4, 8, 16, 24]), rng.choice([4, 16, 24, 32])),
+               shapes=("2x2", "2x4"), commitments=rng.choice([(), tiers, long]))
+    h100 = Pool(chip="h100", quota_chips=rng.choice([2, 4, 6]), shapes=("1", "2"),
+                on_demand=not tiers or rng.random() < 0.7, commitments=tiers)
+    if not h100.on_demand and not h100.commitments:
+        h100 = replace(h100, on_demand=True)
+    return PlanSpec(models=(small, large), pools=(v5e, h100), periods=2, headroom=rng.choice([0.0, 0.2]),
+                    commitment_accounting=rng.choice(["full-term", "horizon"]))
+
+
+def raw_offers(spec: PlanSpec):
+    rp = resolve(spec)
+    return rp, [model_offers(k, load_model(m.model), m.workload(), rp.chips, m.weights, m.kv)
+                for k, m in enumerate(spec.models)]
+
+
+def as_solution(result: FleetPlan, rp, po) -> Solution:
+    """The plan's integers, recovered from its public output (what a user would audit)."""
+    slices = {}
+    names = [p.label for p in rp.spec.pools]
+    for mp in result.models:
+        mi = [m.label for m in rp.spec.models].index(mp.model)
+        for e in mp.entries:
+            k = next(k for k, o in enumerate(po.offers[mi]) if o.role == e.role and names[o.pool] == e.pool
+                     and o.config["topology"] == e.topology and o.config["tp"] == e.tp
+                     and o.config["weights"] == e.weights and o.config["kv"] == e.kv)
+            slices[(mi, k, mp.period - 1)] = e.slices
+    commit = {}
+    for c in result.commitments:
+        p = names.index(c.pool)
+        tier = [t.name for t in rp.spec.pools[p].commitments].index(c.tier)
+        commit[(p, tier, c.start_period - 1)] = c.chips
+    return Solution(slices, commit)
+
+
+@pytest.mark.parametrize("seed", range(32))
+def test_small_plans_equal_brute_force(seed):
+    spec = small_spec(random.Random(seed))
+    rp, offers = raw_offers(spec)
+    expected = plan_optimum(rp, offers)
+    result = plan(spec, time_limit_s=20, workers=1)
+    if expected is None:
+        assert result.status == "infeasible"
+        assert result.reason
+        return
+    assert result.status == "optimal", result.reason
+    assert result.total_cost_usd == pytest.approx(expected, rel=1e-9, abs=1e-6)
+    po = build_offers(rp)
+    assert check_plan(rp, po, as_solution(result, rp, po)) == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_budgets_equal_brute_force(seed):
+    rng = random.Random(100 + seed)
+    spec = small_spec(rng)
+    spec = replace(spec, pools=tuple(replace(p, commitments=(), on_demand=True) for p in spec.pools))
+    rp, offers = raw_offers(spec)
+    unlimited = plan_optimum(rp, offers)
+    if unlimited is None:
+        pytest.skip("the quotas alone make this instance infeasible")
+    # a budget between the cheapest plan's busiest period and a bit below it
+    cheapest = plan(spec, time_limit_s=20, workers=1)
+    top = max(c.total_usd for c in cheapest.costs)
+    spec = replace(spec, budget_per_period=round(top * rng.choice([0.8, 1.0, 1.5]), 2))
+    rp, offers = raw_offers(spec)
+    expected = plan_optimum(rp, offers)
+    result = plan(spec, time_limit_s=20, workers=1)
+    if expected is None:
+        assert result.status == "infeasible" and "budget" in result.reason
+    else:
+        assert result.status == "optimal"
+        assert result.total_cost_usd == pytest.approx(expected, rel=1e-9, abs=1e-6)
+        assert all(c.total_usd <= c.budget_usd + 1e-6 for c in result.costs)
+
+
+def test_checker_catches_broken_plans():
+    spec = small_spec(random.Random(3))
+    spec = replace(spec, models=tuple(replace(m, demand_qps=(2.0, 4.0)) for m in spec.models))
+    rp = resolve(spec)
+    po = build_offers(rp)
+    result = plan(spec, workers=1)
+    sol = as_solution(result, rp, po)
+    assert check_plan(rp, po, sol) == []
+    some = next(iter(sol.slices))
+    fewer = Solution({k: v for k, v in sol.slices.items() if k != some}, sol.commit)
+    assert any("below" in v for v in check_plan(rp, po, fewer))
+    more = Solution({**sol.slices, some: sol.slices[some] + 1000}, sol.commit)
+    assert any("quota" in v for v in check_plan(rp, po, more))
+
+
+def test_commitments_are_bought_when_they_pay_off_and_not_otherwise():
+    base = PlanSpec(
+        models=(PlanModel(model="llama3-8b", demand_qps=20.0, slo_ms=20, prompt_len=1024, weights=("int8",),
+                          kv=("int8",)),),
+        pools=(Pool(chip="tpu-v5e", quota_chips=256, commitments=(Commitment("1-year", 12, 0.37),)),),
+        periods=12)
+    steady = plan(base, workers=1)
+    assert steady.status == "optimal"
+    assert [c.tier for c in steady.commitments] == ["1-year"]
+    assert sum(c.on_demand_usd for c in steady.costs) == 0
+    assert any("pay off" in b for b in steady.binding)
+    # demand in two months only: renting beats a year of committed chips
+    spiky = plan(replace(base, models=(replace(base.models[0], demand_qps=(20.0,) * 2 + (0.0,) * 10),)), workers=1)
+    assert spiky.commitments == []
+    # horizon accounting makes a commitment started late cheaper than under full-term
+    late = replace(base, models=(replace(base.models[0], demand_qps=(0.0,) * 6 + (20.0,) * 6),))
+    full = plan(late, workers=1)
+    horizon = plan(replace(late, commitment_accounting="horizon"), workers=1)
+    assert full.commitments == [] and horizon.commitments and horizon.total_cost_usd < full.total_cost_usd
+
+
+def test_quota_binding_is_explained_and_pushes_to_the_next_pool():
+    spec = PlanSpec(
+        models=(PlanModel(model="llama3-8b", demand_qps=(10.0, 80.0), slo_ms=20, prompt_len=1024,
+                          weights=("int8", "fp8"), kv=("int8", "fp8")),),
+        pools=(Pool(chip="tpu-v6e", quota_chips=16), Pool(chip="h100", quota_chips=64)), periods=2)
+    result = plan(spec, workers=1)
+    assert result.status == "optimal"
+    text = " ".join(result.binding)
+    assert "the tpu-v6e quota of 16 chips is exhausted in month 2" in text
+    assert "llama3-8b moves to h100 and pays +" in text
+
+
+def test_infeasible_plans_name_the_model_and_period():
+    spec = PlanSpec(
+        models=(PlanModel(model="llama3-8b", demand_qps=(1.0, 500.0), slo_ms=20, prompt_len=1024),),
+        pools=(Pool(chip="tpu-v5e", quota_chips=16),), periods=2)
+    result = plan(spec, workers=1)
+    assert result.status == "infeasible"
+    assert "llama3-8b in month 2" in result.reason and "quotas" in result.reason
+    tight = replace(spec, models=(replace(spec.models[0], slo_ms=0.01),))
+    result = plan(tight, workers=1)
+    assert result.status == "infeasible"
+    assert result.reason.startswith("llama3-8b cannot be served on any pool") and "0.01 ms target" in result.reason
+
+
+def test_maximize_served_under_a_budget():
+    spec = PlanSpec(
+        models=(PlanModel(model="llama3-8b", demand_qps=(50.0, 100.0), slo_ms=20, prompt_len=1024),
+                PlanModel(model="llama3-70b", demand_qps=(5.0, 10.0), slo_ms=50, prompt_len=1024)),
+        pools=(Pool(chip="tpu-v5e", quota_chips=512),), periods=2, budget_per_period=20000.0)
+    assert plan(spec, workers=1).status == "infeasible"
+    result = plan(spec, maximize_served=True, workers=1)
+    assert result.status in ("optimal", "feasible")
+    assert result.served_qps < result.required_qps
+    assert result.shortfalls
+    assert all(c.total_usd <= 20000.0 + 1e-6 for c in result.costs)
+    rp = resolve(spec)
+    po = build_offers(rp)
+    assert check_plan(rp, po, as_solution(result, rp, po), serve_all=False) == []
+
+
+def test_json_round_trip_and_example_runs():
+    result = plan(EXAMPLE, workers=1)
+    assert result.status == "optimal"
+    data = json.loads(json.dumps(result.to_dict()))
+    again = FleetPlan.from_dict(data)
+    assert again == result
+    assert isinstance(again.models[0].entries[0].rate_per_slice, float)
+    out = CliRunner().invoke(main, ["plan", str(EXAMPLE), "--json", "--workers", "1"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["status"] == "optimal"
+    rp = resolve(load_plan(EXAMPLE))
+    po = build_offers(rp)
+    assert check_plan(rp, po, as_solution(result, rp, po)) == []
+
+
+def test_cli_text_and_out_file(tmp_path):
+    out = tmp_path / "plan.json"
+    res = CliRunner().invoke(main, ["plan", str(EXAMPLE), "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "Bill of materials" in res.output and "What binds" in res.output
+    assert FleetPlan.from_dict(json.loads(out.read_text())).status == "optimal"
+
+
+BAD = [
+    ("models[0].demand_qps[1] must be zero or more", {"models": [{"model": "llama3-8b", "demand_qps": [1, -5],
+                                                                   "slo_ms": 20}]}),
+    ("unknown chip in pools[0].chip 'tpu-v9'", {"pools": [{"chip": "tpu-v9", "quota_chips": 8}]}),
+    ("models[0].demand_qps has 3 values but the plan has 2 periods",
+     {"models": [{"model": "llama3-8b", "demand_qps": [1, 2, 3], "slo_ms": 20}]}),
+    ("pools[0].quota_chips must be positive, got 0", {"pools": [{"chip": "tpu-v5e", "quota_chips": 0}]}),
+    ("models[0].model: unknown model 'llama9'", {"models": [{"model": "llama9", "demand_qps": 1, "slo_ms": 20}]}),
+    ("pools[0].shapes: '3x3' is not a tpu-v5e slice", {"pools": [{"chip": "tpu-v5e", "quota_chips": 8,
+                                                                  "shapes": ["3x3"]}]}),
+    ("pools[0].commitments[0].discount must be a fraction", {"pools": [{"chip": "tpu-v5e", "quota_chips": 8,
+        "commitments": [{"name": "1y", "term_periods": 12, "discount": 1.5}]}]}),
+    ("share_slices = true is not supported", {"share_slices": True}),
+    ("models[0] has unknown key 'slo'", {"models": [{"model": "llama3-8b", "demand_qps": 1, "slo_ms": 20,
+                                                      "slo": 3}]}),
+]
+
+
+def _toml(data: dict) -> str:
+    lines = []
+    for key, value in data.items():
+        if key not in ("models", "pools"):
+            lines.append(f"{key} = {json.dumps(value)}")
+    for key in ("models", "pools"):
+        for table in data[key]:
+            lines.append(f"[[{key}]]")
+            for k, v in table.items():
+                if k != "commitments":
+                    lines.append(f"{k} = {json.dumps(v)}")
+            for c in table.get("commitments", []):
+                lines.append(f"[[{key}.commitments]]")
+                lines += [f"{k} = {json.dumps(v)}" for k, v in c.items()]
+    return "\n".join(lines).replace("true", "true") + "\n"
+
+
+@pytest.mark.parametrize("message,change", BAD, ids=[b[0][:40] for b in BAD])
+def test_bad_input_is_one_line_naming_the_field(tmp_path, message, change):
+    data = {"periods": 2, "models": [{"model": "llama3-8b", "demand_qps": 1, "slo_ms": 20}],
+            "pools": [{"chip": "tpu-v5e", "quota_chips": 8}]}
+    data.update(change)
+    path = tmp_path / "plan.toml"
+    path.write_text(_toml(data))
+    res = CliRunner().invoke(main, ["plan", str(path)])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.output
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        plan(path)
+
+
+def test_api_rejects_bad_arguments():
+    spec = load_plan(EXAMPLE)
+    with pytest.raises(ValueError, match="time_limit_s"):
+        plan(spec, time_limit_s=0)
+    with pytest.raises(ValueError, match="plan must be a PlanSpec"):
+        plan(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="models\\[0\\].slo_ms"):
+        plan(replace(spec, models=(replace(spec.models[0], slo_ms=-1),) + spec.models[1:]))
+
+
+def test_cheapest_cover_matches_enumeration():
+    rng = random.Random(7)
+    for _ in range(200):
+        items = [(rng.randint(1, 30), rng.randint(1, 20)) for _ in range(rng.randint(1, 3))]
+        q = rng.randint(0, 60)
+        ranges = [range(-(-q // r) + 1) for _, r in items]
+        best = min(sum(w * n for (w, _), n in zip(items, ns)) for ns in itertools.product(*ranges)
+                   if sum(r * n for (_, r), n in zip(items, ns)) >= q)
+        cost, counts, proven = cheapest_cover(q, items)
+        assert proven and cost == best
+        assert sum(items[k][1] * n for k, n in counts.items()) >= q
