@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ortools.sat.python import cp_model
@@ -37,6 +38,7 @@ from optimizer.plan_report import (
     PlanOffers,
     Solution,
     charged_periods,
+    check_plan,
     report,
     required_qps,
     shortfalls,
@@ -66,6 +68,18 @@ def build_offers(rp: ResolvedPlan) -> PlanOffers:
         raw += len(found)
         offers.append(prune(found, wl.prefill_servers))
     return PlanOffers(models, offers, raw)
+
+
+@dataclass
+class Start:
+    """A complete plan to start the solver from: slices per (model, offer, period), chips in
+    use per pool and period, chips committed per (pool, tier, start period), and its cost in
+    micro-dollars (inf: not a valid plan)."""
+
+    values: dict[tuple[int, int, int], int]
+    used: list[list[int]]
+    commits: dict[tuple[int, int, int], int]
+    cost: float
 
 
 class FleetModel:
@@ -206,43 +220,64 @@ class FleetModel:
         return cheapest_deployment(self.po.offers[mi], q, live, weight,
                                    self.rp.spec.models[mi].workload().prefill_servers)
 
-    def hint_greedy(self) -> None:
+    def greedy_start(self) -> Start:
         """A complete starting plan. Per period, each model (largest load first) takes the
         cheapest integer cover of its load among the pools with chips left; per pool, the
         commitment from the first period that saves the most on the chips so used. Covers are
-        priced twice, at on-demand prices and at each pool's cheapest (committed) price; the
-        cheaper resulting plan is the hint."""
-        best: tuple[float, dict, list[list[int]], list[tuple[int, int]]] | None = None
+        priced at on-demand prices, at each pool's cheapest (committed) price, and again as
+        the best plan's commitments price each pool; the cheapest plan is the start."""
+        best: Start | None = None
         units = [self.on_demand_unit, self.lowest_unit]
         while units:
-            unit = units.pop(0)
-            values, used = self._greedy_usage(unit)
-            commits = [self._best_commitment(p, used[p]) for p in range(len(self.rp.chips))]
-            cost = self._cost(used, commits)
-            if best is None or cost < best[0]:
-                best = (cost, values, used, commits)
-                # again, with each pool priced as its commitments make it: committed where any
-                units.append([self.commit_unit[p][c] if c >= 0 else self.on_demand_unit[p]
-                              for p, (c, _) in enumerate(commits)])
+            values, used = self._greedy_usage(units.pop(0))
+            found = self._start(values, used)
+            if best is None or found.cost < best.cost:
+                best = found
+                tier = {p: c for (p, c, _) in found.commits}
+                units.append([self.commit_unit[p][tier[p]] if p in tier else self.on_demand_unit[p]
+                              for p in range(len(self.rp.chips))])
         assert best is not None
-        _, values, used, commits = best
+        return best
+
+    def _start(self, values: dict[tuple[int, int, int], int], used: list[list[int]],
+               commits: dict[tuple[int, int, int], int] | None = None) -> Start:
+        """A Start for these slices; commitments as given, or per pool the best single
+        commitment from the first period. Its cost is inf if the plan breaks a constraint."""
+        if commits is None:
+            commits = {}
+            for p in range(len(self.rp.chips)):
+                tier, chips = self._best_commitment(p, used[p])
+                if chips:
+                    commits[(p, tier, 0)] = chips
+        valid = not check_plan(self.rp, self.po, Solution(values, commits))
+        return Start(values, used, commits, self._cost(used, commits) if valid else math.inf)
+
+    def held(self, commits: dict[tuple[int, int, int], int], p: int, t: int) -> int:
+        """Chips of pool p under commitment in period t."""
+        return sum(n for (q, c, s), n in commits.items()
+                   if q == p and commitments.covers(s, self.tiers[q][c].term_periods, t))
+
+    def apply_hint(self, start: Start) -> None:
+        """Hint every variable (a complete hint) with a starting plan."""
+        self.model.clear_hints()
+        values, used = start.values, start.used
         for mi, rows in enumerate(self.slices):
             for k, row in enumerate(rows):
                 for t, var in enumerate(row):
                     if var is not None:
                         self.model.add_hint(var, values.get((mi, k, t), 0))
         for (mi, t), routed in self.routed.items():
-            # the whole load to the dtype pair the hint deploys (if any); others get none
+            # the whole load to the dtype pair the plan deploys (if any); others get none
             groups = {self.po.offers[mi][k].group for (m2, k, t2) in values if m2 == mi and t2 == t}
             target = min(groups) if groups else None
             for g, var in routed.items():
                 self.model.add_hint(var, demand.demand_int(self.required[mi][t]) if g == target else 0)
-        for p, (tier, chips) in enumerate(commits):
-            for c, starts in enumerate(self.commit[p]):
+        for p, tiers in enumerate(self.commit):
+            for c, starts in enumerate(tiers):
                 for s, var in enumerate(starts):
-                    self.model.add_hint(var, chips if (c, s) == (tier, 0) else 0)
+                    self.model.add_hint(var, start.commits.get((p, c, s), 0))
             for t, var in enumerate(self.on_demand[p]):
-                self.model.add_hint(var, max(0, used[p][t] - self._held(p, tier, chips, t)))
+                self.model.add_hint(var, max(0, used[p][t] - self.held(start.commits, p, t)))
 
     def _greedy_usage(self, unit: list[int]) -> tuple[dict[tuple[int, int, int], int], list[list[int]]]:
         rp = self.rp
@@ -269,34 +304,30 @@ class FleetModel:
                     live = [k for k in live if offers[k].pool not in over] if over else []
         return values, used
 
-    def _held(self, p: int, tier: int, chips: int, t: int) -> int:
-        return chips if tier >= 0 and t < self.tiers[p][tier].term_periods else 0
-
     def _best_commitment(self, p: int, used: list[int]) -> tuple[int, int]:
-        """(tier, chips) from the first period that minimizes the pool's cost for this usage
-        ((-1, 0): rent everything); a pool without on-demand commits its peak."""
+        """(tier, chips) bought in the first period that minimizes the pool's cost for this
+        usage ((-1, 0): rent everything); a pool without on-demand commits its peak."""
         T = self.rp.periods
         rents = self.rp.spec.pools[p].on_demand
-        best = (self._pool_cost(p, used, -1, 0) if rents else math.inf, -1, 0)
+        best = (self._cost_one(p, used, {}) if rents else math.inf, -1, 0)
         for c, tier in enumerate(self.tiers[p]):
             covered = used[:tier.term_periods]
             levels = sorted(set(covered) | {0}) if rents else [max(used, default=0)]
             for chips in levels:
                 if not rents and any(u > chips for u in used[tier.term_periods:T]):
                     continue
-                cost = self._pool_cost(p, used, c, chips)
+                cost = self._cost_one(p, used, {(p, c, 0): chips})
                 if cost < best[0]:
                     best = (cost, c, chips)
         return best[1], best[2]
 
-    def _pool_cost(self, p: int, used: list[int], tier: int, chips: int) -> int:
-        rent = sum(self.on_demand_unit[p] * max(0, u - self._held(p, tier, chips, t)) for t, u in enumerate(used))
-        if tier < 0:
-            return rent
-        return rent + self.commit_unit[p][tier] * chips * charged_periods(self.rp, 0, self.tiers[p][tier].term_periods)
+    def _cost_one(self, p: int, used: list[int], commits: dict[tuple[int, int, int], int]) -> float:
+        rent = sum(self.on_demand_unit[p] * max(0, u - self.held(commits, p, t)) for t, u in enumerate(used))
+        return rent + sum(self.commit_unit[q][c] * n * charged_periods(self.rp, s, self.tiers[q][c].term_periods)
+                          for (q, c, s), n in commits.items() if q == p)
 
-    def _cost(self, used: list[list[int]], commits: list[tuple[int, int]]) -> float:
-        return sum(self._pool_cost(p, used[p], *commits[p]) for p in range(len(used)))
+    def _cost(self, used: list[list[int]], commits: dict[tuple[int, int, int], int]) -> float:
+        return sum(self._cost_one(p, used[p], commits) for p in range(len(used)))
 
 
 def _solver(time_limit_s: float, workers: int) -> cp_model.CpSolver:
@@ -346,7 +377,7 @@ def solve_plan(rp: ResolvedPlan, po: PlanOffers, time_limit_s: float, workers: i
                maximize_served: bool) -> Outcome:
     """Build and solve the plan's model; the chosen integers, or a status without them."""
     fm = FleetModel(rp, po, maximize_served)
-    fm.hint_greedy()
+    fm.apply_hint(fm.greedy_start())
     objective = "max-served" if maximize_served else "min-cost"
     size = (len(fm.model.proto.variables), len(fm.model.proto.constraints))
     if maximize_served:
