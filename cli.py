@@ -105,6 +105,16 @@ price_option = click.option("--price", "prices", multiple=True, metavar="CHIP=US
                             help="Override a chip's price per chip-hour (repeatable).")
 
 
+def profile_options(f):
+    """--profile, --engine, --calibration: which cost model the command runs on."""
+    f = click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+                     help="Calibrated-profile parameter file (written by servesat calibrate; default built-in).")(f)
+    f = click.option("--engine", default=None,
+                     help="Calibrated profile: serving engine whose fitted overheads apply (trtllm, vllm, sglang).")(f)
+    return click.option("--profile", type=click.Choice(["book", "calibrated"]), default="book", show_default=True,
+                        help="Cost model: the chapter's roofline, or fitted to measured serving.")(f)
+
+
 @click.command("optimize", cls=Command)
 @click.option("--model", required=True, help="Built-in model name or path to a config.json.")
 @click.option("--slo-ms", type=POSITIVE_FLOAT, required=True, help="Per-token latency target (ms).")
@@ -131,12 +141,14 @@ price_option = click.option("--price", "prices", multiple=True, metavar="CHIP=US
               help="Draw the decode frontier with the chosen configuration and the SLO (.png or .svg).")
 @chips_option
 @price_option
+@profile_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context: int, decode_len: int,
                  weights: tuple[str, ...], kv: tuple[str, ...], objective: str, top: int, prompt_len: int | None,
                  prefill_mfu: float, ttft_ms: float | None, colocated: bool, decode_only: bool,
                  compare_colocated: bool, qps: float | None, time_limit: float, plot_path: str | None,
-                 chips_file: str | None, prices: tuple[str, ...], as_json: bool) -> None:
+                 chips_file: str | None, prices: tuple[str, ...], profile: str, engine: str | None,
+                 calibration: str | None, as_json: bool) -> None:
     """The configuration with the most queries per dollar whose every output token meets --slo-ms."""
     from optimizer.api import optimize
     if colocated and decode_only:
@@ -160,7 +172,7 @@ def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context
                       context=context, decode_len=decode_len, weights=weights or None, kv=kv or None,
                       objective=objective, top=top, prompt_len=prompt_len, prefill_mfu=prefill_mfu,
                       ttft_ms=ttft_ms, serving=serving, qps=qps, compare_colocated=compare_colocated,
-                      time_limit_s=time_limit)
+                      time_limit_s=time_limit, profile=profile, engine=engine, calibration=calibration)
     if plot_path is not None:
         _plot_optimum(result, catalog, plot_path, model, chip_names, context, decode_len, weights, kv, slo_ms)
     if as_json:
@@ -169,7 +181,7 @@ def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context
     prompt = ("" if serving == "decode-only" else
               f", {result.prompt_len}-token prompts ({serving}{f', TTFT <= {ttft_ms:g} ms' if ttft_ms else ''})")
     head = (f"{result.model}: {result.objective}, decode step <= {slo_ms:g} ms, context {context}, "
-            f"{decode_len} output tokens per query{prompt} (book profile)")
+            f"{decode_len} output tokens per query{prompt} ({profile} profile)")
     click.echo(head)
     if result.best is None:
         click.echo(f"status: {result.status}: {result.reason}")
@@ -197,7 +209,7 @@ def optimize_cmd(model: str, slo_ms: float, chip_names: tuple[str, ...], context
                        f"${b.usd_per_million_output_tokens:.4f} per million output tokens")
         for note in result.notes:
             click.echo(f"Note: {note}")
-        click.echo(f"\nWhy: {b.explanation}.")
+        click.echo(f"\nWhy: {b.explanation} ({profile} profile).")
     for chip, why in result.unserved.items():
         click.echo(f"not served by {chip}: {why}")
     if result.deployment is not None:
@@ -264,15 +276,17 @@ main.add_command(optimize_cmd)
 @prompt_options
 @chips_option
 @price_option
+@profile_options
 @click.option("--json", "as_json", is_flag=True)
 def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: str, kv: str, batch: int,
                  context: int, decode_len: int, prompt_len: int | None, prefill_mfu: float,
-                 chips_file: str | None, prices: tuple[str, ...], as_json: bool) -> None:
+                 chips_file: str | None, prices: tuple[str, ...], profile: str, engine: str | None,
+                 calibration: str | None, as_json: bool) -> None:
     """The roofline of one fixed configuration (reported even when it does not fit)."""
     from optimizer.api import evaluate
     e = evaluate(model, chip, topology, weights=weights, kv=kv, batch=batch, tp=tp, context=context,
                  decode_len=decode_len, prompt_len=prompt_len, prefill_mfu=prefill_mfu,
-                 chips=_catalog(chips_file, prices))
+                 chips=_catalog(chips_file, prices), profile=profile, engine=engine, calibration=calibration)
     if as_json:
         _emit_json(e.to_dict())
         return
@@ -286,15 +300,18 @@ def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: 
         f"HBM per replica  {e.hbm_bytes / 1e9:.1f} GB: weights {e.param_bytes / 1e9:.2f} GB, KV "
         f"{e.kv_bytes / 1e9:.2f} GB ({e.kv_bytes_per_token:,.0f} B/token); fits: {'yes' if e.fits else 'NO'}; "
         f"max batch {e.max_batch}",
-        f"decode step      {e.step_ms:.3f} ms = KV {b['kv']:.3f} + max(FLOPs {b['flops']:.3f}, "
-        f"params {b['params']:.3f})",
+        (f"decode step      {e.step_ms:.3f} ms = KV {b['kv']:.3f} + max(FLOPs {b['flops']:.3f}, "
+         f"params {b['params']:.3f})" if profile == "book" else
+         f"decode step      {e.step_ms:.3f} ms = overheads and collectives {b['overheads_and_collectives']:.3f} + "
+         f"max(FLOPs {b['flops']:.3f}, params {b['params']:.3f} + KV {b['kv']:.3f}) (calibrated profile)"),
         f"critical batch   {e.critical_batch:.1f}; comms-bound: {'yes' if e.comms_bound else 'no'}",
         f"throughput       {e.tokens_per_s:,.0f} tokens/s ({e.tokens_per_s_per_chip:,.1f} per chip), "
         f"{e.qps_per_chip:.4f} queries/s per chip",
         f"cost             ${e.cost_per_hour:,.2f}/hour, {e.queries_per_dollar:,.1f} queries/$, "
         f"${e.usd_per_million_tokens:.3f} per million output tokens",
-        f"prefill          {e.prefill_ms:,.1f} ms per {e.prompt_len}-token prompt at {e.prefill_mfu:g} MFU"
-        f"{'' if e.prompt_fits else ' (the prompt does not fit)'}; {e.prefill_servers_per_replica:.3f} prefill "
+        f"prefill          {e.prefill_ms:,.1f} ms per {e.prompt_len}-token prompt "
+        + (f"at {e.prefill_mfu:g} MFU" if profile == "book" else "at the calibrated rate")
+        + f"{'' if e.prompt_fits else ' (the prompt does not fit)'}; {e.prefill_servers_per_replica:.3f} prefill "
         f"servers of this configuration per decode replica",
     ]
     if not e.fits:
@@ -550,11 +567,19 @@ def chips_cmd(chips_file: str | None, prices: tuple[str, ...], as_json: bool) ->
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write the plan as JSON to FILE.")
 @click.option("--maximize-served", is_flag=True,
               help="Serve as much of the forecast as quotas and budget allow, then at the least cost.")
-@click.option("--time-limit", type=POSITIVE_FLOAT, default=10.0, show_default=True, help="Solver seconds.")
-@click.option("--workers", type=POSITIVE_INT, default=2, show_default=True, help="Solver threads.")
+@click.option("--time-limit", type=POSITIVE_FLOAT, default=10.0, show_default=True,
+              help="Seconds for the whole plan (offers, model, solver).")
+@click.option("--workers", type=POSITIVE_INT, default=2, show_default=True,
+              help="Solver threads (1: deterministic).")
 @chips_option
+@click.option("--profile", type=click.Choice(["book", "calibrated"]), default=None,
+              help="Cost model of every model (default: the plan file's, else book).")
+@click.option("--engine", default=None, help="Calibrated profile: serving engine.")
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+              help="Calibrated-profile parameter file.")
 def plan_cmd(plan_file: str, as_json: bool, out: str | None, maximize_served: bool, time_limit: float,
-             workers: int, chips_file: str | None) -> None:
+             workers: int, chips_file: str | None, profile: str | None, engine: str | None,
+             calibration: str | None) -> None:
     """The cheapest fleet for a demand forecast: what to rent or commit to, per period."""
     from pathlib import Path
 
@@ -563,7 +588,8 @@ def plan_cmd(plan_file: str, as_json: bool, out: str | None, maximize_served: bo
     if out is not None and Path(out).resolve() == Path(plan_file).resolve():
         raise InputError(f"--out {out} is the plan file itself")
     result = plan(plan_file, chips=load_chips(chips_file) if chips_file else None, time_limit_s=time_limit,
-                  maximize_served=maximize_served, workers=workers)
+                  maximize_served=maximize_served, workers=workers, profile=profile, engine=engine,
+                  calibration=calibration)
     if out is not None:
         try:
             Path(out).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
@@ -596,7 +622,7 @@ def _echo_plan(r: Any, plan_file: str) -> None:
     click.echo(_fmt_table([name, "pool", "quota", "used", "committed", "on demand", "$", "slices"], [
         [str(b.period), b.pool, str(b.quota), str(b.used),
          " ".join(f"{k}:{v}" for k, v in b.committed.items()) or "0", str(b.on_demand), f"{b.cost_usd:,.0f}",
-         " ".join(f"{k}x{v}" for k, v in b.slices.items()) or "-"] for b in r.bill]))
+         " ".join(f"{k}:{v}" for k, v in b.slices.items()) or "-"] for b in r.bill]))
     if r.commitments:
         click.echo("\nCommitments")
         click.echo(_fmt_table(["pool", "tier", f"from {name}", "term", "chips", "off", "$ per " + name, "$ counted"], [
@@ -620,6 +646,79 @@ def _entry_text(e: Any) -> str:
     role = "" if e.role == "decode" else "prefill "
     extra = f" B{e.batch}" if e.batch is not None else ""
     return f"{e.slices}x {role}{e.pool} {e.topology} tp{e.tp} {e.weights}/{e.kv}{extra}"
+
+
+@main.command("calibrate")
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Measurements CSV (calibration schema; default: the bundled file).")
+@click.option("--out", default="calibrated.toml", show_default=True, type=click.Path(dir_okay=False),
+              help="Parameter file to write (read back with --calibration FILE).")
+@chips_option
+@click.option("--json", "as_json", is_flag=True)
+def calibrate_cmd(data: str | None, out: str, chips_file: str | None, as_json: bool) -> None:
+    """Fit the calibrated profile's parameters to measured TPOT and TTFT; print and write them."""
+    from pathlib import Path
+
+    from optimizer.calibration import bundled_data, fit, load_measurements, validate, with_catalog
+
+    catalog = load_chips(chips_file)
+    path = Path(data) if data else bundled_data()
+    m = load_measurements(path, catalog)
+    params = with_catalog(fit(m, f"fitted by servesat calibrate to {path.name} ({len(m)} rows)"), catalog)
+    try:
+        Path(out).write_text(params.to_toml())
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot write ({e.strerror})") from None
+    check = validate(m, "calibrated", params)
+    if as_json:
+        from dataclasses import asdict
+        _emit_json({"params": asdict(params), "in_sample": check.overall, "skipped": check.skipped, "out": out})
+        return
+    click.echo(f"fitted to {len(m)} rows of {path} ({len(m.skipped)} skipped); written to {out}")
+    click.echo(f"collective latency  {params.collective_latency_s * 1e6:.2f} us per all-reduce stage")
+    click.echo(_fmt_table(["chip", "HBM efficiency", "FLOP/s efficiency", "fitted"], [
+        [n, f"{c.hbm_efficiency:.3f}", f"{c.flops_efficiency:.3f}", "no (assumed)" if c.assumed else "yes"]
+        for n, c in sorted(params.chips.items())]))
+    click.echo(_fmt_table(["engine", "step overhead ms", "per-sequence us", "link efficiency", "admission steps"], [
+        [n, f"{e.step_overhead_s * 1e3:.3f}", f"{e.seq_overhead_s * 1e6:.2f}", f"{e.link_efficiency:.3f}",
+         f"{e.admission_steps:.1f}"] for n, e in sorted(params.engines.items())]))
+    click.echo(f"in-sample MAPE: TPOT {check.overall['tpot_mape']:.2f}%, TTFT {check.overall['ttft_mape']:.2f}%")
+
+
+@main.command("validate")
+@click.option("--data", type=click.Path(dir_okay=False), required=True, help="Measurements CSV (calibration schema).")
+@click.option("--profile", type=click.Choice(["book", "calibrated"]), default="calibrated", show_default=True)
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+              help="Calibrated-profile parameter file (default built-in).")
+@click.option("--lomo", is_flag=True, help="Also leave-one-model-out: refit without each model, predict it.")
+@chips_option
+@click.option("--json", "as_json", is_flag=True, help="Per-row predictions and the summaries as JSON.")
+def validate_cmd(data: str, profile: str, calibration: str | None, lomo: bool, chips_file: str | None,
+                 as_json: bool) -> None:
+    """Predicted TPOT and TTFT of every row of a measurements CSV, and their errors."""
+    from optimizer.calibration import load_measurements, load_params, validate
+
+    if profile == "book" and (calibration or lomo):
+        raise InputError("--calibration and --lomo apply to --profile calibrated")
+    m = load_measurements(data, load_chips(chips_file))
+    params = load_params(calibration) if profile == "calibrated" else None
+    result = validate(m, profile, params, leave_one_model_out=lomo)
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    click.echo(f"{profile} profile on {data}: {len(m)} rows, {len(m.skipped)} skipped")
+    click.echo(_fmt_table(["model", "system", "engine", "precision", "rows", "TPOT MAPE", "TTFT MAPE"], [
+        [g["model"], g["system"], g["engine"], g["precision"], str(g["n"]), f"{g['tpot_mape']:.1f}%",
+         f"{g['ttft_mape']:.1f}%"] for g in result.groups]
+        + [["all", "", "", "", str(result.overall["n"]), f"{result.overall['tpot_mape']:.1f}%",
+            f"{result.overall['ttft_mape']:.1f}%"]]))
+    if result.leave_one_model_out is not None:
+        click.echo("\nLeave one model out (fit without it, predict it):")
+        click.echo(_fmt_table(["held out", "rows", "TPOT MAPE", "TTFT MAPE"], [
+            [r["model"], str(r["n"]), f"{r['tpot_mape']:.1f}%", f"{r['ttft_mape']:.1f}%"]
+            for r in result.leave_one_model_out]))
+    for s in result.skipped:
+        click.echo(f"skipped line {s['line']}: {s['reason']}")
 
 
 if __name__ == "__main__":

@@ -68,8 +68,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--demand-only", action="store_true")
     parser.add_argument("--zoo-only", action="store_true")
+    parser.add_argument("--plan-only", action="store_true")
     args = parser.parse_args()
     runs = args.runs
+    if args.plan_only:
+        return plans(runs)
     if args.demand_only:
         return demand(runs)
     if args.zoo_only:
@@ -166,6 +169,64 @@ def zoo(runs: int) -> None:
     ten = type(one)(models=one.models[:1], grid={**one.grid, "slo_ms": [10, 20, 30, 40]}, chips_file=None)
     t, _ = median_s(lambda: list(solve_zoo(ten, workers=2)), runs)
     print(f"| growth: one model x 4 targets x 3 contexts, workers=2 | 12 | {t * 1e3:.0f} ms | {12 / t:.0f} |")
+
+
+#: Pool quotas of the benchmark plans (chips, before scaling), every pool with a 1-year tier.
+PLAN_QUOTAS = {"tpu-v5e": 1024, "tpu-v6e": 512, "tpu-v5p": 256, "tpu-v4": 256, "a100": 128, "h100": 128,
+               "h200": 128, "b200": 64}
+
+
+def plan_file(n_models: int, periods: int, scale: float, path: Path) -> Path:
+    """n_models entries (the built-in models, then again at looser targets), demand growing 8% a
+    period from per-model bases times `scale`, every chip type as a pool (quotas times
+    `scale`) with a 1-year commitment at 37% off."""
+    from optimizer import builtin_models
+
+    names = list(builtin_models())
+    bases = [50, 10, 2, 30, 5, 1, 40, 20, 8, 3]
+    lines = [f"periods = {periods}", "headroom = 0.2", ""]
+    for i in range(n_models):
+        name, variant = names[i % len(names)], i // len(names)
+        slo = (20, 40, 60)[variant % 3]
+        base = bases[i % len(bases)] * (1 + variant) * scale
+        demand = [round(base * 1.08 ** t, 3) for t in range(periods)]
+        lines += ["[[models]]", f'name = "{name}-{slo}ms-{variant}"', f'model = "{name}"', f"demand_qps = {demand}",
+                  f"slo_ms = {slo}", f"ttft_ms = {slo * 75}", "prompt_len = 2048", ""]
+    for chip, quota in PLAN_QUOTAS.items():
+        lines += ["[[pools]]", f'chip = "{chip}"', f"quota_chips = {int(quota * scale)}", "[[pools.commitments]]",
+                  'name = "1-year"', f"term_periods = {max(periods, 12)}", "discount = 0.37", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def plans(runs: int) -> None:
+    """servesat plan: the README example (whole process), and 20 models x the full catalog x 12
+    months at two demand scales, with growth in models and periods (time limit 10 s)."""
+    import tempfile
+
+    from optimizer.fleet import plan
+
+    tmp = Path(tempfile.mkdtemp())
+    example = ROOT / "examples" / "plan.toml"
+    whole, _ = median_s(process([str(BIN / "servesat"), "plan", str(example)]), runs)
+    one = plan(example)
+    print("| what | median | status | gap |\n|---|---|---|---|")
+    print(f"| servesat plan examples/plan.toml (whole process) | {whole * 1e3:.0f} ms | {one.status} | "
+          f"{one.gap:.2%} |")
+    print("\n| plan | offers | variables | time limit | wall time (build + solve), median | gap, median "
+          "| gaps of the runs |\n|---|---|---|---|---|---|---|")
+    cases = [(20, 12, 1.0, 10), (20, 12, 10.0, 10), (20, 12, 1.0, 30), (5, 12, 1.0, 10), (10, 12, 1.0, 10),
+             (20, 3, 1.0, 10), (20, 6, 1.0, 10), (40, 12, 10.0, 10)]
+    for n_models, periods, scale, limit in cases:
+        path = plan_file(n_models, periods, scale, tmp / f"p{n_models}_{periods}_{scale}.toml")
+        results = []
+        t, _ = median_s(lambda path=path, limit=limit, out=results: out.append(plan(path, time_limit_s=limit)),
+                        runs)
+        gaps = sorted(r.gap if r.gap is not None else float("nan") for r in results[1:])
+        r = results[-1]
+        print(f"| {n_models} models x 8 pools x {periods} periods, demand x{scale:g} | {r.solve.offers} | "
+              f"{r.solve.variables} | {limit} s | {t:.1f} s | {statistics.median(gaps):.2%} | "
+              f"{', '.join(f'{g:.2%}' for g in gaps)} |")
 
 
 if __name__ == "__main__":

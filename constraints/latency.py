@@ -5,6 +5,9 @@
 (T_col1 = T_prefill/G when prefill is co-located on the replica, else 0.) The max splits
 into two rows that must both hold:
     B*(T_kv1 + T_col1 + T_flops1) <= SLO        and        B*(T_kv1 + T_col1) <= SLO - T_params
+Under the calibrated profile the step is T_fixed + B*out + max(B*T_flops1, T_params + B*kv_in)
+(engine overheads and collectives outside the max, the KV read inside it), which splits the
+same way: B*(out + T_flops1) <= SLO - T_fixed and B*(out + kv_in) <= SLO - T_fixed - T_params.
 Scaled to femtoseconds, per-sequence times rounded up and the SLO down.
 """
 
@@ -29,10 +32,10 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
     if workload.slo_ms is None:
         return np.full(len(table), UNBOUNDED, dtype=np.int64)
     c = table.cost
-    slo = capacity_int(np.full(len(table), workload.slo_s), TIME_UNITS_PER_S)
-    per_seq = c.kv_s_per_seq + c.colocated_s_per_seq
-    compute_row = batch_cap(usage_int(per_seq + c.flops_s_per_seq, TIME_UNITS_PER_S), slo)
-    params_row = batch_cap(usage_int(per_seq, TIME_UNITS_PER_S),
+    slo = capacity_int(np.full(len(table), workload.slo_s), TIME_UNITS_PER_S) - usage_int(c.fixed_s, TIME_UNITS_PER_S)
+    outside, kv_in = c.slopes()
+    compute_row = batch_cap(usage_int(outside + c.flops_s_per_seq, TIME_UNITS_PER_S), slo)
+    params_row = batch_cap(usage_int(outside + kv_in, TIME_UNITS_PER_S),
                            slo - usage_int(c.params_s, TIME_UNITS_PER_S))
     caps = np.minimum(compute_row, params_row)
     return verified_caps(caps, lambda r, b: satisfied(table, r, b, workload))

@@ -19,16 +19,22 @@ _EXPORTS = {
     "Configuration": "optimizer.result", "Deployment": "optimizer.result", "Evaluation": "optimizer.result",
     "OptimizeResult": "optimizer.result", "PrefillServer": "optimizer.result", "SolveStats": "optimizer.result",
     "OBJECTIVES": "optimizer.workload", "SERVING": "optimizer.workload", "Workload": "optimizer.workload",
+    "plan": "optimizer.fleet", "FleetPlan": "optimizer.plan_result", "PlanSpec": "optimizer.plan_spec",
+    "PlanModel": "optimizer.plan_spec", "Pool": "optimizer.plan_spec", "Commitment": "optimizer.plan_spec",
+    "load_plan": "optimizer.plan_spec",
 }
 
-__all__ = ["OBJECTIVES", "SERVING", "Chip", "Configuration", "Deployment", "Evaluation", "InputError", "Model",
-           "OptimizeResult", "PrefillServer", "SolveStats", "Workload", "builtin_models", "evaluate", "load_chips",
-           "load_model", "optimize"]
+__all__ = ["OBJECTIVES", "SERVING", "Chip", "Commitment", "Configuration", "Deployment", "Evaluation", "FleetPlan",
+           "InputError", "Model", "OptimizeResult", "PlanModel", "PlanSpec", "Pool", "PrefillServer", "SolveStats",
+           "Workload", "builtin_models", "evaluate", "load_chips", "load_model", "load_plan", "optimize", "plan"]
 
 if TYPE_CHECKING:
     from optimizer.api import evaluate, optimize
     from optimizer.catalog import Chip, Model, builtin_models, load_chips, load_model
     from optimizer.errors import InputError
+    from optimizer.fleet import plan
+    from optimizer.plan_result import FleetPlan
+    from optimizer.plan_spec import Commitment, PlanModel, PlanSpec, Pool, load_plan
     from optimizer.result import (
         Configuration,
         Deployment,

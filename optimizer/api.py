@@ -14,7 +14,7 @@ from constraints import prefill
 from constraints.demand import Offer, servable_qps
 from optimizer.candidates import CandidateTable, build_table, single_candidate
 from optimizer.catalog import DTYPES, Chip, Model, load_chips, load_model
-from optimizer.costmodel import prefill_servers_per_replica
+from optimizer.costmodel import Roofline, prefill_servers_per_replica
 from optimizer.demand import MAX_QPS, solve_demand
 from optimizer.errors import InputError, unknown_name
 from optimizer.metrics import measure, prefill_usd_per_query
@@ -88,9 +88,7 @@ def configuration(table: CandidateTable, choice: Choice, workload: Workload,
     return Configuration(
         **table.row(i), batch=b,
         step_ms=step * 1e3,
-        breakdown_ms={"params": float(c.params_s[i] * 1e3), "kv": float(c.kv_s_per_seq[i] * b * 1e3),
-                      "flops": float(c.flops_s_per_seq[i] * b * 1e3),
-                      "prefill": float(c.colocated_s_per_seq[i] * b * 1e3)},
+        breakdown_ms={**_breakdown(c, i, b, workload), "prefill": float(c.colocated_s_per_seq[i] * b * 1e3)},
         tokens_per_s_per_chip=float(m.tokens_per_s_per_chip[0]),
         qps_per_chip=float(m.qps_per_chip[0]),
         queries_per_dollar=1.0 / total_usd,
@@ -107,6 +105,15 @@ def configuration(table: CandidateTable, choice: Choice, workload: Workload,
         ttft_ms=ttft * 1e3 if ttft is not None else None,
         decode_queries_per_dollar=float(m.queries_per_dollar[0]),
     )
+
+
+def _breakdown(c: Roofline, i: int, b: int, workload: Workload) -> dict[str, float]:
+    """The step's terms in ms at batch b; the calibrated profile adds its overheads and collectives."""
+    out = {"params": float(c.params_s[i] * 1e3), "kv": float(c.kv_s_per_seq[i] * b * 1e3),
+           "flops": float(c.flops_s_per_seq[i] * b * 1e3)}
+    if workload.profile == "calibrated":
+        out["overheads_and_collectives"] = float((c.fixed_s[i] + c.overhead_s_per_seq[i] * b) * 1e3)
+    return out
 
 
 def _describe(table: CandidateTable, i: int) -> str:
@@ -201,7 +208,8 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
              objective: str = "queries-per-dollar", top: int = 3, prompt_len: int | None = None,
              prefill_mfu: float = 0.4, ttft_ms: float | None = None, serving: str = "disaggregated",
              qps: float | None = None, compare_colocated: bool = False,
-             time_limit_s: float = 5.0, alternatives: bool = True) -> OptimizeResult:
+             time_limit_s: float = 5.0, alternatives: bool = True, profile: str = "book",
+             engine: str | None = None, calibration: str | None = None) -> OptimizeResult:
     """The configuration with the best `objective` whose decode step stays within `slo_ms`.
 
     chips: the catalog (default load_chips()); chip_names: restrict to these chip types;
@@ -211,7 +219,9 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
     serving: "disaggregated" (prefill servers, the default), "colocated" or "decode-only";
     qps: also size the cheapest whole deployment for this demand (queries per second);
     compare_colocated: also solve the other of disaggregated/colocated and compare;
-    alternatives: also find the best configuration of every other chip type (one solve each).
+    alternatives: also find the best configuration of every other chip type (one solve each);
+    profile: "book" (the chapter's roofline) or "calibrated" (fitted to measured serving; engine
+    and calibration pick the engine's parameters and a parameter file).
     Raises InputError (a ValueError) for bad input; an unreachable target is a result with
     status "infeasible" and a reason.
     """
@@ -226,7 +236,8 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
                          "model's integers represent exactly")
     mdl = _resolve_model(model)
     workload = Workload(context=context, decode_len=decode_len, slo_ms=slo_ms, prompt_len=prompt_len,
-                        prefill_mfu=prefill_mfu, ttft_ms=ttft_ms, serving=serving)
+                        prefill_mfu=prefill_mfu, ttft_ms=ttft_ms, serving=serving, profile=profile, engine=engine,
+                        calibration=calibration)
     if objective not in OBJECTIVES:
         raise unknown_name("objective", objective, list(OBJECTIVES))
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
@@ -286,13 +297,25 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
         if workload.prompt_tokens + workload.decode_len > workload.context:
             notes.append(f"prompt ({workload.prompt_tokens}) + decode ({workload.decode_len}) tokens exceed the "
                          f"context ({workload.context}); KV caches are sized for the context, as in the chapter")
+    if profile == "calibrated":
+        from optimizer.calibration import load_params
+        params = load_params(calibration)
+        used = engine or params.default_engine
+        notes.append(f"calibrated profile ({used} engine, {params.source}): step times include the fitted "
+                     "efficiencies, collectives and overheads; HBM is the engines' "
+                     f"{params.kv_memory_fraction:.0%} share")
+        assumed = sorted({str(c) for c in table.chip.tolist()} - {n for n, e in params.chips.items() if not e.assumed})
+        if assumed:
+            notes.append(f"no measurements for {', '.join(assumed)}: their efficiencies are the reference chip's "
+                         "(an assumption; override with --calibration FILE)")
     comparison = None
     if compare_colocated and workload.serving != "decode-only":
         other_mode = "colocated" if workload.prefill_servers else "disaggregated"
         other = optimize(mdl, slo_ms, chips=catalog, chip_names=names, context=context, decode_len=decode_len,
                          weights=weights, kv=kv, objective=objective, top=1, prompt_len=prompt_len,
                          prefill_mfu=prefill_mfu, ttft_ms=ttft_ms, serving=other_mode, qps=qps,
-                         time_limit_s=time_limit_s, alternatives=False)
+                         time_limit_s=time_limit_s, alternatives=False, profile=profile, engine=engine,
+                         calibration=calibration)
         comparison = _compare({workload.serving: (best, deployment), other_mode: (other.best, other.deployment)})
     seconds = time.perf_counter() - started
     return OptimizeResult(
@@ -303,7 +326,7 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
                          solver_status=status, solves=sm.solves),
         serving=workload.serving,
         prompt_len=None if workload.serving == "decode-only" else workload.prompt_tokens,
-        ttft_target_ms=ttft_ms, deployment=deployment, comparison=comparison, notes=notes,
+        ttft_target_ms=ttft_ms, deployment=deployment, comparison=comparison, notes=notes, profile=profile,
     )
 
 
@@ -327,12 +350,13 @@ def _compare(modes: dict[str, tuple[Configuration | None, Deployment | None]]) -
 def evaluate(model: Model | str | Path, chip: str, topology: str, *, weights: str, kv: str,
              batch: int, tp: int | None = None, context: int = 8192, decode_len: int = 512,
              prompt_len: int | None = None, prefill_mfu: float = 0.4,
-             chips: dict[str, Chip] | None = None) -> Evaluation:
-    """The book-profile roofline of one fixed configuration, whether or not it fits; the
-    prefill figures are for a prefill server of this same configuration."""
+             chips: dict[str, Chip] | None = None, profile: str = "book", engine: str | None = None,
+             calibration: str | None = None) -> Evaluation:
+    """The roofline (book or calibrated profile) of one fixed configuration, whether or not it
+    fits; the prefill figures are for a prefill server of this same configuration."""
     mdl = _resolve_model(model)
     workload = Workload(context=context, decode_len=decode_len, prompt_len=prompt_len, prefill_mfu=prefill_mfu,
-                        serving="decode-only")
+                        serving="decode-only", profile=profile, engine=engine, calibration=calibration)
     catalog = chips if chips is not None else load_chips()
     if chip not in catalog:
         raise unknown_name("chip", chip, sorted(catalog))
@@ -359,8 +383,7 @@ def evaluate(model: Model | str | Path, chip: str, topology: str, *, weights: st
         fits=bool(hbm.satisfied(table, rows, np.array([batch]), workload)[0]),
         max_batch=max(int(c.max_batch_hbm()[0]), 0),
         step_ms=float(m.step_s[0] * 1e3),
-        breakdown_ms={"params": float(c.params_s[0] * 1e3), "kv": float(c.kv_s_per_seq[0] * batch * 1e3),
-                      "flops": float(c.flops_s_per_seq[0] * batch * 1e3)},
+        breakdown_ms=_breakdown(c, 0, batch, workload),
         critical_batch=float(c.critical_batch[0]),
         comms_bound=bool(comms.comms_bound(table, rows, np.array([batch]))[0]),
         tokens_per_s=float(m.tokens_per_s_per_chip[0] * table.slice_chips[0]),
@@ -374,4 +397,5 @@ def evaluate(model: Model | str | Path, chip: str, topology: str, *, weights: st
         prompt_fits=bool(prefill.prompt_fits(table, rows)[0]),
         prefill_servers_per_replica=prefill_servers_per_replica(
             batch=batch, step_s=float(m.step_s[0]), decode_len=decode_len, prefill_seconds=float(c.prefill_s[0])),
+        profile=profile,
     )

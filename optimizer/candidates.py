@@ -85,6 +85,10 @@ def _table(model: Model, workload: Workload, chips: dict[str, Chip], rows: list[
         hbm_bytes_per_s=per_chip("hbm_bytes_per_s"),
         ici_bytes_per_s=np.array([c.ici_bytes_per_s_per_axis for c in chip_objs], dtype=float)[index],
     )
+    if workload.profile == "calibrated":
+        from optimizer.calibration import calibrated_roofline
+        cost = calibrated_roofline(cost, model, workload, [chip_objs[i] for i in index.tolist()], list(cols[5]),
+                                   list(cols[6]), tp, np.array(cols[4], dtype=np.int64))
     return CandidateTable(
         chip=np.array(cols[0], dtype=str), topology=np.array(cols[1], dtype=str),
         slice_chips=slice_chips, tp=tp, n_axes=np.array(cols[4], dtype=np.int64),

@@ -45,12 +45,24 @@ class Roofline:
     prefill_s: np.ndarray  # T_prefill of one prompt on this replica
     prompt_kv_bytes: np.ndarray  # T * kv_token: one prompt's KV cache
     colocated_s_per_seq: np.ndarray  # T_prefill / G when prefill is co-located, else 0
+    # The calibrated profile's additions (zero, and the KV read outside the max, in the book):
+    fixed_s: np.ndarray  # per step: engine overhead t0 + collective latencies
+    overhead_s_per_seq: np.ndarray  # per sequence per step: engine overhead + collective bytes
+    kv_in_max: np.ndarray  # 1.0: the KV read overlaps the matmuls (inside the max), 0.0: it adds to them
 
     def step_s(self, batch: np.ndarray | float, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """T_step = T_kv + max(T_flops, T_params) (+ B*T_prefill/G co-located) of `rows` at the batch."""
+        """T_step of `rows` at the batch: in the book T_kv + max(T_flops, T_params) (+ B*T_prefill/G
+        co-located); in general fixed + B*(overhead + colocated + kv_out) + max(B*flops, params + B*kv_in)."""
         b = np.asarray(batch, dtype=float)
-        return ((self.kv_s_per_seq[rows] + self.colocated_s_per_seq[rows]) * b
-                + np.maximum(self.flops_s_per_seq[rows] * b, self.params_s[rows]))
+        kv_in = self.kv_s_per_seq[rows] * self.kv_in_max[rows]
+        outside = self.overhead_s_per_seq[rows] + self.colocated_s_per_seq[rows] + self.kv_s_per_seq[rows] - kv_in
+        return self.fixed_s[rows] + outside * b + np.maximum(self.flops_s_per_seq[rows] * b,
+                                                               self.params_s[rows] + kv_in * b)
+
+    def slopes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per sequence: the step's slope outside the max, and the KV slope inside it."""
+        kv_in = self.kv_s_per_seq * self.kv_in_max
+        return self.overhead_s_per_seq + self.colocated_s_per_seq + self.kv_s_per_seq - kv_in, kv_in
 
     def max_batch_hbm(self) -> np.ndarray:
         """Sequences whose KV caches fit beside the weights (may be negative: weights don't fit)."""
@@ -72,6 +84,7 @@ def roofline(model: Model, workload: Workload, *, tp: np.ndarray, n_axes: np.nda
     weight_bytes = P * b_w
     replica_bw = Y * hbm_bytes_per_s
     prefill = 2.0 * P * workload.prompt_tokens / (Y * flops * workload.prefill_mfu)
+    zeros = np.zeros_like(prefill)
     return Roofline(
         weight_bytes=weight_bytes,
         kv_bytes_per_token=kv_token,
@@ -86,7 +99,8 @@ def roofline(model: Model, workload: Workload, *, tp: np.ndarray, n_axes: np.nda
         critical_batch=flops * b_w / (2.0 * hbm_bytes_per_s),
         prefill_s=prefill,
         prompt_kv_bytes=kv_token * workload.prompt_tokens,
-        colocated_s_per_seq=prefill / workload.decode_len if workload.colocated else np.zeros_like(prefill),
+        colocated_s_per_seq=prefill / workload.decode_len if workload.colocated else zeros,
+        fixed_s=zeros, overhead_s_per_seq=zeros, kv_in_max=zeros,
     )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ortools.sat.python import cp_model
@@ -63,7 +63,7 @@ def build_offers(rp: ResolvedPlan) -> PlanOffers:
         except InputError as e:
             raise InputError(f"models[{k}].model: {e}") from None
         models.append(mdl)
-        wl = pm.workload()
+        wl = rp.spec.workload(pm)
         found = model_offers(k, mdl, wl, rp.chips, pm.weights, pm.kv)
         raw += len(found)
         offers.append(prune(found, wl.prefill_servers))
@@ -123,10 +123,11 @@ class FleetModel:
         # commit[p][c][s]: chips bought in period s; bounded by the quota of the periods it covers
         self.commit: list[list[list[cp_model.IntVar]]] = []
         for p, tiers in enumerate(self.tiers):
+            first_only = starts_first_only(rp, p)
             per_tier = []
             for c, tier in enumerate(tiers):
-                per_tier.append([m.new_int_var(0, min(rp.quota[p][s:s + tier.term_periods]),
-                                               f"commit[{p},{c},{s}]") for s in range(T)])
+                per_tier.append([m.new_int_var(0, min(rp.quota[p][s:s + tier.term_periods]) if s == 0 or not first_only
+                                               else 0, f"commit[{p},{c},{s}]") for s in range(T)])
             self.commit.append(per_tier)
         self.committed = [[cp_model.LinearExpr.sum([self.commit[p][c][s] for c, tier in enumerate(tiers)
                                                     for s in range(T) if commitments.covers(s, tier.term_periods, t)])
@@ -330,6 +331,16 @@ class FleetModel:
         return sum(self._cost_one(p, used[p], commits) for p in range(len(used)))
 
 
+def starts_first_only(rp: ResolvedPlan, p: int) -> bool:
+    """Whether pool p's commitments need only start in the first period: under full-term
+    accounting, with every term reaching past the horizon and a constant quota, a later start
+    pays the same for a subset of the periods, and moving every commitment to the first period
+    keeps the chips held at their final level, within the (constant) quota. Exact."""
+    tiers = rp.spec.pools[p].commitments
+    return (rp.spec.commitment_accounting == "full-term" and all(t.term_periods >= rp.periods for t in tiers)
+            and len(set(rp.quota[p])) == 1)
+
+
 def _solver(time_limit_s: float, workers: int) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = workers
@@ -343,9 +354,11 @@ def _solver(time_limit_s: float, workers: int) -> cp_model.CpSolver:
 
 
 def plan(spec: PlanSpec | str | Path, *, chips: dict[str, Chip] | None = None, time_limit_s: float = 10.0,
-         maximize_served: bool = False, workers: int = 2) -> FleetPlan:
+         maximize_served: bool = False, workers: int = 2, profile: str | None = None, engine: str | None = None,
+         calibration: str | None = None) -> FleetPlan:
     """The cheapest fleet (or, with maximize_served, the most demand served and then the
-    cheapest such fleet) for a plan. Raises InputError (a ValueError) naming the bad field;
+    cheapest such fleet) for a plan; profile/engine/calibration override the plan's cost model.
+    Raises InputError (a ValueError) naming the bad field;
     a plan that cannot be met is a FleetPlan with status "infeasible" and the reason."""
     started = time.perf_counter()
     if isinstance(spec, (str, Path)):
@@ -356,6 +369,9 @@ def plan(spec: PlanSpec | str | Path, *, chips: dict[str, Chip] | None = None, t
         raise InputError(f"time_limit_s (--time-limit) must be a positive number of seconds, got {time_limit_s!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be a positive integer, got {workers!r}")
+    if profile is not None or engine is not None or calibration is not None:
+        spec = replace(spec, profile=profile or spec.profile, engine=engine or spec.engine,
+                       calibration=calibration or spec.calibration)
     rp = resolve(spec, chips if chips is not None else load_chips())
     for k, row in enumerate(rp.demand):
         for t, d in enumerate(row):
@@ -367,15 +383,22 @@ def plan(spec: PlanSpec | str | Path, *, chips: dict[str, Chip] | None = None, t
     reason = unservable(rp, po)
     if reason is not None:
         return report(rp, po, Outcome("infeasible", objective, reason=reason), started, time_limit_s)
-    outcome = solve_plan(rp, po, time_limit_s, workers, maximize_served)
+    deadline = started + time_limit_s  # the limit covers building the offers and the model too
+    outcome = solve_plan(rp, po, deadline, workers, maximize_served)
     if outcome.status == "infeasible":
-        outcome.reason = shortfall_reason(rp, po, time_limit_s, workers)
+        outcome.reason = shortfall_reason(rp, po, deadline, workers)
     return report(rp, po, outcome, started, time_limit_s)
 
 
-def solve_plan(rp: ResolvedPlan, po: PlanOffers, time_limit_s: float, workers: int,
+def _left(deadline: float) -> float:
+    """Seconds to the deadline (a tenth of a second at least, so a late call still solves)."""
+    return max(0.1, deadline - time.perf_counter())
+
+
+def solve_plan(rp: ResolvedPlan, po: PlanOffers, deadline: float, workers: int,
                maximize_served: bool) -> Outcome:
-    """Build and solve the plan's model; the chosen integers, or a status without them."""
+    """Build and solve the plan's model by `deadline` (time.perf_counter()); the chosen
+    integers, or a status without them."""
     fm = FleetModel(rp, po, maximize_served)
     fm.apply_hint(fm.greedy_start())
     objective = "max-served" if maximize_served else "min-cost"
@@ -383,7 +406,7 @@ def solve_plan(rp: ResolvedPlan, po: PlanOffers, time_limit_s: float, workers: i
     if maximize_served:
         total_served = sum((v for row in fm.served for v in row), start=0)
         fm.model.maximize(total_served)
-        solver = _solver(time_limit_s / 2, workers)
+        solver = _solver(_left(deadline) / 2, workers)
         status = solver.solve(fm.model)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return Outcome(STATUS.get(status, "unknown"), objective, variables=size[0], constraints=size[1])
@@ -391,7 +414,7 @@ def solve_plan(rp: ResolvedPlan, po: PlanOffers, time_limit_s: float, workers: i
         fm.model.add(total_served >= round(solver.objective_value))
         _hint_from(fm, solver)
         fm.model.minimize(fm.total_cost)
-        solver = _solver(time_limit_s / 2, workers)
+        solver = _solver(_left(deadline), workers)
         status = solver.solve(fm.model)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return Outcome(STATUS.get(status, "unknown"), objective, variables=size[0], constraints=size[1])
@@ -400,11 +423,11 @@ def solve_plan(rp: ResolvedPlan, po: PlanOffers, time_limit_s: float, workers: i
         return Outcome(STATUS[status], objective, solution=_solution(fm, solver), bound_usd_int=None,
                        variables=size[0], constraints=size[1])
     fm.model.minimize(fm.total_cost)
-    solver = _solver(time_limit_s, workers)
+    solver = _solver(_left(deadline), workers)
     status = solver.solve(fm.model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         reason = (None if status == cp_model.INFEASIBLE
-                  else f"the solver found no plan within the {time_limit_s:g} s time limit")
+                  else "the solver found no plan within the time limit")
         return Outcome(STATUS.get(status, "unknown"), objective, reason=reason, variables=size[0], constraints=size[1])
     return Outcome(STATUS[status], objective, solution=_solution(fm, solver),
                    bound_usd_int=math.ceil(solver.best_objective_bound - 1e-9), variables=size[0], constraints=size[1])
@@ -418,9 +441,9 @@ def _solution(fm: FleetModel, solver: cp_model.CpSolver) -> Solution:
     return Solution(slices, commit)
 
 
-def shortfall_reason(rp: ResolvedPlan, po: PlanOffers, time_limit_s: float, workers: int) -> str:
+def shortfall_reason(rp: ResolvedPlan, po: PlanOffers, deadline: float, workers: int) -> str:
     """Why a plan is infeasible: the most it can serve, and which models and periods fall short."""
-    most = solve_plan(rp, po, time_limit_s, workers, maximize_served=True)
+    most = solve_plan(rp, po, max(deadline, time.perf_counter() + 1.0), workers, maximize_served=True)
     if most.solution is None:
         return "no plan meets the quotas and budget, and none was found that serves part of the demand"
     short = shortfalls(rp, po, most.solution)

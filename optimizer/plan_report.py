@@ -175,7 +175,7 @@ def unservable(rp: ResolvedPlan, po: PlanOffers) -> str | None:
         if not any(rp.demand[mi]) or any(o.role == "decode" for o in offers):
             continue
         pm = rp.spec.models[mi]
-        wl = pm.workload()
+        wl = rp.spec.workload(pm)
         table = build_table(po.models[mi], {c.name: c for c in rp.chips}, wl, pm.weights, pm.kv)
         if not len(table):
             why = "none of the pools' chips supports its weight and KV dtypes"

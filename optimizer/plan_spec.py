@@ -62,10 +62,11 @@ class PlanModel:
     weights: tuple[str, ...] | None = None
     kv: tuple[str, ...] | None = None
 
-    def workload(self) -> Workload:
+    def workload(self, profile: str = "book", engine: str | None = None,
+                 calibration: str | None = None) -> Workload:
         return Workload(context=self.context, decode_len=self.decode_len, slo_ms=self.slo_ms,
                         prompt_len=self.prompt_len, prefill_mfu=self.prefill_mfu, ttft_ms=self.ttft_ms,
-                        serving=self.serving)
+                        serving=self.serving, profile=profile, engine=engine, calibration=calibration)
 
     @property
     def label(self) -> str:
@@ -111,6 +112,12 @@ class PlanSpec:
     share_slices: bool = False
     commitment_accounting: str = "full-term"
     period_name: str = "month"
+    profile: str = "book"  # the cost model of every model's offers: "book" or "calibrated"
+    engine: str | None = None  # calibrated profile: the serving engine
+    calibration: str | None = None  # calibrated profile: a parameter file
+
+    def workload(self, m: PlanModel) -> Workload:
+        return m.workload(self.profile, self.engine, self.calibration)
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,7 @@ def resolve(spec: PlanSpec, catalog: dict[str, Chip] | None = None) -> ResolvedP
                 if v not in DTYPES:
                     raise unknown_name(f"{where}.{kind} dtype", str(v), DTYPES)
         try:
-            m.workload()
+            spec.workload(m)
         except InputError as e:
             raise InputError(f"{where}: {e}") from None
     demand = tuple(_per_period(f"models[{k}].demand_qps", m.demand_qps, p) for k, m in enumerate(spec.models))

@@ -11,6 +11,8 @@ OBJECTIVES = ("queries-per-dollar", "min-chips", "min-latency")
 #: How prompts are processed: on separate prefill servers (the chapter's disaggregated
 #: serving), on the decode replicas themselves, or not at all (the decode-only roofline).
 SERVING = ("disaggregated", "colocated", "decode-only")
+#: Cost models: the chapter's roofline, or the roofline with the terms fitted to measured serving.
+PROFILES = ("book", "calibrated")
 
 
 def _positive(name: str, flag: str, value: float | None, *, integer: bool = False, at_most: float | None = None):
@@ -38,6 +40,9 @@ class Workload:
     prefill_mfu: float = 0.4
     ttft_ms: float | None = None
     serving: str = "disaggregated"
+    profile: str = "book"
+    engine: str | None = None  # calibrated profile: the serving engine (default: the parameters' default)
+    calibration: str | None = None  # calibrated profile: a parameter file (default: the built-in one)
 
     def __post_init__(self) -> None:
         _positive("context", "--context", self.context, integer=True)
@@ -48,6 +53,10 @@ class Workload:
         _positive("ttft_ms", "--ttft-ms", self.ttft_ms)
         if self.serving not in SERVING:
             raise InputError(f"unknown serving mode {self.serving!r}; valid: {', '.join(SERVING)}")
+        if self.profile not in PROFILES:
+            raise InputError(f"unknown profile {self.profile!r}; valid: {', '.join(PROFILES)}")
+        if self.profile == "book" and (self.engine is not None or self.calibration is not None):
+            raise InputError("--engine and --calibration apply to --profile calibrated only")
         if self.prompt_len is None and self.context <= self.decode_len and self.serving != "decode-only":
             raise InputError(f"the default prompt length is context - decode_len, and context {self.context} "
                              f"is not above decode_len {self.decode_len}: give --prompt-len")

@@ -38,15 +38,52 @@ def _params(model):
             + (1 if model.tie_embeddings else 2) * model.d_model * model.vocab)
 
 
-def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=False, decode_len=1):
+def calibrated_params(path, engine=None):
+    """The calibrated profile's parameters for one engine, read straight from the TOML file:
+    per chip (efficiencies, the reference chip's where a chip has none) and the engine's set."""
+    import tomllib
+
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    engine = engine or data["default_engine"]
+    return dict(alpha=data["collective_latency_s"], mem=data["kv_memory_fraction"], chips=data["chips"],
+                engines={k: v for k, v in data["engines"].items() if k.split("@")[0] == engine}, engine=engine)
+
+
+def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_tok):
+    """The calibrated step's pieces for one replica, from the formulas of the profile."""
+    eff = cal["chips"].get(chip.name, cal["chips"]["h100"])
+    sets = cal["engines"]
+    eng = sets.get(f"{cal['engine']}@{chip.name}") or sets.get(f"{cal['engine']}@h100") or sets[sorted(sets)[0]]
+    L, D, H, hd, V = model.num_layers, model.d_model, model.num_heads, model.head_dim, model.vocab
+    P = _params(model)
+    p_lin = P - D * V
+    p_body = P - (1 if model.tie_embeddings else 2) * D * V
+    peak = {"fp8": chip.fp8_flops, "int8": chip.int8_flops}.get(w) or chip.bf16_flops
+    bw = y * chip.hbm_bytes_per_s * eff["hbm_efficiency"]
+    fl = y * peak * eff["flops_efficiency"]
+    link = chip.link_bytes_per_s if chip.kind == "gpu" else chip.link_bytes_per_s * chip.links_per_axis * max(n, 1)
+    comm_tok = 2 * L * 2 * D * (2 * (y - 1) / y) / (link * eng["link_efficiency"])
+    return dict(t0=eng["step_overhead_s"] + 2 * L * cal["alpha"] * math.log2(y),
+                per_seq=eng["seq_overhead_s"] + comm_tok,
+                weights=p_lin * BYTES[w] / bw, kv=context * kv_tok / bw,
+                dec=(2 * p_lin + 4 * L * H * hd * context) / fl,
+                prefill=prompt_len * ((2 * p_body + 2 * L * H * hd * prompt_len) / fl + comm_tok),
+                mem=cal["mem"])
+
+
+def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=False, decode_len=1, cal=None):
     P = _params(model)
     kv_tok = 2 * model.num_kv_heads * model.head_dim * model.num_layers * BYTES[kv]
     w_ici = chip.link_bytes_per_s * chip.links_per_axis
     prefill = 2 * P * prompt_len / (y * chip.bf16_flops * mfu)
-    return dict(P=P, bw=BYTES[w], kv_seq=kv_tok * context, Y=y, n=n, M=chip.hbm_bytes,
+    c = _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_tok) if cal else None
+    if c:
+        prefill = c["prefill"]
+    return dict(P=P, bw=BYTES[w], kv_seq=kv_tok * context, Y=y, n=n, M=chip.hbm_bytes * (c["mem"] if c else 1.0),
                 W=chip.hbm_bytes_per_s, C=chip.bf16_flops, Wici=w_ici, D=model.d_model, F=model.d_ff,
                 prefill=prefill, prompt_kv=kv_tok * prompt_len, T=prompt_len,
-                col=prefill / decode_len if colocated else 0.0)
+                col=prefill / decode_len if colocated else 0.0, cal=c)
 
 
 def _comms_ok(t, B):
@@ -69,6 +106,9 @@ def _feasible(t, B, slo_s, ttft_s=np.inf):
 
 def _step(t, B):
     B = np.asarray(B, dtype=float)
+    c = t["cal"]
+    if c:
+        return c["t0"] + B * (c["per_seq"] + t["col"]) + np.maximum(c["weights"] + B * c["kv"], B * c["dec"])
     t_kv = B * t["kv_seq"] / (t["Y"] * t["W"])
     t_params = t["P"] * t["bw"] / (t["Y"] * t["W"])
     t_flops = 2 * t["P"] * B / (t["Y"] * t["C"])
@@ -111,7 +151,7 @@ def _dtypes(chip, asked, options):
     return [d for d in (asked or ("bf16", chip.eight_bit, "int4")) if d in options]
 
 
-def cheapest_prefill(model, chips, chip_names, context, prompt_len, mfu, ttft_s):
+def cheapest_prefill(model, chips, chip_names, context, prompt_len, mfu, ttft_s, cal=None):
     """Per (weights, kv) dtype pair, the lowest prefill cost per prompt of any server that holds
     the weights and one prompt's KV, is not comms-bound on the prompt, and meets the TTFT."""
     best: dict[tuple[str, str], float] = {}
@@ -120,8 +160,8 @@ def cheapest_prefill(model, chips, chip_names, context, prompt_len, mfu, ttft_s)
         for _, _, y, n in _layouts(chip):
             for w in chip.weight_dtypes:
                 for k in chip.kv_dtypes:
-                    t = _terms(model, chip, y, n, w, k, context, prompt_len, mfu)
-                    if t["P"] * t["bw"] + t["prompt_kv"] > y * chip.hbm_bytes or t["prefill"] > ttft_s:
+                    t = _terms(model, chip, y, n, w, k, context, prompt_len, mfu, cal=cal)
+                    if t["P"] * t["bw"] + t["prompt_kv"] > y * t["M"] or t["prefill"] > ttft_s:
                         continue
                     if not _comms_ok(t, prompt_len):
                         continue
@@ -132,11 +172,11 @@ def cheapest_prefill(model, chips, chip_names, context, prompt_len, mfu, ttft_s)
 
 def brute_force(model, chips: dict, chip_names, slo_ms, context, decode_len, weights=None, kv=None,
                 objective="queries-per-dollar", serving="decode-only", prompt_len=None, mfu=0.4,
-                ttft_ms=None) -> Best | None:
+                ttft_ms=None, cal=None) -> Best | None:
     slo_s = slo_ms / 1e3
     ttft_s = np.inf if ttft_ms is None else ttft_ms / 1e3
     T = prompt_len if prompt_len is not None else max(context - decode_len, 1)
-    prefill_usd = (cheapest_prefill(model, chips, chip_names, context, T, mfu, ttft_s)
+    prefill_usd = (cheapest_prefill(model, chips, chip_names, context, T, mfu, ttft_s, cal)
                    if serving == "disaggregated" else None)
     best: Best | None = None
     for name in chip_names:
@@ -149,7 +189,7 @@ def brute_force(model, chips: dict, chip_names, slo_ms, context, decode_len, wei
                         if (w, k) not in prefill_usd:
                             continue
                         extra = prefill_usd[(w, k)]
-                    t = _terms(model, chip, y, n, w, k, context, T, mfu, serving == "colocated", decode_len)
+                    t = _terms(model, chip, y, n, w, k, context, T, mfu, serving == "colocated", decode_len, cal)
                     feas = feasible_batches(t, slo_s, ttft_s)
                     if len(feas) == 0:
                         continue

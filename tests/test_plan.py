@@ -284,3 +284,27 @@ def test_cheapest_cover_matches_enumeration():
         cost, counts, proven = cheapest_cover(q, items)
         assert proven and cost == best
         assert sum(items[k][1] * n for k, n in counts.items()) >= q
+
+
+def test_readme_python_example_runs():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("From Python (`PlanSpec`")[1].split("```python\n")[1].split("```")[0]
+    namespace: dict = {}
+    exec(compile(block, "README plan example", "exec"), namespace)  # noqa: S102
+    result = namespace["result"]
+    assert result.status == "optimal"
+    assert FleetPlan.from_dict(result.to_dict()) == result
+
+
+def test_cli_infeasible_is_an_answer_and_maximize_served_runs(tmp_path):
+    path = tmp_path / "tight.toml"
+    path.write_text('periods = 2\nbudget_per_period = 20000\n'
+                    '[[models]]\nmodel = "llama3-8b"\ndemand_qps = [50, 100]\nslo_ms = 20\nprompt_len = 1024\n'
+                    '[[pools]]\nchip = "tpu-v5e"\nquota_chips = 512\n')
+    res = CliRunner().invoke(main, ["plan", str(path), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "status infeasible" in res.output and "reason: the quotas and the budget cannot serve" in res.output
+    res = CliRunner().invoke(main, ["plan", str(path), "--workers", "1", "--maximize-served", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["objective"] == "max-served" and data["served_qps"] < data["required_qps"]
