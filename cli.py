@@ -352,11 +352,13 @@ def _write_points(points: list, out: str) -> None:
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write .csv, .json, .png or .svg.")
 @chips_option
 @price_option
+@profile_options
 @click.option("--json", "as_json", is_flag=True)
 def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, ...], decode_len: int,
                  weights: tuple[str, ...], kv: tuple[str, ...], by_batch: bool, topology: str | None,
                  tp: int | None, slo_ms: float | None, out: str | None, chips_file: str | None,
-                 prices: tuple[str, ...], as_json: bool) -> None:
+                 prices: tuple[str, ...], profile: str, engine: str | None, calibration: str | None,
+                 as_json: bool) -> None:
     """The latency-cost Pareto frontier (decode), or one configuration against batch (--by-batch)."""
     from pathlib import Path
 
@@ -386,7 +388,8 @@ def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, .
             raise click.UsageError("--by-batch needs one --chip, --topology, one --weights and one --kv")
         points: list = []
         for context in contexts:
-            points += batch_view(mdl, catalog[chip_names[0]], topology, tp, weights[0], kv[0], context, decode_len)
+            points += batch_view(mdl, catalog[chip_names[0]], topology, tp, weights[0], kv[0], context, decode_len,
+                                 profile=profile, engine=engine, calibration=calibration)
         if not points:
             click.echo(f"nothing to show: {mdl.name} does not fit on {chip_names[0]} {topology} in "
                        f"{weights[0]}/{kv[0]} with one sequence of any of the contexts asked "
@@ -394,13 +397,14 @@ def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, .
             return
         y = points[0].tp
         title = (f"{mdl.name} on {chip_names[0]} {topology} ({y}-way model parallel), {weights[0]} weights, "
-                 f"{kv[0]} KV: decode step and throughput per chip against batch (book profile)")
+                 f"{kv[0]} KV: decode step and throughput per chip against batch ({profile} profile)")
         plot = lambda path: plot_by_batch(points, path, title)  # noqa: E731
     else:
         selected = {n: catalog[n] for n in (chip_names or sorted(catalog))}
         points = []
         for context in contexts:
-            points += frontier(mdl, selected, context, decode_len, tuple(weights) or None, tuple(kv) or None)
+            points += frontier(mdl, selected, context, decode_len, tuple(weights) or None, tuple(kv) or None,
+                               profile=profile, engine=engine, calibration=calibration)
         if not points:
             click.echo(f"nothing to show: {mdl.name} fits on none of the chips asked with one sequence of "
                        f"{', '.join(map(str, contexts))} tokens")
@@ -414,7 +418,7 @@ def frontier_cmd(model: str, chip_names: tuple[str, ...], contexts: tuple[int, .
                                f"tokens: {p.chip} {p.topology} {p.weights}/{p.kv} batch {p.batch}"))
             else:
                 click.echo(f"no configuration meets {slo_ms:g} ms at {context:,} tokens")
-        title = f"{mdl.name}: latency-cost frontier of decode (book profile, {decode_len} output tokens per query)"
+        title = f"{mdl.name}: latency-cost frontier of decode ({profile} profile, {decode_len} output tokens per query)"
         plot = lambda path: plot_frontier(points, path, title, chosen=chosen, slo_ms=slo_ms)  # noqa: E731
     if suffix in PLOT_SUFFIXES:
         plot(out)

@@ -93,14 +93,15 @@ class CalibratedParams:
         return self.chips.get(name) or replace(self.chips[REFERENCE_CHIP], assumed=True)
 
     def engine(self, engine: str, chip: str) -> EngineOverheads:
-        """The engine's set on this chip, else on the reference chip, else any of its sets."""
-        for key in (f"{engine}@{chip}", f"{engine}@{REFERENCE_CHIP}", engine):
+        """The engine's set on this chip, else its set on the reference chip, else the default
+        engine's on this chip or the reference chip (an engine measured only elsewhere)."""
+        if engine not in self.engine_names():
+            raise InputError(f"unknown engine {engine!r}; calibrated engines: {', '.join(self.engine_names())}")
+        for key in (f"{engine}@{chip}", f"{engine}@{REFERENCE_CHIP}", f"{self.default_engine}@{chip}",
+                    f"{self.default_engine}@{REFERENCE_CHIP}"):
             if key in self.engines:
                 return self.engines[key]
-        own = sorted(k for k in self.engines if k.split("@")[0] == engine)
-        if not own:
-            raise InputError(f"unknown engine {engine!r}; calibrated engines: {', '.join(self.engine_names())}")
-        return self.engines[own[0]]
+        return self.engines[sorted(k for k in self.engines if k.split("@")[0] == engine)[0]]
 
     def engine_names(self) -> list[str]:
         return sorted({k.split("@")[0] for k in self.engines})

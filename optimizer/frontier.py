@@ -1,4 +1,4 @@
-"""The latency-cost frontier and the chapter's by-batch view (decode only, book profile).
+"""The latency-cost frontier and the chapter's by-batch view (decode only; book or calibrated profile).
 
 Frontier: over every candidate and every batch that fits (HBM) and is not comms-bound, the
 points (decode step, $ per million output tokens) that no other point beats on both. For one
@@ -7,7 +7,9 @@ turns compute-bound (T_flops >= T_params, at B = T_params/T_flops1); past that t
 token is flat while the step still grows, so those batches are dominated by the first
 compute-bound one. The enumeration therefore stops there: exact, and a few hundred batches
 per candidate at most. Values equal to 12 significant digits tie; ties keep the point with
-fewer chips, then the earlier catalog row.
+fewer chips, then the earlier catalog row. Under the calibrated profile a fixed per-step
+overhead keeps the cost per token falling at every batch, so every batch that fits is
+enumerated (exact; bounded by MAX_POINTS).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from optimizer.errors import InputError, unknown_name
 from optimizer.metrics import measure
 from optimizer.solve import significant
 from optimizer.workload import Workload
+
+#: Most (configuration, batch) points one frontier enumerates.
+MAX_POINTS = 20_000_000
 
 
 @dataclass
@@ -55,7 +60,8 @@ class FrontierPoint:
 
 
 def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int = 512,
-             weights: tuple[str, ...] | None = None, kv: tuple[str, ...] | None = None) -> list[FrontierPoint]:
+             weights: tuple[str, ...] | None = None, kv: tuple[str, ...] | None = None, profile: str = "book",
+             engine: str | None = None, calibration: str | None = None) -> list[FrontierPoint]:
     """The exact Pareto frontier of (step, $/million output tokens), fastest first.
     Raises InputError for unknown dtypes or dtypes none of the chips supports."""
     for kind, values, attr in (("weights", weights, "weight_dtypes"), ("kv", kv, "kv_dtypes")):
@@ -64,16 +70,25 @@ def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int
                 raise unknown_name(f"{kind} dtype", v, DTYPES)
         if values and not any(set(values) & set(getattr(c, attr)) for c in chips.values()):
             raise InputError(f"no chip asked supports the {kind} dtypes {', '.join(values)}")
-    w = Workload(context=context, decode_len=decode_len, serving="decode-only")
+    w = Workload(context=context, decode_len=decode_len, serving="decode-only", profile=profile, engine=engine,
+                 calibration=calibration)
     table = build_table(model, chips, w, weights, kv)
     c = table.cost
     cap = np.minimum(hbm.batch_caps(table, w), comms.batch_caps(table, w))
-    turn = np.ceil(c.params_s / c.flops_s_per_seq).astype(np.int64)  # first compute-bound batch
-    last = np.minimum(cap, np.maximum(turn, 1))
+    if profile == "book":
+        turn = np.ceil(c.params_s / c.flops_s_per_seq).astype(np.int64)  # first compute-bound batch
+        last = np.minimum(cap, np.maximum(turn, 1))
+    else:
+        # fixed per-step overheads keep the cost per token falling with the batch: every batch can
+        # be on the frontier, up to the largest that fits
+        last = cap
     rows = np.flatnonzero(last >= 1)
     if len(rows) == 0:
         return []
     counts = last[rows]
+    if counts.sum() > MAX_POINTS:
+        raise InputError(f"the frontier would weigh {int(counts.sum()):,} (configuration, batch) points, over "
+                         f"{MAX_POINTS:,}: restrict --chip, --weights or --kv")
     row_of = np.repeat(rows, counts)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     batch = np.arange(len(row_of)) - starts + 1
@@ -87,6 +102,7 @@ def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int
             best = s_cost[k]
             keep.append(k)
     points = []
+    _, kv_in = c.slopes()
     for k in keep:
         i, b = int(row_of[k]), int(batch[k])
         points.append(FrontierPoint(
@@ -96,7 +112,7 @@ def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int
             usd_per_million_tokens=float(m.usd_per_million_tokens[k]),
             usd_per_million_output_tokens=float(m.usd_per_million_tokens[k]),
             cost_per_hour=float(table.slice_chips[i] * table.usd_per_chip_hour[i]),
-            compute_bound=bool(c.flops_s_per_seq[i] * b >= c.params_s[i])))
+            compute_bound=bool(c.flops_s_per_seq[i] * b >= c.params_s[i] + kv_in[i] * b)))
     return points
 
 
@@ -120,9 +136,11 @@ class BatchPoint:
 
 
 def by_batch(model: Model, chip: Chip, topology: str, tp: int | None, weights: str, kv: str,
-             context: int, decode_len: int = 512, max_batch: int | None = None) -> list[BatchPoint]:
+             context: int, decode_len: int = 512, max_batch: int | None = None, profile: str = "book",
+             engine: str | None = None, calibration: str | None = None) -> list[BatchPoint]:
     """Step time (and its parts) and throughput per chip for batch 1 .. the largest that fits."""
-    w = Workload(context=context, decode_len=decode_len, serving="decode-only")
+    w = Workload(context=context, decode_len=decode_len, serving="decode-only", profile=profile, engine=engine,
+                 calibration=calibration)
     table = single_candidate(model, chip, topology, tp, weights, kv, w)
     c = table.cost
     fit = int(hbm.batch_caps(table, w)[0])
@@ -138,5 +156,5 @@ def by_batch(model: Model, chip: Chip, topology: str, tp: int | None, weights: s
                        params_ms=float(c.params_s[0] * 1e3),
                        kv_ms=float(c.kv_s_per_seq[0] * bi * 1e3), flops_ms=float(f * 1e3),
                        tokens_per_ms_per_chip=float(bi / (s * 1e3 * table.tp[0])),
-                       compute_bound=bool(f >= c.params_s[0]), comms_bound=bool(cb))
+                       compute_bound=bool(f >= c.params_s[0] + c.slopes()[1][0] * bi), comms_bound=bool(cb))
             for bi, s, f, cb in zip(b.tolist(), step.tolist(), flops.tolist(), bound.tolist())]

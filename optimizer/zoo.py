@@ -23,21 +23,21 @@ from typing import Any
 
 from optimizer.catalog import DTYPES, load_chips, load_model, read_toml
 from optimizer.errors import InputError, unknown_name
-from optimizer.workload import OBJECTIVES, SERVING
+from optimizer.workload import OBJECTIVES, PROFILES, SERVING
 
 #: Grid axes: each takes a list of alternatives (or a single value).
 GRID_KEYS = ("slo_ms", "ttft_ms", "context", "decode_len", "prompt_len", "qps", "objective", "serving",
-             "chips", "weights", "kv")
+             "chips", "weights", "kv", "profile")
 GRID_DEFAULTS: dict[str, list] = {"ttft_ms": [None], "context": [8192], "decode_len": [512], "prompt_len": [None],
                                   "qps": [None], "objective": ["queries-per-dollar"], "serving": ["disaggregated"],
-                                  "chips": ["all"], "weights": ["all"], "kv": ["all"]}
+                                  "chips": ["all"], "weights": ["all"], "kv": ["all"], "profile": ["book"]}
 MODEL_KEYS = ("name", "path", *GRID_KEYS)
 TOP_KEYS = ("models", "grid", "chips_file", "prices", "time_limit_s")
 CHUNK = 6
 
 #: Output columns, in order: the scenario's inputs, the outcome, then `best` of optimize --json.
 SCENARIO_COLUMNS = ["scenario_id", "model", "slo_ms", "ttft_target_ms", "context", "decode_len", "prompt_len",
-                    "qps", "objective", "serving", "chip_set", "weight_set", "kv_set"]
+                    "qps", "objective", "serving", "chip_set", "weight_set", "kv_set", "profile"]
 RESULT_COLUMNS = ["status", "reason", "chip", "topology", "chips", "tp", "n_axes", "replicas", "weights", "kv",
                   "batch", "step_ms", "tokens_per_s_per_chip", "qps_per_chip", "queries_per_dollar",
                   "usd_per_million_tokens", "usd_per_million_input_tokens", "usd_per_million_output_tokens",
@@ -77,6 +77,8 @@ def _check_values(key: str, values: list, origin: str, chips: list[str]) -> None
             raise unknown_name(f"objective in {origin}", str(v), list(OBJECTIVES))
         elif key == "serving" and v not in SERVING:
             raise unknown_name(f"serving mode in {origin}", str(v), list(SERVING))
+        elif key == "profile" and v not in PROFILES:
+            raise unknown_name(f"profile in {origin}", str(v), list(PROFILES))
         elif key in ("chips", "weights", "kv") and v != "all":
             valid = chips if key == "chips" else DTYPES
             if v == [] or not isinstance(v, (str, list)):
@@ -171,7 +173,10 @@ def scenarios(zoo: Zoo) -> list[dict]:
                   "qps": _number(s["qps"]),
                   "objective": s["objective"], "serving": s["serving"], "chip_set": _canon(s["chips"]),
                   "weight_set": _canon(s["weights"]), "kv_set": _canon(s["kv"])}
+            if s["profile"] != "book":  # book scenarios keep the ids they had before profiles existed
+                sc["profile"] = s["profile"]
             key = json.dumps(sc, sort_keys=True, default=list)
+            sc.setdefault("profile", "book")
             sc["scenario_id"] = hashlib.sha1(key.encode()).hexdigest()[:16]
             if sc["scenario_id"] not in seen:
                 seen.add(sc["scenario_id"])
@@ -233,7 +238,7 @@ def solve_chunk(chips_file: str | None, prices: tuple[tuple[str, float], ...], t
                               decode_len=sc["decode_len"], weights=sc["weight_set"], kv=sc["kv_set"],
                               objective=sc["objective"], top=1, prompt_len=sc["prompt_len"],
                               ttft_ms=sc["ttft_target_ms"], serving=sc["serving"], qps=sc["qps"],
-                              time_limit_s=time_limit_s, alternatives=False)
+                              time_limit_s=time_limit_s, alternatives=False, profile=sc["profile"])
             rows.append(_row(sc, result))
         except InputError as e:
             rows.append(_row(sc, error=str(e)))

@@ -25,7 +25,7 @@ def sig(x):
     return float(f"{x:.12g}")
 
 
-def brute_frontier(model, chips, names, context, decode_len=512):
+def brute_frontier(model, chips, names, context, decode_len=512, cal=None):
     """Every axis subset, every batch up to what fits, not comms-bound; Pareto-minimal points."""
     pts = []
     for name in names:
@@ -33,8 +33,8 @@ def brute_frontier(model, chips, names, context, decode_len=512):
         for _shape, n_chips, y, n in _layouts(chip):
             for w in _dtypes(chip, None, chip.weight_dtypes):
                 for k in _dtypes(chip, None, chip.kv_dtypes):
-                    t = _terms(model, chip, y, n, w, k, context)
-                    most = math.floor((y * chip.hbm_bytes - t["P"] * t["bw"]) / t["kv_seq"])
+                    t = _terms(model, chip, y, n, w, k, context, cal=cal)
+                    most = math.floor((y * t["M"] - t["P"] * t["bw"]) / t["kv_seq"])
                     if most < 1:
                         continue
                     b = np.arange(1, most + 1)
@@ -63,6 +63,22 @@ def test_frontier_equals_brute_force_point_for_point(model, names, context):
     ours = [(sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6), p.chips) for p in
             frontier(m, {n: chips[n] for n in names}, context)]
     assert ours == brute_frontier(m, chips, names, context)
+    assert len(ours) > 10
+
+
+@pytest.mark.parametrize("model,names,engine", [("llama3-8b", ["h100", "tpu-v5e"], "vllm"),
+                                                ("qwen3-32b", ["h200"], "sglang")])
+def test_calibrated_frontier_equals_brute_force(model, names, engine):
+    """Under the calibrated profile (every batch enumerated) the frontier is the brute-force one."""
+    from optimizer.calibration import bundled_data
+    from tests.bruteforce import calibrated_params
+
+    chips = load_chips()
+    m = load_model(model)
+    ours = [(sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6), p.chips) for p in
+            frontier(m, {n: chips[n] for n in names}, 4096, profile="calibrated", engine=engine)]
+    cal = calibrated_params(bundled_data().with_name("calibrated.toml"), engine)
+    assert ours == brute_frontier(m, chips, names, 4096, cal=cal)
     assert len(ours) > 10
 
 

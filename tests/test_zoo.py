@@ -199,7 +199,7 @@ def test_readme_zoo_example_parses(tmp_path):
     (tmp_path / "my_chips.toml").write_text("[chips]\n")
     (tmp_path / "zoo.toml").write_text(block)
     zoo = load_zoo(tmp_path / "zoo.toml")
-    assert len(scenarios(zoo)) == 4 * 3 * 2 * 3 * 2 * 2 + 2 * 3 * 2 * 3 * 2 * 2
+    assert len(scenarios(zoo)) == (4 * 3 * 2 * 3 * 2 * 2 + 2 * 3 * 2 * 3 * 2 * 2) * 2  # x 2 profiles
 
 
 @pytest.mark.parametrize("text,msg", [
