@@ -608,8 +608,8 @@ def plan_cmd(plan_file: str, as_json: bool, out: str | None, maximize_served: bo
 def _echo_plan(r: Any, plan_file: str) -> None:
     name = r.period_name
     gap = f", gap {100 * r.gap:.2f}%" if r.gap is not None else ""
-    click.echo(f"plan {plan_file}: {r.periods} {name}s, status {r.status}{gap}, solved in {r.solve.seconds:.2f} s "
-               f"({r.solve.offers} offers after pruning {r.solve.offers_before_pruning})")
+    click.echo(f"plan {plan_file}: {r.periods} {name}s, {r.profile} profile, status {r.status}{gap}, solved in "
+               f"{r.solve.seconds:.2f} s ({r.solve.offers} offers after pruning {r.solve.offers_before_pruning})")
     if r.reason:
         click.echo(f"reason: {r.reason}")
     if r.total_cost_usd is None:

@@ -354,6 +354,6 @@ def report(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: float, t
         solve=PlanStats(seconds=time.perf_counter() - started, solver_status=outcome.status,
                         time_limit_s=time_limit_s, offers=po.count, offers_before_pruning=po.before_pruning,
                         variables=outcome.variables, constraints=outcome.constraints),
-        notes=notes)
+        notes=notes, profile=spec.profile)
 
 

@@ -116,6 +116,7 @@ class FleetPlan:
     shortfalls: list[str]  # which model and period is not (fully) served, and why
     solve: PlanStats
     notes: list[str] = field(default_factory=list)
+    profile: str = "book"  # the cost model of the offers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

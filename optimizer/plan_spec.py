@@ -15,7 +15,7 @@ from typing import Any
 
 from optimizer.catalog import DTYPES, Chip, load_chips, read_toml
 from optimizer.errors import InputError, unknown_name
-from optimizer.workload import SERVING, Workload
+from optimizer.workload import PROFILES, SERVING, Workload
 
 #: How a commitment whose term runs past the plan's last period is charged: every period of
 #: its term ("full-term", the money the decision commits), or only the plan's periods
@@ -147,6 +147,8 @@ def resolve(spec: PlanSpec, catalog: dict[str, Chip] | None = None) -> ResolvedP
         raise InputError(f"headroom must be a number >= 0 (0.2 for 20%), got {spec.headroom!r}")
     if spec.commitment_accounting not in COMMITMENT_ACCOUNTING:
         raise unknown_name("commitment_accounting", str(spec.commitment_accounting), list(COMMITMENT_ACCOUNTING))
+    if spec.profile not in PROFILES:
+        raise unknown_name("profile", str(spec.profile), list(PROFILES))
     if spec.share_slices:
         raise InputError("share_slices = true is not supported: each slice serves one model "
                          "(several models per slice needs a shared-HBM cost model servesat does not have)")
@@ -279,7 +281,10 @@ def load_plan(path: str | Path) -> PlanSpec:
     folder = Path(path).parent
     models = tuple(replace(m, model=str(folder / m.model)) if isinstance(m.model, str) and m.model.endswith(".json")
                    and not Path(m.model).is_absolute() else m for m in spec.models)
-    return replace(spec, models=models)
+    calibration = spec.calibration
+    if isinstance(calibration, str) and not Path(calibration).is_absolute():
+        calibration = str(folder / calibration)
+    return replace(spec, models=models, calibration=calibration)
 
 
 __all__ = ["COMMITMENT_ACCOUNTING", "Commitment", "PlanModel", "PlanSpec", "Pool", "ResolvedPlan",
