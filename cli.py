@@ -304,7 +304,8 @@ def evaluate_cmd(model: str, chip: str, topology: str, tp: int | None, weights: 
          f"params {b['params']:.3f})" if profile == "book" else
          f"decode step      {e.step_ms:.3f} ms = overheads and collectives {b['overheads_and_collectives']:.3f} + "
          f"max(FLOPs {b['flops']:.3f}, params {b['params']:.3f} + KV {b['kv']:.3f}) (calibrated profile)"),
-        f"critical batch   {e.critical_batch:.1f}; comms-bound: {'yes' if e.comms_bound else 'no'}",
+        f"critical batch   {'never' if e.critical_batch is None else f'{e.critical_batch:.1f}'}; "
+        f"comms-bound: {'yes' if e.comms_bound else 'no'}",
         f"throughput       {e.tokens_per_s:,.0f} tokens/s ({e.tokens_per_s_per_chip:,.1f} per chip), "
         f"{e.qps_per_chip:.4f} queries/s per chip",
         f"cost             ${e.cost_per_hour:,.2f}/hour, {e.queries_per_dollar:,.1f} queries/$, "
@@ -608,15 +609,17 @@ def plan_cmd(plan_file: str, as_json: bool, out: str | None, maximize_served: bo
 def _echo_plan(r: Any, plan_file: str) -> None:
     name = r.period_name
     gap = f", gap {100 * r.gap:.2f}%" if r.gap is not None else ""
-    click.echo(f"plan {plan_file}: {r.periods} {name}s, {r.profile} profile, status {r.status}{gap}, solved in "
-               f"{r.solve.seconds:.2f} s ({r.solve.offers} offers after pruning {r.solve.offers_before_pruning})")
+    objective = ", most demand served" if r.objective == "max-served" else ""
+    click.echo(f"plan {plan_file}: {r.periods} {name}{'s' if r.periods != 1 else ''}, {r.profile} profile, "
+               f"status {r.status}{gap}{objective}, solved in {r.solve.seconds:.2f} s ({r.solve.offers} offers after "
+               f"pruning {r.solve.offers_before_pruning})")
     if r.reason:
         click.echo(f"reason: {r.reason}")
     if r.total_cost_usd is None:
         return
     served = (f"; serves {r.served_qps:,.1f} of {r.required_qps:,.1f} required queries/s summed over {name}s"
               if r.served_qps is not None else "")
-    click.echo(f"total ${r.total_cost_usd:,.0f} over {r.periods} {name}s "
+    click.echo(f"total ${r.total_cost_usd:,.0f} over {r.periods} {name}{'s' if r.periods != 1 else ''} "
                f"(commitments {r.commitment_accounting}; headroom {100 * r.headroom:.0f}%){served}\n")
     budgets = any(c.budget_usd is not None for c in r.costs)
     click.echo(_fmt_table([name, "on demand $", "committed $", "total $"] + (["budget $"] if budgets else []), [

@@ -116,6 +116,16 @@ def _breakdown(c: Roofline, i: int, b: int, workload: Workload) -> dict[str, flo
     return out
 
 
+def _critical_batch(c: Roofline, workload: Workload) -> float | None:
+    """The batch where the step turns compute-bound: the book's C*b_w/(2*W_hbm); under the
+    calibrated profile where B*T_flops1 = T_params + B*kv_in (None: never)."""
+    if workload.profile == "book":
+        return float(c.critical_batch[0])
+    _, kv_in = c.slopes()
+    gain = float(c.flops_s_per_seq[0] - kv_in[0])
+    return float(c.params_s[0]) / gain if gain > 0 else None
+
+
 def _describe(table: CandidateTable, i: int) -> str:
     r = table.row(i)
     return f"{r['chip']} {r['topology']}, {r['tp']}-way model parallel, {r['weights']} weights, {r['kv']} KV"
@@ -298,16 +308,9 @@ def optimize(model: Model | str | Path, slo_ms: float, *, chips: dict[str, Chip]
             notes.append(f"prompt ({workload.prompt_tokens}) + decode ({workload.decode_len}) tokens exceed the "
                          f"context ({workload.context}); KV caches are sized for the context, as in the chapter")
     if profile == "calibrated":
-        from optimizer.calibration import load_params
-        params = load_params(calibration)
-        used = engine or params.default_engine
-        notes.append(f"calibrated profile ({used} engine, {params.source}): step times include the fitted "
-                     "efficiencies, collectives and overheads; HBM is the engines' "
-                     f"{params.kv_memory_fraction:.0%} share")
-        assumed = sorted({str(c) for c in table.chip.tolist()} - {n for n, e in params.chips.items() if not e.assumed})
-        if assumed:
-            notes.append(f"no measurements for {', '.join(assumed)}: their efficiencies are the reference chip's "
-                         "(an assumption; override with --calibration FILE)")
+        from optimizer.calibration import profile_notes
+        notes += profile_notes(calibration, engine, workload.serving != "decode-only",
+                               {str(c) for c in table.chip.tolist()})
     comparison = None
     if compare_colocated and workload.serving != "decode-only":
         other_mode = "colocated" if workload.prefill_servers else "disaggregated"
@@ -384,7 +387,7 @@ def evaluate(model: Model | str | Path, chip: str, topology: str, *, weights: st
         max_batch=max(int(c.max_batch_hbm()[0]), 0),
         step_ms=float(m.step_s[0] * 1e3),
         breakdown_ms=_breakdown(c, 0, batch, workload),
-        critical_batch=float(c.critical_batch[0]),
+        critical_batch=_critical_batch(c, workload),
         comms_bound=bool(comms.comms_bound(table, rows, np.array([batch]))[0]),
         tokens_per_s=float(m.tokens_per_s_per_chip[0] * table.slice_chips[0]),
         tokens_per_s_per_chip=float(m.tokens_per_s_per_chip[0]),
@@ -392,7 +395,7 @@ def evaluate(model: Model | str | Path, chip: str, topology: str, *, weights: st
         queries_per_dollar=float(m.queries_per_dollar[0]),
         usd_per_million_tokens=float(m.usd_per_million_tokens[0]),
         cost_per_hour=float(table.slice_chips[0] * table.usd_per_chip_hour[0]),
-        prompt_len=workload.prompt_tokens, prefill_mfu=prefill_mfu,
+        prompt_len=workload.prompt_tokens, prefill_mfu=prefill_mfu if profile == "book" else None,
         prefill_ms=float(c.prefill_s[0] * 1e3),
         prompt_fits=bool(prefill.prompt_fits(table, rows)[0]),
         prefill_servers_per_replica=prefill_servers_per_replica(

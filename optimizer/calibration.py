@@ -135,9 +135,18 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
         raise InputError(f"{origin}: not a calibrated-profile parameter file ({e})") from None
     if REFERENCE_CHIP not in chips:
         raise InputError(f"{origin}: lacks the reference chip [chips.\"{REFERENCE_CHIP}\"]")
-    for name, c in chips.items():
-        if not (0 < c.hbm_efficiency and 0 < c.flops_efficiency):
-            raise InputError(f"{origin}: chip {name!r} efficiencies must be positive")
+    numbers = [("collective_latency_s", params.collective_latency_s, False)]
+    numbers += [(f"chips.{n}.{k}", getattr(c, k), True) for n, c in chips.items()
+                for k in ("hbm_efficiency", "flops_efficiency")]
+    numbers += [(f"engines.{n}.{k}", getattr(e, k), k == "link_efficiency") for n, e in engines.items()
+                for k in ("step_overhead_s", "seq_overhead_s", "link_efficiency", "admission_steps")]
+    for key, value, positive in numbers:
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            raise InputError(f"{origin}: {key} must be {'positive' if positive else 'zero or more'}, got {value!r}")
+    if not 0 < params.kv_memory_fraction <= 1:
+        raise InputError(f"{origin}: kv_memory_fraction must be in (0, 1], got {params.kv_memory_fraction!r}")
+    if params.default_engine not in params.engine_names():
+        raise InputError(f"{origin}: default_engine {params.default_engine!r} has no [engines] entry")
     return params
 
 
@@ -264,8 +273,9 @@ def _architecture(models: Sequence[Model]) -> dict[str, np.ndarray]:
     L, D, V = col("num_layers"), col("d_model"), col("vocab")
     P = np.array([float(m.param_count) for m in models])
     embed = np.where(col("tie_embeddings") > 0, 1.0, 2.0)
+    # P_lin: what a decode step reads (all but the embedding table, which a tied output layer reuses)
     return {"L": L, "D": D, "H": col("num_heads"), "hd": col("head_dim"), "P": P,
-            "P_lin": P - D * V, "P_body": P - embed * D * V,
+            "P_lin": P - (embed - 1.0) * D * V, "P_body": P - embed * D * V,
             "kv_tok_per_byte": 2 * col("num_kv_heads") * col("head_dim") * L}
 
 
@@ -495,6 +505,9 @@ def validate(m: Measurements, profile: str, params: CalibratedParams | None = No
     """Predictions and their errors for every row, summarized per group and overall; with
     leave_one_model_out (calibrated profile), each model is also predicted from a fit to the
     other models' rows."""
+    if not len(m):
+        raise InputError("no rows to validate: every row of the data was skipped" if m.skipped
+                         else "no rows to validate: the data file has a header only")
     if profile == "book":
         tpot, ttft = predict_book(m)
     elif profile == "calibrated":
@@ -515,9 +528,15 @@ def validate(m: Measurements, profile: str, params: CalibratedParams | None = No
     if leave_one_model_out and profile == "calibrated":
         lomo = []
         names = m.model_names
+        if len(set(names.tolist())) < 2:
+            raise InputError("leave-one-model-out needs rows of at least two models")
         for held in sorted(set(names.tolist())):
             train = m.subset(names != held)
             test = m.subset(names == held)
+            missing = sorted(set(test.engine.tolist()) - set(train.engine.tolist()))
+            if missing:
+                raise InputError(f"leave-one-model-out: {held} runs on {', '.join(missing)}, which no other model's "
+                                 "rows measure, so its overheads cannot be fitted without it")
             t1, t2 = predict(test, fit(train))
             lomo.append({"model": held, **_summary(test, t1, t2, np.ones(len(test), bool))})
     return Validation(profile=profile, rows=rows, groups=groups,
@@ -527,9 +546,6 @@ def validate(m: Measurements, profile: str, params: CalibratedParams | None = No
 
 
 # ----------------------------------------------------------------------------- the optimizer's profile
-
-PROFILES = ("book", "calibrated")
-
 
 def calibrated_roofline(book, model: Model, workload, chips: Sequence[Chip], weights: Sequence[str],
                         kv: Sequence[str], tp: np.ndarray, n_axes: np.ndarray):
@@ -561,3 +577,20 @@ def calibrated_roofline(book, model: Model, workload, chips: Sequence[Chip], wei
         hbm_capacity_bytes=book.hbm_capacity_bytes * params.kv_memory_fraction,
         fixed_s=terms.t0 + terms.comm_fixed, overhead_s_per_seq=terms.tseq + terms.comm_per_token,
         kv_in_max=np.ones(len(chips)))
+
+
+def profile_notes(calibration: str | None, engine: str | None, prompts: bool, chip_names: set[str]) -> list[str]:
+    """What a result under the calibrated profile should say about it (prompts: some prefill
+    is modelled)."""
+    params = load_params(calibration)
+    notes = [f"calibrated profile ({engine or params.default_engine} engine, {params.source}): step "
+             "times include the fitted efficiencies, collectives and overheads; HBM is the engines' "
+             f"{params.kv_memory_fraction:.0%} share"]
+    if prompts:
+        notes.append("prefill runs at the calibrated FLOP/s efficiency of the weights' dtype; --prefill-mfu "
+                     "applies to the book profile only")
+    assumed = sorted(chip_names - {n for n, e in params.chips.items() if not e.assumed})
+    if assumed:
+        notes.append(f"no measurements for {', '.join(assumed)}: their efficiencies are the reference chip's "
+                     "(an assumption; override with --calibration FILE)")
+    return notes

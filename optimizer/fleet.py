@@ -32,7 +32,7 @@ from constraints import budget, commitments, demand, quota
 from constraints.demand import Offer
 from optimizer.catalog import Chip, load_chips, load_model
 from optimizer.errors import InputError
-from optimizer.offers import cheapest_deployment, model_offers, prune
+from optimizer.offers import cheapest_deployment, cover_lower_bound, model_offers, prune
 from optimizer.plan_report import (
     Outcome,
     PlanOffers,
@@ -163,7 +163,7 @@ class FleetModel:
 
     def add_demand(self) -> None:
         for mi, offers in enumerate(self.po.offers):
-            with_prefill = self.rp.spec.models[mi].workload().prefill_servers
+            with_prefill = self.rp.spec.workload(self.rp.spec.models[mi]).prefill_servers
             served_row = []
             for t in range(self.rp.periods):
                 q = demand.demand_int(self.required[mi][t])
@@ -202,9 +202,10 @@ class FleetModel:
     def add_cover_cuts(self) -> None:
         """Per model and period, a valid inequality that tightens the LP relaxation where slices
         are lumpy: its slices, priced at each pool's cheapest chip-period (committed or on
-        demand), cost at least the cheapest integer cover of its load at those prices
-        (optimizer.offers.cheapest_cover, quotas ignored). Every integer plan satisfies it;
-        the LP relaxation alone would buy a fraction of a slice."""
+        demand), cost at least the cheapest integer decode cover plus the cheapest integer
+        prefill cover of its load at those prices (optimizer.offers.cover_lower_bound: over
+        every dtype pair, quotas ignored). Every integer plan satisfies it; the LP relaxation
+        alone would buy a fraction of a slice."""
         for mi, offers in enumerate(self.po.offers):
             for t in range(self.rp.periods):
                 q = demand.demand_int(self.required[mi][t])
@@ -212,14 +213,15 @@ class FleetModel:
                 if q == 0 or not live or self.maximize_served:
                     continue
                 weight = {k: offers[k].chips * self.lowest_unit[offers[k].pool] for k in live}
-                bound, _ = self._cheapest(mi, q, live, weight)
+                bound = cover_lower_bound(offers, q, live, weight,
+                                          self.rp.spec.workload(self.rp.spec.models[mi]).prefill_servers)
                 if bound:
                     row = [self.slices[mi][k][t] for k in live]
                     self.model.add(cp_model.LinearExpr.weighted_sum(row, [weight[k] for k in live]) >= bound)
 
     def _cheapest(self, mi: int, q: int, live: list[int], weight: dict[int, int]) -> tuple[int, dict[int, int]]:
         return cheapest_deployment(self.po.offers[mi], q, live, weight,
-                                   self.rp.spec.models[mi].workload().prefill_servers)
+                                   self.rp.spec.workload(self.rp.spec.models[mi]).prefill_servers)
 
     def greedy_start(self) -> Start:
         """A complete starting plan. Per period, each model (largest load first) takes the
@@ -333,12 +335,13 @@ class FleetModel:
 
 def starts_first_only(rp: ResolvedPlan, p: int) -> bool:
     """Whether pool p's commitments need only start in the first period: under full-term
-    accounting, with every term reaching past the horizon and a constant quota, a later start
-    pays the same for a subset of the periods, and moving every commitment to the first period
-    keeps the chips held at their final level, within the (constant) quota. Exact."""
+    accounting, with every term reaching past the horizon, a constant quota and no budget, a
+    later start pays the same for a subset of the periods, and moving every commitment to the
+    first period keeps the chips held at their final level, within the (constant) quota.
+    Exact. (A budget can make an early start unaffordable, so then every start is kept.)"""
     tiers = rp.spec.pools[p].commitments
     return (rp.spec.commitment_accounting == "full-term" and all(t.term_periods >= rp.periods for t in tiers)
-            and len(set(rp.quota[p])) == 1)
+            and len(set(rp.quota[p])) == 1 and rp.budget is None)
 
 
 def _solver(time_limit_s: float, workers: int) -> cp_model.CpSolver:

@@ -116,17 +116,6 @@ def prune(offers: Sequence[SliceOffer], with_prefill: bool) -> list[SliceOffer]:
     return [o for o in live if o.group in alive]
 
 
-def best_rate_per_chip(offers: Sequence[SliceOffer], role: str) -> dict[int, float]:
-    """Per pool, the most queries (or prompts) per second per chip among `role` offers."""
-    best: dict[int, float] = {}
-    for o in offers:
-        if o.role == role:
-            best[o.pool] = max(best.get(o.pool, 0.0), o.rate / o.chips)
-    return best
-
-
-
-
 def cheapest_cover(q: int, items: Sequence[tuple[int, int]],
                    node_limit: int = 20000) -> tuple[int, dict[int, int], bool]:
     """min sum w_k n_k subject to sum r_k n_k >= q over integers n_k >= 0, for items (w_k, r_k)
@@ -164,6 +153,22 @@ def cheapest_cover(q: int, items: Sequence[tuple[int, int]],
         w, r = items[order[0]]
         return math.ceil(q * w / r), best, False
     return int(best_cost), best, True
+
+
+def cover_lower_bound(offers: Sequence[SliceOffer], q: int, live: Sequence[int], weight: dict[int, int],
+                      with_prefill: bool) -> int:
+    """A lower bound on what serving q micro-QPS costs (priced by `weight`), valid when the load
+    may be split over dtype pairs: any plan's decode slices, over all pairs, cover q, and so do
+    its prefill slices; so the cheapest decode cover plus the cheapest prefill cover, each over
+    every pair's offers, costs no more than any plan."""
+    total = 0
+    for role in ("decode", "prefill") if with_prefill else ("decode",):
+        ks = [k for k in live if offers[k].role == role and math.floor(offers[k].rate * RATE_UNITS_PER_QPS) > 0]
+        if not ks:
+            return 0
+        cost, _, _ = cheapest_cover(q, [(weight[k], math.floor(offers[k].rate * RATE_UNITS_PER_QPS)) for k in ks])
+        total += cost
+    return total
 
 
 def cheapest_deployment(offers: Sequence[SliceOffer], q: int, live: Sequence[int], weight: dict[int, int],

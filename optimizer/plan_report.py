@@ -21,8 +21,6 @@ from optimizer.plan_result import (
 )
 from optimizer.plan_spec import ResolvedPlan
 
-SECONDS_PER_HOUR = 3600.0
-
 
 @dataclass
 class PlanOffers:
@@ -113,7 +111,7 @@ def tally(rp: ResolvedPlan, po: PlanOffers, sol: Solution) -> Tally:
         for t in range(T):
             cost[p][t] += per_chip * on_demand[p][t]
             cost_int += budget.usd_int(per_chip) * on_demand[p][t]
-    capacity = [[servable_qps(*_offers_in(po, sol, mi, t), rp.spec.models[mi].workload().prefill_servers)
+    capacity = [[servable_qps(*_offers_in(po, sol, mi, t), rp.spec.workload(rp.spec.models[mi]).prefill_servers)
                  for t in range(T)] for mi in range(len(po.offers))]
     return Tally(used, committed, by_tier, on_demand, cost, capacity, model_chips, cost_int)
 
@@ -201,7 +199,7 @@ def shortfalls(rp: ResolvedPlan, po: PlanOffers, sol: Solution) -> list[str]:
 
 
 def binding(rp: ResolvedPlan, po: PlanOffers, sol: Solution, tl: Tally) -> list[str]:
-    """What shapes the plan, in words: exhausted quotas (and what they push models to),
+    """What shapes the plan, in words: binding quotas (and what they push models to),
     binding budgets, commitments and their break-even."""
     T = rp.periods
     out = []
@@ -214,10 +212,11 @@ def binding(rp: ResolvedPlan, po: PlanOffers, sol: Solution, tl: Tally) -> list[
     # A quota binds where a model's cheapest deployment (on-demand prices, no quotas) wants more
     # of a pool than the plan gives it and the pool has no room left for the difference; the
     # model then pays more per query (same prices) on the pools it moves to.
-    pushed: dict[int, dict[int, list]] = {}  # pool -> model -> [periods, ideal $, actual $, pools moved to]
+    # pool -> model -> [periods, ideal $, actual $, pools moved to, fully served in all of them]
+    pushed: dict[int, dict[int, list]] = {}
     weight_per_chip = [budget.usd_int(c.usd_per_chip_hour) for c in rp.chips]
     for mi, offers in enumerate(po.offers):
-        with_prefill = rp.spec.models[mi].workload().prefill_servers
+        with_prefill = rp.spec.workload(rp.spec.models[mi]).prefill_servers
         weight = {k: o.chips * weight_per_chip[o.pool] for k, o in enumerate(offers)}
         for t in range(T):
             q = demand_int(required[mi][t])
@@ -231,27 +230,34 @@ def binding(rp: ResolvedPlan, po: PlanOffers, sol: Solution, tl: Tally) -> list[
             for (m2, k, t2), n in sol.slices.items():
                 if m2 == mi and t2 == t:
                     given[offers[k].pool] += n * offers[k].chips
+            served_all = tl.capacity_qps[mi][t] >= required[mi][t] * (1 - 1e-9)
             for p in range(len(names)):
                 free = rp.quota[p][t] - max(tl.used[p][t], tl.committed[p][t])
                 if need[p] > given[p] and free < need[p] - given[p]:
-                    entry = pushed.setdefault(p, {}).setdefault(mi, [set(), 0, 0, set()])
+                    entry = pushed.setdefault(p, {}).setdefault(mi, [set(), 0, 0, set(), True])
                     entry[0].add(t)
                     entry[1] += ideal_cost
                     entry[2] += sum(g * w for g, w in zip(given, weight_per_chip))
                     entry[3] |= {names[x] for x in range(len(names)) if given[x] > need[x]}
+                    entry[4] = entry[4] and served_all
     for p, models in sorted(pushed.items()):
         full = sorted(set().union(*(e[0] for e in models.values())))
         limits = sorted({rp.quota[p][t] for t in full})
         quota_text = f"{limits[0]} chips" if len(limits) == 1 else f"{limits[0]}-{limits[-1]} chips"
-        parts = [f"the {names[p]} quota of {quota_text} is exhausted in {periods_text(rp, full)}"]
-        for mi, (_, ideal_cost, actual, moved) in sorted(models.items()):
+        parts = [f"the {names[p]} quota of {quota_text} binds in {periods_text(rp, full)} (too few chips left for "
+                 "the cheapest deployments)"]
+        for mi, (_, ideal_cost, actual, moved, served_all) in sorted(models.items()):
+            label = rp.spec.models[mi].label
+            if not served_all:  # a cost per query means little for load that is not served
+                parts.append(f"{label} is not fully served there")
+                continue
             names_moved = sorted(moved)
             moved_text = ", ".join(names_moved[:-1]) + " and " + names_moved[-1] if len(moved) > 1 else "".join(moved)
             where = f" moves to {moved_text} and" if moved else ""
-            parts.append(f"{rp.spec.models[mi].label}{where} pays {100 * (actual / ideal_cost - 1):+.0f}% per query "
+            parts.append(f"{label}{where} pays {100 * (actual / ideal_cost - 1):+.0f}% per query "
                          "over its cheapest deployment (on-demand prices)")
         out.append("; ".join(parts))
-    if rp.budget is not None:
+    if rp.budget is not None and smallest:
         step = min(rp.chips[p].usd_per_chip_hour * rp.spec.period_hours * smallest[p] for p in smallest)
         spent = tl.period_cost_usd
         tight = [t for t in range(T) if rp.budget[t] - spent[t] < step]
@@ -265,9 +271,14 @@ def binding(rp: ResolvedPlan, po: PlanOffers, sol: Solution, tl: Tally) -> list[
     for (p, c), buys in bought.items():
         tier = rp.spec.pools[p].commitments[c]
         what = ", ".join(f"{chips} chips from {rp.spec.period_name} {s + 1}" for s, chips in buys)
+        # a chip committed from period s is paid for `charged` periods and held for `covered` of the
+        # plan's: it beats renting if busy in more than (1 - d) * charged of those
+        s0 = buys[0][0]
+        covered = min(tier.term_periods, T - s0)
+        share = (1 - tier.discount) * charged_periods(rp, s0, tier.term_periods) / covered
         out.append(f"{names[p]} {tier.name} commitments ({tier.discount:.0%} off, {tier.term_periods} "
-                   f"{rp.spec.period_name}s) pay off for chips busy more than {1 - tier.discount:.0%} of the term: "
-                   f"the plan commits {what}")
+                   f"{rp.spec.period_name}s) pay off for chips busy in more than {share:.0%} of the "
+                   f"{covered} {rp.spec.period_name}s they are held in the plan: the plan commits {what}")
     if not out:
         out.append("no quota, budget or commitment binds: each model runs on its cheapest slices")
     return out
@@ -345,6 +356,10 @@ def report(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: float, t
         if beyond > 0:
             notes.append(f"commitments running past {spec.period_name} {T} add ${beyond:,.0f} to the total "
                          "(full-term accounting: every period of a term is paid)")
+    if spec.profile == "calibrated":
+        from optimizer.calibration import profile_notes
+        notes += profile_notes(spec.calibration, spec.engine, any(m.serving != "decode-only" for m in spec.models),
+                               {c.name for c in rp.chips})
     return FleetPlan(
         status=outcome.status, objective=outcome.objective, reason=outcome.reason, periods=T,
         period_name=spec.period_name, period_hours=spec.period_hours, headroom=spec.headroom,
@@ -354,6 +369,6 @@ def report(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: float, t
         solve=PlanStats(seconds=time.perf_counter() - started, solver_status=outcome.status,
                         time_limit_s=time_limit_s, offers=po.count, offers_before_pruning=po.before_pruning,
                         variables=outcome.variables, constraints=outcome.constraints),
-        notes=notes, profile=spec.profile)
+        notes=notes, profile=spec.profile, engine=spec.engine)
 
 

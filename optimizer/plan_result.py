@@ -37,7 +37,7 @@ class ModelPeriod:
     model: str
     period: int  # 1-based
     demand_qps: float  # the forecast
-    required_qps: float  # forecast x (1 + headroom), or what a max-served plan serves
+    required_qps: float  # forecast x (1 + headroom)
     capacity_qps: float  # what the deployment serves (per dtype pair, decode or prefill, the smaller)
     utilization: float  # forecast / capacity (0 when nothing is deployed)
     headroom_pct: float | None  # capacity over the forecast, percent (None: no forecast)
@@ -117,6 +117,7 @@ class FleetPlan:
     solve: PlanStats
     notes: list[str] = field(default_factory=list)
     profile: str = "book"  # the cost model of the offers
+    engine: str | None = None  # calibrated profile: the engine asked for (None: the parameters' default)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -152,10 +152,25 @@ def resolve(spec: PlanSpec, catalog: dict[str, Chip] | None = None) -> ResolvedP
     if spec.share_slices:
         raise InputError("share_slices = true is not supported: each slice serves one model "
                          "(several models per slice needs a shared-HBM cost model servesat does not have)")
+    if not isinstance(spec.period_name, str) or not spec.period_name:
+        raise InputError(f"period_name must be a non-empty string, got {spec.period_name!r}")
+    if spec.calibration is not None and not isinstance(spec.calibration, str):
+        raise InputError(f"calibration must be a file path, got {spec.calibration!r}")
     if not spec.models:
         raise InputError("the plan has no models: add at least one [[models]] entry")
     if not spec.pools:
         raise InputError("the plan has no pools: add at least one [[pools]] entry")
+    for k, m in enumerate(spec.models):
+        for key in ("model", "name"):
+            value = getattr(m, key)
+            if not isinstance(value, str) or (key == "model" and not value):
+                raise InputError(f"models[{k}].{key} must be a non-empty string, got {value!r}")
+    for k, pool in enumerate(spec.pools):
+        for key in ("chip", "name"):
+            if not isinstance(getattr(pool, key), str):
+                raise InputError(f"pools[{k}].{key} must be a string, got {getattr(pool, key)!r}")
+        if not isinstance(pool.commitments, (tuple, list)):
+            raise InputError(f"pools[{k}].commitments must be a list, got {pool.commitments!r}")
     labels = [m.label for m in spec.models]
     for k, m in enumerate(spec.models):
         where = f"models[{k}]"

@@ -160,7 +160,7 @@ class Evaluation:
     max_batch: int  # largest batch whose KV caches fit
     step_ms: float
     breakdown_ms: dict[str, float]
-    critical_batch: float
+    critical_batch: float | None  # None: the step never turns compute-bound (calibrated profile)
     comms_bound: bool
     tokens_per_s: float  # whole slice
     tokens_per_s_per_chip: float
@@ -169,7 +169,7 @@ class Evaluation:
     usd_per_million_tokens: float
     cost_per_hour: float
     prompt_len: int
-    prefill_mfu: float
+    prefill_mfu: float | None  # book profile; the calibrated profile prefills at its fitted rate
     prefill_ms: float  # one prompt on a replica of this configuration
     prompt_fits: bool  # weights and one prompt's KV fit on a replica
     prefill_servers_per_replica: float  # servers of this configuration per decode replica

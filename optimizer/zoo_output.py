@@ -39,6 +39,7 @@ class RowWriter:
         try:
             if existing:
                 self._truncate_partial_line()
+                self._check_columns()
                 self.done = self._read_ids()
                 self.file: IO[str] = open(self.path, "a", newline="")
             else:
@@ -46,6 +47,19 @@ class RowWriter:
                 self._header()
         except OSError as e:
             raise InputError(f"--out {self.path}: cannot be written ({e.strerror})") from None
+
+    def _check_columns(self) -> None:
+        """--resume appends rows of today's columns: refuse a file written with other ones."""
+        first = self.path.read_text().split("\n", 1)[0]
+        if self.format == "csv":
+            found = next(csv.reader([first]), [])
+        elif self.format == "md":
+            found = [c.strip() for c in first.strip().strip("|").split("|")]
+        else:
+            found = list(json.loads(first)) if first.strip() else COLUMNS
+        if found != COLUMNS:
+            raise InputError(f"--resume: {self.path} was written with other columns (by another servesat version); "
+                             "write to a new file")
 
     def _truncate_partial_line(self) -> None:
         data = self.path.read_bytes()

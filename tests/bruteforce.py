@@ -57,7 +57,7 @@ def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_tok):
     eng = sets.get(f"{cal['engine']}@{chip.name}") or sets.get(f"{cal['engine']}@h100") or sets[sorted(sets)[0]]
     L, D, H, hd, V = model.num_layers, model.d_model, model.num_heads, model.head_dim, model.vocab
     P = _params(model)
-    p_lin = P - D * V
+    p_lin = P - (0 if model.tie_embeddings else 1) * D * V
     p_body = P - (1 if model.tie_embeddings else 2) * D * V
     peak = {"fp8": chip.fp8_flops, "int8": chip.int8_flops}.get(w) or chip.bf16_flops
     bw = y * chip.hbm_bytes_per_s * eff["hbm_efficiency"]

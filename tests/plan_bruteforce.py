@@ -58,19 +58,22 @@ def covers(offers, q: float, with_prefill: bool, n_pools: int) -> list[tuple[tup
     return [(u, found[u]) for u in sorted(pareto)]
 
 
-def pool_cost(used: list[int], quota: list[int], price_period: float, on_demand: bool, tiers, accounting: str):
-    """The least cost of one pool over the horizon for a usage profile, over every commitment
-    vector (chips per tier and start period); None if no vector is valid."""
+def pool_options(used: list[int], quota: list[int], price_period: float, on_demand: bool, tiers,
+                 accounting: str) -> list[tuple[float, list[float]]]:
+    """Every valid commitment vector of one pool (chips per tier and start period) for a usage
+    profile: (its cost over the horizon, its bill per period)."""
     T = len(used)
     slots = [(tier, s) for tier in tiers for s in range(T)]
-    best = None
+    out = []
     levels = [range(min(quota[s:s + tier.term_periods]) + 1) for tier, s in slots]
     for chips in itertools.product(*levels):
         held = [0] * T
+        bill = [0.0] * T
         cost = 0.0
         for (tier, s), c in zip(slots, chips):
             for t in range(s, min(s + tier.term_periods, T)):
                 held[t] += c
+                bill[t] += price_period * (1 - tier.discount) * c
             periods = tier.term_periods if accounting == "full-term" else min(tier.term_periods, T - s)
             cost += price_period * (1 - tier.discount) * c * periods
         if any(h > q for h, q in zip(held, quota)):
@@ -78,15 +81,14 @@ def pool_cost(used: list[int], quota: list[int], price_period: float, on_demand:
         rent = [max(0, u - h) for u, h in zip(used, held)]
         if not on_demand and any(rent):
             continue
-        cost += price_period * sum(rent)
-        if best is None or cost < best:
-            best = cost
-    return best
+        out.append((cost + price_period * sum(rent), [b + price_period * r for b, r in zip(bill, rent)]))
+    return out
 
 
 def plan_optimum(rp, offers_by_model) -> float | None:
     """The cheapest total cost (dollars over the horizon) of any valid plan; None: none is.
-    Budgets are checked only for plans without commitment tiers (keeps the search small)."""
+    With a budget every combination of the pools' commitment vectors is tried (each period's
+    bill, commitments included, within its budget); keep such instances small."""
     T, P = rp.periods, len(rp.chips)
     hours = rp.spec.period_hours
     per_cell = []
@@ -104,20 +106,19 @@ def plan_optimum(rp, offers_by_model) -> float | None:
                 used[p][t] += use[p]
         if any(used[p][t] > rp.quota[p][t] for p in range(P) for t in range(T)):
             continue
-        total = 0.0
-        for p, pool in enumerate(rp.spec.pools):
-            c = pool_cost(used[p], list(rp.quota[p]), rp.chips[p].usd_per_chip_hour * hours, pool.on_demand,
-                          pool.commitments, rp.spec.commitment_accounting)
-            if c is None:
-                total = math.inf
-                break
-            total += c
-        if rp.budget is not None and math.isfinite(total):
-            assert not any(pool.commitments for pool in rp.spec.pools)
-            for t in range(T):
-                bill = sum(rp.chips[p].usd_per_chip_hour * hours * used[p][t] for p in range(P))
-                if bill > rp.budget[t] + 1e-6:
-                    total = math.inf
+        options = [pool_options(used[p], list(rp.quota[p]), rp.chips[p].usd_per_chip_hour * hours, pool.on_demand,
+                                pool.commitments, rp.spec.commitment_accounting)
+                   for p, pool in enumerate(rp.spec.pools)]
+        if any(not o for o in options):
+            continue
+        if rp.budget is None:
+            total = sum(min(cost for cost, _ in o) for o in options)
+        else:
+            total = math.inf
+            for pick in itertools.product(*options):
+                bills = [sum(b[t] for _, b in pick) for t in range(T)]
+                if all(bill <= limit + 1e-6 for bill, limit in zip(bills, rp.budget)):
+                    total = min(total, sum(cost for cost, _ in pick))
         if math.isfinite(total) and (best is None or total < best):
             best = total
     return best

@@ -237,3 +237,33 @@ def test_readme_accuracy_table_is_what_validate_prints(measured):
     names = {"llama3-70b": "Llama-3.1-70B", "llama3-8b": "Llama-3.1-8B", "qwen3-32b": "Qwen3-32B"}
     for r in cal.leave_one_model_out:
         assert f"{names[r['model']]} {r['tpot_mape']:.1f}% / {r['ttft_mape']:.1f}%" in text
+
+
+@pytest.mark.parametrize("change,message", [
+    ('s/link_efficiency = .*/link_efficiency = 0.0/', "link_efficiency must be positive"),
+    ('s/step_overhead_s = .*/step_overhead_s = -1.0/', "step_overhead_s must be zero or more"),
+    ('s/kv_memory_fraction = .*/kv_memory_fraction = -1.0/', "kv_memory_fraction must be in (0, 1]"),
+    ('s/default_engine = .*/default_engine = "tgi"/', "default_engine 'tgi' has no [engines] entry"),
+])
+def test_bad_calibration_files_are_one_line_errors(tmp_path, change, message):
+    import re
+    text = (bundled_data().with_name("calibrated.toml")).read_text()
+    pattern, repl = change[2:].rstrip("/").split("/")
+    path = tmp_path / "bad.toml"
+    path.write_text(re.sub(pattern, repl, text))
+    res = CliRunner().invoke(main, ["optimize", "--model", "llama3-8b", "--slo-ms", "20", "--profile", "calibrated",
+                                    "--calibration", str(path)])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and message in res.output, res.output
+
+
+def test_validate_without_rows_and_lomo_with_one_model(tmp_path):
+    header = ("backend,backend_version,model_path,system,precision,mode,isl,osl,batch_size,tp_size,pp_size,"
+              "silicon_ttft_ms,silicon_tpot_ms\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text(header)
+    res = CliRunner().invoke(main, ["validate", "--data", str(empty)])
+    assert res.exit_code == 2 and "the data file has a header only" in res.output
+    one = tmp_path / "one.csv"
+    one.write_text(header + "vllm,1,llama3-8b,h100,bf16,agg,1024,128,8,1,1,100,10\n")
+    res = CliRunner().invoke(main, ["validate", "--data", str(one), "--lomo"])
+    assert res.exit_code == 2 and "at least two models" in res.output

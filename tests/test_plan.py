@@ -157,7 +157,7 @@ def test_quota_binding_is_explained_and_pushes_to_the_next_pool():
     result = plan(spec, workers=1)
     assert result.status == "optimal"
     text = " ".join(result.binding)
-    assert "the tpu-v6e quota of 16 chips is exhausted in month 2" in text
+    assert "the tpu-v6e quota of 16 chips binds in month 2" in text
     assert "llama3-8b moves to h100 and pays +" in text
 
 
@@ -308,3 +308,102 @@ def test_cli_infeasible_is_an_answer_and_maximize_served_runs(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert data["objective"] == "max-served" and data["served_qps"] < data["required_qps"]
+
+
+def test_load_split_over_dtype_pairs_is_found(chips):
+    """A model may route its load to several dtype pairs: with pair A (4 chips, 10 q/s) and
+    pair B (3 chips, 6 q/s) and 16 q/s to serve, one slice of each (7 chips) beats two of A.
+    Synthetic offers; the brute force tries every count vector; the cover cuts stay valid."""
+    import math as _math
+
+    from optimizer.fleet import solve_plan
+    from optimizer.offers import SliceOffer
+    from optimizer.plan_report import PlanOffers, tally
+
+    rng = random.Random(5)
+    cases = [([(4, 10.0, "A"), (3, 6.0, "B")], 16.0)]
+    for _ in range(10):
+        cases.append(([(rng.randint(1, 6), round(rng.uniform(2, 12), 2), rng.choice("AB")) for _ in range(3)],
+                      round(rng.uniform(5, 30), 2)))
+    for offers_spec, qps in cases:
+        spec = PlanSpec(models=(PlanModel(model="llama3-8b", demand_qps=qps, slo_ms=20, serving="decode-only"),),
+                        pools=(Pool(chip="h100", quota_chips=64),))
+        rp = resolve(spec, chips)
+        offers = [SliceOffer(0, 0, "decode", g, c, r, {"chip": "h100", "topology": str(c), "chips": c, "tp": c,
+                                                        "n_axes": 1, "replicas": 1, "weights": g, "kv": g}, batch=1,
+                             step_ms=1.0) for c, r, g in offers_spec]
+        po = PlanOffers([load_model("llama3-8b")], [offers], len(offers))
+        out = solve_plan(rp, po, __import__("time").perf_counter() + 10, 1, False)
+        assert out.status == "optimal"
+        got = tally(rp, po, out.solution).used[0][0]
+        best = min(sum(n * o.chips for n, o in zip(ns, offers))
+                   for ns in itertools.product(*[range(_math.ceil(qps / o.rate) + 1) for o in offers])
+                   if sum(n * o.rate for n, o in zip(ns, offers)) >= qps)
+        assert got == best, (offers_spec, qps)
+        if offers_spec is cases[0][0]:
+            assert got == 7  # one slice of each pair
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_budgets_with_commitments_equal_brute_force(seed):
+    """A budget bills committed chips in every period they are held: the brute force tries
+    every combination of the pools' commitment vectors under it."""
+    rng = random.Random(300 + seed)
+    model = PlanModel(model="llama3-8b", demand_qps=(round(rng.uniform(0, 6), 2), round(rng.uniform(4, 12), 2)),
+                      slo_ms=20, prompt_len=1024, weights=("int8",), kv=("int8",),
+                      serving=rng.choice(["decode-only", "disaggregated"]))
+    term = rng.choice([1, 2, 3])
+    spec = PlanSpec(models=(model,), periods=2, commitment_accounting=rng.choice(["full-term", "horizon"]),
+                    pools=(Pool(chip="tpu-v5e", quota_chips=8, shapes=("2x2", "2x4"),
+                                commitments=(Commitment("c", term, round(rng.uniform(0.3, 0.6), 2)),)),
+                           Pool(chip="h100", quota_chips=2, shapes=("1", "2"))))
+    unlimited = plan(spec, workers=1)
+    if unlimited.status != "optimal":
+        pytest.skip("the quotas alone make this instance infeasible")
+    top = max(c.total_usd for c in unlimited.costs)
+    spec = replace(spec, budget_per_period=(round(top * rng.choice([0.3, 0.7, 1.0]), 2), round(top * 1.5, 2)))
+    rp, offers = raw_offers(spec)
+    expected = plan_optimum(rp, offers)
+    result = plan(spec, time_limit_s=20, workers=1)
+    if expected is None:
+        assert result.status == "infeasible"
+    else:
+        assert result.status == "optimal"
+        assert result.total_cost_usd == pytest.approx(expected, rel=1e-9, abs=1e-6)
+
+
+def test_a_budget_can_make_a_later_commitment_the_cheapest():
+    """Demand arrives in month 4 and months 1-3 have a small budget: committing from month 4
+    is cheaper than renting, though a commitment from month 1 would cover more (review case)."""
+    spec = PlanSpec(
+        models=(PlanModel(model="llama3-8b", demand_qps=(1.0,) * 3 + (100.0,) * 9, slo_ms=20, prompt_len=1024),),
+        pools=(Pool(chip="tpu-v5e", quota_chips=512, commitments=(Commitment("1-year", 12, 0.5),)),),
+        periods=12, budget_per_period=(5000.0,) * 3 + (1e6,) * 9)
+    result = plan(spec, workers=1)
+    assert result.status == "optimal"
+    assert any(c.start_period > 1 for c in result.commitments)
+    varied = plan(replace(spec, pools=(replace(spec.pools[0], quota_chips=(512,) * 11 + (511,)),)), workers=1)
+    assert result.total_cost_usd <= varied.total_cost_usd + 1e-6
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"period_name": 3}, "period_name must be a non-empty string"),
+    ({"models": [{"model": "llama3-8b", "name": 5, "demand_qps": 1, "slo_ms": 20}]}, "models[0].name must be"),
+    ({"pools": [{"chip": "tpu-v5e", "quota_chips": 8, "name": 5}]}, "pools[0].name must be a string"),
+])
+def test_wrongly_typed_names_are_one_line_errors(tmp_path, data, message):
+    base = {"periods": 2, "models": [{"model": "llama3-8b", "demand_qps": 1, "slo_ms": 20}],
+            "pools": [{"chip": "tpu-v5e", "quota_chips": 8}]}
+    base.update(data)
+    path = tmp_path / "plan.toml"
+    path.write_text(_toml(base))
+    res = CliRunner().invoke(main, ["plan", str(path)])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and message in res.output, res.output
+
+
+def test_zero_demand_model_that_fits_nowhere_with_a_budget(tmp_path):
+    spec = PlanSpec(models=(PlanModel(model="llama3-405b", demand_qps=0.0, slo_ms=20, prompt_len=1024),),
+                    pools=(Pool(chip="tpu-v5e", quota_chips=8, shapes=("2x2",)),), periods=2,
+                    budget_per_period=100000.0)
+    result = plan(spec, workers=1)
+    assert result.status == "optimal" and result.total_cost_usd == 0

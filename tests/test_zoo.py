@@ -252,3 +252,13 @@ def test_summary_covers_the_whole_file_after_resume(small_zoo, tmp_path):
     assert lines[0].startswith("5 scenarios solved, 7 already in")
     counts = {line.split()[0]: int(line.split()[1]) for line in lines[2:]}
     assert counts == {"llama3-8b": 8, "llama3-70b": 4}
+
+
+def test_resume_refuses_a_file_with_other_columns(tmp_path):
+    zoo = tmp_path / "z.toml"
+    zoo.write_text('[grid]\nslo_ms = [20]\nchips = ["h100"]\n[[models]]\nname = "llama3-8b"\n')
+    out = tmp_path / "o.csv"
+    out.write_text("scenario_id,model,status\nabc,llama3-8b,optimal\n")  # an older version's columns
+    res = CliRunner().invoke(main, ["zoo", str(zoo), "--out", str(out), "--resume"])
+    assert res.exit_code == 2 and "written with other columns" in res.output
+    assert out.read_text() == "scenario_id,model,status\nabc,llama3-8b,optimal\n"
