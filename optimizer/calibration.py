@@ -39,6 +39,7 @@ the reference chip's fractions, marked `assumed` in the parameter file and overr
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import tomllib
 from collections.abc import Sequence
@@ -152,14 +153,22 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
 
 def load_params(path: str | Path | None = None) -> CalibratedParams:
     """The calibrated parameters: the built-in file (fitted to the bundled measurements by
-    `servesat calibrate`), or one written by `servesat calibrate --out FILE`."""
+    `servesat calibrate`), or one written by `servesat calibrate --out FILE`. Parsed once per
+    file version (a zoo builds one table per scenario)."""
+    if path is None:
+        return _parsed(None, 0)
+    try:
+        return _parsed(str(path), Path(path).stat().st_mtime_ns)
+    except OSError as e:
+        raise InputError(f"calibration file {path}: cannot be read ({e.strerror})") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(path: str | None, version: int) -> CalibratedParams:
     if path is None:
         text = resources.files("optimizer").joinpath("data/calibrated.toml").read_text()
         return params_from_toml(text, "built-in calibrated.toml")
-    try:
-        return params_from_toml(Path(path).read_text(), str(path))
-    except OSError as e:
-        raise InputError(f"calibration file {path}: cannot be read ({e.strerror})") from None
+    return params_from_toml(Path(path).read_text(), path)
 
 
 # ----------------------------------------------------------------------------- measurements

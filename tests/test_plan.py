@@ -228,6 +228,9 @@ BAD = [
     ("share_slices = true is not supported", {"share_slices": True}),
     ("models[0] has unknown key 'slo'", {"models": [{"model": "llama3-8b", "demand_qps": 1, "slo_ms": 20,
                                                       "slo": 3}]}),
+    ("period_name must be a non-empty string", {"period_name": 3}),
+    ("models[0].name must be", {"models": [{"model": "llama3-8b", "name": 5, "demand_qps": 1, "slo_ms": 20}]}),
+    ("pools[0].name must be a string", {"pools": [{"chip": "tpu-v5e", "quota_chips": 8, "name": 5}]}),
 ]
 
 
@@ -245,7 +248,7 @@ def _toml(data: dict) -> str:
             for c in table.get("commitments", []):
                 lines.append(f"[[{key}.commitments]]")
                 lines += [f"{k} = {json.dumps(v)}" for k, v in c.items()]
-    return "\n".join(lines).replace("true", "true") + "\n"
+    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize("message,change", BAD, ids=[b[0][:40] for b in BAD])
@@ -384,21 +387,6 @@ def test_a_budget_can_make_a_later_commitment_the_cheapest():
     assert any(c.start_period > 1 for c in result.commitments)
     varied = plan(replace(spec, pools=(replace(spec.pools[0], quota_chips=(512,) * 11 + (511,)),)), workers=1)
     assert result.total_cost_usd <= varied.total_cost_usd + 1e-6
-
-
-@pytest.mark.parametrize("data,message", [
-    ({"period_name": 3}, "period_name must be a non-empty string"),
-    ({"models": [{"model": "llama3-8b", "name": 5, "demand_qps": 1, "slo_ms": 20}]}, "models[0].name must be"),
-    ({"pools": [{"chip": "tpu-v5e", "quota_chips": 8, "name": 5}]}, "pools[0].name must be a string"),
-])
-def test_wrongly_typed_names_are_one_line_errors(tmp_path, data, message):
-    base = {"periods": 2, "models": [{"model": "llama3-8b", "demand_qps": 1, "slo_ms": 20}],
-            "pools": [{"chip": "tpu-v5e", "quota_chips": 8}]}
-    base.update(data)
-    path = tmp_path / "plan.toml"
-    path.write_text(_toml(base))
-    res = CliRunner().invoke(main, ["plan", str(path)])
-    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and message in res.output, res.output
 
 
 def test_zero_demand_model_that_fits_nowhere_with_a_budget(tmp_path):
