@@ -242,16 +242,14 @@ class FleetModel:
         assert best is not None
         return best
 
-    def _start(self, values: dict[tuple[int, int, int], int], used: list[list[int]],
-               commits: dict[tuple[int, int, int], int] | None = None) -> Start:
-        """A Start for these slices; commitments as given, or per pool the best single
-        commitment from the first period. Its cost is inf if the plan breaks a constraint."""
-        if commits is None:
-            commits = {}
-            for p in range(len(self.rp.chips)):
-                tier, chips = self._best_commitment(p, used[p])
-                if chips:
-                    commits[(p, tier, 0)] = chips
+    def _start(self, values: dict[tuple[int, int, int], int], used: list[list[int]]) -> Start:
+        """A Start for these slices with, per pool, the best single commitment from the first
+        period. Its cost is inf if the plan breaks a constraint."""
+        commits = {}
+        for p in range(len(self.rp.chips)):
+            tier, chips = self._best_commitment(p, used[p])
+            if chips:
+                commits[(p, tier, 0)] = chips
         valid = not check_plan(self.rp, self.po, Solution(values, commits))
         return Start(values, used, commits, self._cost(used, commits) if valid else math.inf)
 
