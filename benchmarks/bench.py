@@ -58,7 +58,7 @@ def decode_solve(model, chips, workload):
     """Candidate table, family caps, CP-SAT build and the winner's solve (no alternatives)."""
     table = build_table(model, chips, workload)
     dm = ServingModel(table, workload, "queries-per-dollar")
-    status, choice = dm.solve()
+    status, _ = dm.solve()
     assert status == "optimal"
     return len(table)
 
@@ -72,11 +72,16 @@ def main() -> None:
     args = parser.parse_args()
     runs = args.runs
     if args.plan_only:
-        return plans(runs)
-    if args.demand_only:
-        return demand(runs)
-    if args.zoo_only:
-        return zoo(runs)
+        plans(runs)
+    elif args.demand_only:
+        demand(runs)
+    elif args.zoo_only:
+        zoo(runs)
+    else:
+        decode(runs)
+
+
+def decode(runs: int) -> None:
     model = load_model("llama3-405b")
     chips = load_chips()
     w = Workload(context=8192, decode_len=512, slo_ms=15)
@@ -87,8 +92,7 @@ def main() -> None:
     rows.append(("python -c 'import ortools.sat.python.cp_model, numpy' (baseline)", base, ""))
     whole, _ = median_s(process([str(BIN / "optimize"), "--model", "llama3-405b", "--slo-ms", "15"]), runs)
     rows.append(("whole process: optimize --model llama3-405b --slo-ms 15", whole, f"{whole / base:.2f}x baseline"))
-    whole_j, _ = median_s(process([str(BIN / "optimize"), "--model", "llama3-405b", "--slo-ms", "15", "--json"]),
-                          runs)
+    whole_j, _ = median_s(process([str(BIN / "optimize"), "--model", "llama3-405b", "--slo-ms", "15", "--json"]), runs)
     rows.append(("whole process: same, --json", whole_j, f"{whole_j / base:.2f}x baseline"))
 
     decode_solve(model, chips, w)  # warm the solver library once
@@ -97,10 +101,16 @@ def main() -> None:
     rows.append((f"solve: table + caps + CP-SAT build + solve ({n} candidates)", solve, ""))
     full, _ = median_s(lambda: optimize(model, 15, chips=chips), runs)
     rows.append(("optimize() in process: winner, 2 runners-up, 7 alternatives (10 solves)", full, ""))
-    brute, _ = median_s(lambda: brute_force(model, chips, sorted(chips), 15, 8192, 512, serving="disaggregated"),
-                        max(3, runs // 2))
-    rows.append(("brute force (tests/bruteforce.py): every axis subset, every batch, with prefill servers", brute,
-                 f"{brute / solve:.0f}x the solve"))
+    brute, _ = median_s(
+        lambda: brute_force(model, chips, sorted(chips), 15, 8192, 512, serving="disaggregated"), max(3, runs // 2)
+    )
+    rows.append(
+        (
+            "brute force (tests/bruteforce.py): every axis subset, every batch, with prefill servers",
+            brute,
+            f"{brute / solve:.0f}x the solve",
+        )
+    )
     n = decode_solve(model, chips, w_decode)
     solve_d, _ = median_s(lambda: decode_solve(model, chips, w_decode), runs)
     rows.append((f"solve, --decode-only ({n} candidates)", solve_d, ""))
@@ -110,8 +120,10 @@ def main() -> None:
         t, _ = median_s(lambda cat=cat: decode_solve(model, cat, w), runs)
         rows.append((f"solve with candidates x{factor} ({n} rows)", t, ""))
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; median of {runs} runs\n")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; median of {runs} runs\n"
+    )
     print("| what | median | note |\n|---|---|---|")
     for what, t, note in rows:
         print(f"| {what} | {t * 1e3:.0f} ms | {note} |")
@@ -152,19 +164,24 @@ def zoo(runs: int) -> None:
 
     tmp = Path(tempfile.mkdtemp())
     example = ROOT / "examples" / "zoo.toml"
-    whole, _ = median_s(process([str(BIN / "servesat"), "zoo", str(example), "--out", str(tmp / "o.csv"),
-                                 "--workers", "2"]), runs)
+    whole, _ = median_s(
+        process([str(BIN / "servesat"), "zoo", str(example), "--out", str(tmp / "o.csv"), "--workers", "2"]), runs
+    )
     z = load_zoo(example)
     inproc, _ = median_s(lambda: list(solve_zoo(z, workers=2)), runs)
     print("| what | scenarios | median | scenarios/s |\n|---|---|---|---|")
-    print(f"| servesat zoo examples/zoo.toml --workers 2 (whole process) | 120 | {whole * 1e3:.0f} ms | "
-          f"{120 / whole:.0f} |")
+    print(
+        f"| servesat zoo examples/zoo.toml --workers 2 (whole process) | 120 | {whole * 1e3:.0f} ms | "
+        f"{120 / whole:.0f} |"
+    )
     print(f"| solve_zoo(examples/zoo.toml, workers=2) in process | 120 | {inproc * 1e3:.0f} ms | {120 / inproc:.0f} |")
     for n_slo, label in ((1, 30), (4, 120), (34, 1020)):
         zf = load_zoo(_zoo_file(n_slo, tmp / f"z{n_slo}.toml"))
         t, _ = median_s(lambda zf=zf: list(solve_zoo(zf, workers=2)), max(1, runs // 3) if label > 500 else runs)
-        print(f"| growth: built-in models x {n_slo} targets x 3 contexts, workers=2 | {label} | {t * 1e3:.0f} ms | "
-              f"{label / t:.0f} ({t / label * 1e3:.1f} ms each) |")
+        print(
+            f"| growth: built-in models x {n_slo} targets x 3 contexts, workers=2 | {label} | {t * 1e3:.0f} ms | "
+            f"{label / t:.0f} ({t / label * 1e3:.1f} ms each) |"
+        )
     one = load_zoo(_zoo_file(1, tmp / "one.toml"))
     ten = type(one)(models=one.models[:1], grid={**one.grid, "slo_ms": [10, 20, 30, 40]}, chips_file=None)
     t, _ = median_s(lambda: list(solve_zoo(ten, workers=2)), runs)
@@ -172,28 +189,62 @@ def zoo(runs: int) -> None:
 
 
 #: Pool quotas of the benchmark plans (chips, before scaling), every pool with a 1-year tier.
-PLAN_QUOTAS = {"tpu-v5e": 1024, "tpu-v6e": 512, "tpu-v5p": 256, "tpu-v4": 256, "a100": 128, "h100": 128,
-               "h200": 128, "b200": 64}
+PLAN_QUOTAS = {
+    "tpu-v5e": 1024,
+    "tpu-v6e": 512,
+    "tpu-v5p": 256,
+    "tpu-v4": 256,
+    "a100": 128,
+    "h100": 128,
+    "h200": 128,
+    "b200": 64,
+}
 
 
 def plan_file(n_models: int, periods: int, scale: float, path: Path) -> Path:
     """n_models entries (the built-in models, then again at looser targets), demand growing 8% a
     period from per-model bases times `scale`, every chip type as a pool (quotas times
     `scale`) with a 1-year commitment at 37% off."""
-    names = ["llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b", "llama3-70b", "llama3-405b", "mistral-7b",
-             "qwen2.5-7b", "qwen2.5-72b", "gemma-2-27b"]
+    names = [
+        "llama2-7b",
+        "llama2-13b",
+        "llama2-70b",
+        "llama3-8b",
+        "llama3-70b",
+        "llama3-405b",
+        "mistral-7b",
+        "qwen2.5-7b",
+        "qwen2.5-72b",
+        "gemma-2-27b",
+    ]
     bases = [50, 10, 2, 30, 5, 1, 40, 20, 8, 3]
     lines = [f"periods = {periods}", "headroom = 0.2", ""]
     for i in range(n_models):
         name, variant = names[i % len(names)], i // len(names)
         slo = (20, 40, 60)[variant % 3]
         base = bases[i % len(bases)] * (1 + variant) * scale
-        demand = [round(base * 1.08 ** t, 3) for t in range(periods)]
-        lines += ["[[models]]", f'name = "{name}-{slo}ms-{variant}"', f'model = "{name}"', f"demand_qps = {demand}",
-                  f"slo_ms = {slo}", f"ttft_ms = {slo * 75}", "prompt_len = 2048", ""]
+        demand = [round(base * 1.08**t, 3) for t in range(periods)]
+        lines += [
+            "[[models]]",
+            f'name = "{name}-{slo}ms-{variant}"',
+            f'model = "{name}"',
+            f"demand_qps = {demand}",
+            f"slo_ms = {slo}",
+            f"ttft_ms = {slo * 75}",
+            "prompt_len = 2048",
+            "",
+        ]
     for chip, quota in PLAN_QUOTAS.items():
-        lines += ["[[pools]]", f'chip = "{chip}"', f"quota_chips = {int(quota * scale)}", "[[pools.commitments]]",
-                  'name = "1-year"', f"term_periods = {max(periods, 12)}", "discount = 0.37", ""]
+        lines += [
+            "[[pools]]",
+            f'chip = "{chip}"',
+            f"quota_chips = {int(quota * scale)}",
+            "[[pools.commitments]]",
+            'name = "1-year"',
+            f"term_periods = {max(periods, 12)}",
+            "discount = 0.37",
+            "",
+        ]
     path.write_text("\n".join(lines))
     return path
 
@@ -210,22 +261,32 @@ def plans(runs: int) -> None:
     whole, _ = median_s(process([str(BIN / "servesat"), "plan", str(example)]), runs)
     one = plan(example)
     print("| what | median | status | gap |\n|---|---|---|---|")
-    print(f"| servesat plan examples/plan.toml (whole process) | {whole * 1e3:.0f} ms | {one.status} | "
-          f"{one.gap:.2%} |")
-    print("\n| plan | offers | variables | time limit | wall time (build + solve), median | gap, median "
-          "| gaps of the runs |\n|---|---|---|---|---|---|---|")
-    cases = [(20, 12, 1.0, 10), (20, 12, 10.0, 10), (20, 12, 1.0, 30), (5, 12, 1.0, 10), (10, 12, 1.0, 10),
-             (20, 3, 1.0, 10), (20, 6, 1.0, 10), (40, 12, 10.0, 10)]
+    print(f"| servesat plan examples/plan.toml (whole process) | {whole * 1e3:.0f} ms | {one.status} | {one.gap:.2%} |")
+    print(
+        "\n| plan | offers | variables | time limit | wall time (build + solve), median | gap, median "
+        "| gaps of the runs |\n|---|---|---|---|---|---|---|"
+    )
+    cases = [
+        (20, 12, 1.0, 10),
+        (20, 12, 10.0, 10),
+        (20, 12, 1.0, 30),
+        (5, 12, 1.0, 10),
+        (10, 12, 1.0, 10),
+        (20, 3, 1.0, 10),
+        (20, 6, 1.0, 10),
+        (40, 12, 10.0, 10),
+    ]
     for n_models, periods, scale, limit in cases:
         path = plan_file(n_models, periods, scale, tmp / f"p{n_models}_{periods}_{scale}.toml")
         results = []
-        t, _ = median_s(lambda path=path, limit=limit, out=results: out.append(plan(path, time_limit_s=limit)),
-                        runs)
+        t, _ = median_s(lambda path=path, limit=limit, out=results: out.append(plan(path, time_limit_s=limit)), runs)
         gaps = sorted(r.gap if r.gap is not None else float("nan") for r in results[1:])
         r = results[-1]
-        print(f"| {n_models} models x 8 pools x {periods} periods, demand x{scale:g} | {r.solve.offers} | "
-              f"{r.solve.variables} | {limit} s | {t:.1f} s | {statistics.median(gaps):.2%} | "
-              f"{', '.join(f'{g:.2%}' for g in gaps)} |")
+        print(
+            f"| {n_models} models x 8 pools x {periods} periods, demand x{scale:g} | {r.solve.offers} | "
+            f"{r.solve.variables} | {limit} s | {t:.1f} s | {statistics.median(gaps):.2%} | "
+            f"{', '.join(f'{g:.2%}' for g in gaps)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,9 @@ def verified_caps(caps: np.ndarray, satisfied: Callable[[np.ndarray, np.ndarray]
     return caps
 
 
-def add_caps(model: cp_model.CpModel, pick: Sequence[cp_model.IntVar], batch: cp_model.IntVar,
-             caps: np.ndarray) -> None:
+def add_caps(
+    model: cp_model.CpModel, pick: Sequence[cp_model.IntVar], batch: cp_model.IntVar, caps: np.ndarray
+) -> None:
     """batch <= cap[i] for the picked candidate i, as the single linear row
     batch <= sum_i cap[i] * pick[i] (exactly one pick is true, so the sum is the picked cap).
     Rows the family does not limit take the batch variable's own upper bound."""

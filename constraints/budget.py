@@ -29,5 +29,8 @@ def add(model: cp_model.CpModel, period_cost: Sequence[cp_model.LinearExprT], bu
 
 def check(period_cost_usd: Sequence[float], budget: Sequence[float], tolerance_usd: float = 1e-3) -> list[str]:
     """Solver-free: every period whose bill exceeds its budget (beyond rounding)."""
-    return [f"period {t + 1}: bill ${cost:,.2f} over the budget of ${limit:,.2f}"
-            for t, (cost, limit) in enumerate(zip(period_cost_usd, budget)) if cost > limit + tolerance_usd]
+    return [
+        f"period {t + 1}: bill ${cost:,.2f} over the budget of ${limit:,.2f}"
+        for t, (cost, limit) in enumerate(zip(period_cost_usd, budget))
+        if cost > limit + tolerance_usd
+    ]

@@ -20,22 +20,33 @@ def covers(start: int, term: int, period: int) -> bool:
     return start <= period < start + term
 
 
-def add(model: cp_model.CpModel, used: Sequence[Sequence[cp_model.LinearExpr]],
-        committed: Sequence[Sequence[cp_model.LinearExpr]], on_demand: Sequence[Sequence[cp_model.IntVar]]) -> None:
+def add(
+    model: cp_model.CpModel,
+    used: Sequence[Sequence[cp_model.LinearExpr]],
+    committed: Sequence[Sequence[cp_model.LinearExpr]],
+    on_demand: Sequence[Sequence[cp_model.IntVar]],
+) -> None:
     for p, periods in enumerate(used):
         for t, expr in enumerate(periods):
             model.add(expr <= committed[p][t] + on_demand[p][t])
 
 
-def check(used: Sequence[Sequence[int]], committed: Sequence[Sequence[int]], on_demand: Sequence[Sequence[int]],
-          allows_on_demand: Sequence[bool], pools: Sequence[str]) -> list[str]:
+def check(
+    used: Sequence[Sequence[int]],
+    committed: Sequence[Sequence[int]],
+    on_demand: Sequence[Sequence[int]],
+    allows_on_demand: Sequence[bool],
+    pools: Sequence[str],
+) -> list[str]:
     """Solver-free: chips in use that are neither committed nor rented, or rentals a pool forbids."""
     out = []
     for p, periods in enumerate(used):
         for t, u in enumerate(periods):
             if u > committed[p][t] + on_demand[p][t]:
-                out.append(f"{pools[p]} period {t + 1}: {u} chips used, {committed[p][t]} committed, "
-                           f"{on_demand[p][t]} on demand")
+                out.append(
+                    f"{pools[p]} period {t + 1}: {u} chips used, {committed[p][t]} committed, "
+                    f"{on_demand[p][t]} on demand"
+                )
             if on_demand[p][t] and not allows_on_demand[p]:
                 out.append(f"{pools[p]} period {t + 1}: {on_demand[p][t]} chips on demand in a commitment-only pool")
     return out

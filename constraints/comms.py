@@ -54,6 +54,8 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
 
 def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
     n = int(table.n_axes[row])
-    return (f"batch {batch} is capped by the interconnect: with {table.tp[row]}-way model parallelism "
-            f"over {n} {'axis' if n == 1 else 'axes'}, moving activations takes longer than loading "
-            f"weights above {batch} sequence{'s' if batch != 1 else ''}")
+    return (
+        f"batch {batch} is capped by the interconnect: with {table.tp[row]}-way model parallelism "
+        f"over {n} {'axis' if n == 1 else 'axes'}, moving activations takes longer than loading "
+        f"weights above {batch} sequence{'s' if batch != 1 else ''}"
+    )

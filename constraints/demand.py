@@ -41,9 +41,17 @@ def demand_int(qps: float) -> int:
     return math.ceil(qps * RATE_UNITS_PER_QPS)
 
 
-def add(model: cp_model.CpModel, qps: float, decode: Sequence[Offer], decode_slices: Sequence[cp_model.IntVar],
-        prefill: Sequence[Offer], prefill_slices: Sequence[cp_model.IntVar], with_prefill: bool,
-        served: cp_model.LinearExprT | None = None, name: str = "") -> dict[str, cp_model.IntVar]:
+def add(
+    model: cp_model.CpModel,
+    qps: float,
+    decode: Sequence[Offer],
+    decode_slices: Sequence[cp_model.IntVar],
+    prefill: Sequence[Offer],
+    prefill_slices: Sequence[cp_model.IntVar],
+    with_prefill: bool,
+    served: cp_model.LinearExprT | None = None,
+    name: str = "",
+) -> dict[str, cp_model.IntVar]:
     """Post the routing and capacity rows. `served` (default: the demand, micro-QPS) is the
     load to route, for plans that may serve less than the forecast. Returns the routing
     variables by dtype pair (none when one pair serves the whole demand)."""
@@ -64,8 +72,9 @@ def add(model: cp_model.CpModel, qps: float, decode: Sequence[Offer], decode_sli
     return routed
 
 
-def servable_qps(decode: Sequence[tuple[Offer, int]], prefill: Sequence[tuple[Offer, int]],
-                 with_prefill: bool) -> float:
+def servable_qps(
+    decode: Sequence[tuple[Offer, int]], prefill: Sequence[tuple[Offer, int]], with_prefill: bool
+) -> float:
     """Solver-free, float: the queries per second a plan serves (per group, the smaller of its
     decode and prefill capacity)."""
     total = 0.0
@@ -76,7 +85,8 @@ def servable_qps(decode: Sequence[tuple[Offer, int]], prefill: Sequence[tuple[Of
     return total
 
 
-def check(qps: float, decode: Sequence[tuple[Offer, int]], prefill: Sequence[tuple[Offer, int]],
-          with_prefill: bool) -> list[str]:
+def check(
+    qps: float, decode: Sequence[tuple[Offer, int]], prefill: Sequence[tuple[Offer, int]], with_prefill: bool
+) -> list[str]:
     served = servable_qps(decode, prefill, with_prefill)
     return [] if served >= qps else [f"serves {served:.6g} queries/s, below the demand of {qps:g}"]

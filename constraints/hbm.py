@@ -35,7 +35,9 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
 def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
     c = table.cost
     y = int(table.tp[row])
-    return (f"batch {batch} is capped by HBM: the weights take {c.weight_bytes[row] / 1e9:.1f} GB of "
-            f"the {c.hbm_capacity_bytes[row] / 1e9:.0f} GB on {y} chip{'s' if y != 1 else ''}, leaving room "
-            f"for the KV caches of {batch} sequence{'s' if batch != 1 else ''} of {workload.context} tokens "
-            f"({c.kv_bytes_per_seq[row] / 1e9:.2f} GB each)")
+    return (
+        f"batch {batch} is capped by HBM: the weights take {c.weight_bytes[row] / 1e9:.1f} GB of "
+        f"the {c.hbm_capacity_bytes[row] / 1e9:.0f} GB on {y} chip{'s' if y != 1 else ''}, leaving room "
+        f"for the KV caches of {batch} sequence{'s' if batch != 1 else ''} of {workload.context} tokens "
+        f"({c.kv_bytes_per_seq[row] / 1e9:.2f} GB each)"
+    )

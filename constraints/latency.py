@@ -35,13 +35,14 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
     slo = capacity_int(np.full(len(table), workload.slo_s), TIME_UNITS_PER_S) - usage_int(c.fixed_s, TIME_UNITS_PER_S)
     outside, kv_in = c.slopes()
     compute_row = batch_cap(usage_int(outside + c.flops_s_per_seq, TIME_UNITS_PER_S), slo)
-    params_row = batch_cap(usage_int(outside + kv_in, TIME_UNITS_PER_S),
-                           slo - usage_int(c.params_s, TIME_UNITS_PER_S))
+    params_row = batch_cap(usage_int(outside + kv_in, TIME_UNITS_PER_S), slo - usage_int(c.params_s, TIME_UNITS_PER_S))
     caps = np.minimum(compute_row, params_row)
     return verified_caps(caps, lambda r, b: satisfied(table, r, b, workload))
 
 
 def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
     step_next = float(table.cost.step_s(batch + 1, np.array([row]))[0])
-    return (f"batch {batch} is capped by the latency target: one more sequence would make the "
-            f"decode step {step_next * 1e3:.2f} ms, over the {workload.slo_ms:g} ms target")
+    return (
+        f"batch {batch} is capped by the latency target: one more sequence would make the "
+        f"decode step {step_next * 1e3:.2f} ms, over the {workload.slo_ms:g} ms target"
+    )

@@ -33,8 +33,11 @@ def server_checks(table: CandidateTable, workload: Workload) -> dict[str, np.nda
     """Per check, which rows pass it as prefill servers (solver-free, float)."""
     rows = np.arange(len(table))
     tokens = np.full(len(table), workload.prompt_tokens)
-    return {"hbm": prompt_fits(table), "comms": ~comms.comms_bound(table, rows, tokens),
-            "ttft": ttft.meets(table, rows, workload)}
+    return {
+        "hbm": prompt_fits(table),
+        "comms": ~comms.comms_bound(table, rows, tokens),
+        "ttft": ttft.meets(table, rows, workload),
+    }
 
 
 def server_mask(table: CandidateTable, workload: Workload) -> np.ndarray:
@@ -42,8 +45,13 @@ def server_mask(table: CandidateTable, workload: Workload) -> np.ndarray:
     return checks["hbm"] & checks["comms"] & checks["ttft"]
 
 
-def add(model: cp_model.CpModel, pick: Sequence[cp_model.IntVar], decode_groups: Sequence[str],
-        serve: Sequence[cp_model.IntVar], prefill_groups: Sequence[str]) -> None:
+def add(
+    model: cp_model.CpModel,
+    pick: Sequence[cp_model.IntVar],
+    decode_groups: Sequence[str],
+    serve: Sequence[cp_model.IntVar],
+    prefill_groups: Sequence[str],
+) -> None:
     """For every dtype pair: the decode pick and the prefill pick agree."""
     for group in sorted(set(decode_groups) | set(prefill_groups)):
         d = [p for p, g in zip(pick, decode_groups) if g == group]
@@ -56,16 +64,19 @@ def reason(table: CandidateTable, workload: Workload, mask: np.ndarray) -> str:
     checks = server_checks(table, workload)
     fits = mask & checks["hbm"]
     if not fits.any():
-        return (f"no prefill server fits the weights and one {workload.prompt_tokens}-token prompt's KV "
-                f"in HBM")
+        return f"no prefill server fits the weights and one {workload.prompt_tokens}-token prompt's KV in HBM"
     usable = fits & checks["comms"]
     if not usable.any():
         return "every prefill server that fits the prompt is comms-bound on it"
     if not (usable & checks["ttft"]).any():
         i = int(np.flatnonzero(usable)[np.argmin(table.cost.prefill_s[usable])])
         r = table.row(i)
-        return (f"the {workload.ttft_ms:g} ms TTFT target is below the fastest prefill of a "
-                f"{workload.prompt_tokens}-token prompt on a server that is not comms-bound: "
-                f"{table.cost.prefill_s[i] * 1e3:.1f} ms ({r['chip']} {r['topology']}, {r['tp']}-way model parallel)")
-    return ("no decode configuration that meets the latency target shares its weight and KV dtypes with a "
-            "prefill server that meets the TTFT target")
+        return (
+            f"the {workload.ttft_ms:g} ms TTFT target is below the fastest prefill of a "
+            f"{workload.prompt_tokens}-token prompt on a server that is not comms-bound: "
+            f"{table.cost.prefill_s[i] * 1e3:.1f} ms ({r['chip']} {r['topology']}, {r['tp']}-way model parallel)"
+        )
+    return (
+        "no decode configuration that meets the latency target shares its weight and KV dtypes with a "
+        "prefill server that meets the TTFT target"
+    )

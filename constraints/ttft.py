@@ -38,5 +38,7 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
 
 
 def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
-    return (f"the prompt's prefill takes {table.cost.prefill_s[row] * 1e3:.1f} ms of the "
-            f"{workload.ttft_ms:g} ms TTFT target")
+    return (
+        f"the prompt's prefill takes {table.cost.prefill_s[row] * 1e3:.1f} ms of the "
+        f"{workload.ttft_ms:g} ms TTFT target"
+    )

@@ -62,8 +62,15 @@ KV_MEMORY_FRACTION = 0.9
 FIXED_POINT_ITERATIONS = 30
 TTFT_WEIGHT = 0.3  # weight of log-TTFT residuals relative to log-TPOT residuals in the fit
 PRECISION_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0}
-INITIAL = {"hbm_efficiency": 0.75, "flops_efficiency": 0.6, "collective_latency_s": 1e-5,
-           "step_overhead_s": 2e-3, "seq_overhead_s": 2e-5, "link_efficiency": 0.7, "admission_steps": 3.0}
+INITIAL = {
+    "hbm_efficiency": 0.75,
+    "flops_efficiency": 0.6,
+    "collective_latency_s": 1e-5,
+    "step_overhead_s": 2e-3,
+    "seq_overhead_s": 2e-5,
+    "link_efficiency": 0.7,
+    "admission_steps": 3.0,
+}
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,12 @@ class CalibratedParams:
         engine's on this chip or the reference chip (an engine measured only elsewhere)."""
         if engine not in self.engine_names():
             raise InputError(f"unknown engine {engine!r}; calibrated engines: {', '.join(self.engine_names())}")
-        for key in (f"{engine}@{chip}", f"{engine}@{REFERENCE_CHIP}", f"{self.default_engine}@{chip}",
-                    f"{self.default_engine}@{REFERENCE_CHIP}"):
+        for key in (
+            f"{engine}@{chip}",
+            f"{engine}@{REFERENCE_CHIP}",
+            f"{self.default_engine}@{chip}",
+            f"{self.default_engine}@{REFERENCE_CHIP}",
+        ):
             if key in self.engines:
                 return self.engines[key]
         return self.engines[sorted(k for k in self.engines if k.split("@")[0] == engine)[0]]
@@ -108,39 +119,72 @@ class CalibratedParams:
         return sorted({k.split("@")[0] for k in self.engines})
 
     def to_toml(self) -> str:
-        lines = [f"# {self.source}" if self.source else "# calibrated profile parameters",
-                 f"collective_latency_s = {self.collective_latency_s!r}",
-                 f'default_engine = "{self.default_engine}"', f"kv_memory_fraction = {self.kv_memory_fraction!r}", ""]
+        lines = [
+            f"# {self.source}" if self.source else "# calibrated profile parameters",
+            f"collective_latency_s = {self.collective_latency_s!r}",
+            f'default_engine = "{self.default_engine}"',
+            f"kv_memory_fraction = {self.kv_memory_fraction!r}",
+            "",
+        ]
         for name, c in sorted(self.chips.items()):
-            lines += [f'[chips."{name}"]', f"hbm_efficiency = {c.hbm_efficiency!r}",
-                      f"flops_efficiency = {c.flops_efficiency!r}", f"assumed = {'true' if c.assumed else 'false'}", ""]
+            lines += [
+                f'[chips."{name}"]',
+                f"hbm_efficiency = {c.hbm_efficiency!r}",
+                f"flops_efficiency = {c.flops_efficiency!r}",
+                f"assumed = {'true' if c.assumed else 'false'}",
+                "",
+            ]
         for name, e in sorted(self.engines.items()):
-            lines += [f'[engines."{name}"]', f"step_overhead_s = {e.step_overhead_s!r}",
-                      f"seq_overhead_s = {e.seq_overhead_s!r}", f"link_efficiency = {e.link_efficiency!r}",
-                      f"admission_steps = {e.admission_steps!r}", ""]
+            lines += [
+                f'[engines."{name}"]',
+                f"step_overhead_s = {e.step_overhead_s!r}",
+                f"seq_overhead_s = {e.seq_overhead_s!r}",
+                f"link_efficiency = {e.link_efficiency!r}",
+                f"admission_steps = {e.admission_steps!r}",
+                "",
+            ]
         return "\n".join(lines)
 
 
 def params_from_toml(text: str, origin: str) -> CalibratedParams:
     try:
         data = tomllib.loads(text)
-        chips = {n: ChipEfficiency(float(c["hbm_efficiency"]), float(c["flops_efficiency"]),
-                                   bool(c.get("assumed", False))) for n, c in data["chips"].items()}
-        engines = {n: EngineOverheads(float(e["step_overhead_s"]), float(e["seq_overhead_s"]),
-                                      float(e["link_efficiency"]), float(e["admission_steps"]))
-                   for n, e in data["engines"].items()}
-        params = CalibratedParams(float(data["collective_latency_s"]), chips, engines,
-                                  str(data.get("default_engine", DEFAULT_ENGINE)),
-                                  float(data.get("kv_memory_fraction", KV_MEMORY_FRACTION)), origin)
+        chips = {
+            n: ChipEfficiency(float(c["hbm_efficiency"]), float(c["flops_efficiency"]), bool(c.get("assumed", False)))
+            for n, c in data["chips"].items()
+        }
+        engines = {
+            n: EngineOverheads(
+                float(e["step_overhead_s"]),
+                float(e["seq_overhead_s"]),
+                float(e["link_efficiency"]),
+                float(e["admission_steps"]),
+            )
+            for n, e in data["engines"].items()
+        }
+        params = CalibratedParams(
+            float(data["collective_latency_s"]),
+            chips,
+            engines,
+            str(data.get("default_engine", DEFAULT_ENGINE)),
+            float(data.get("kv_memory_fraction", KV_MEMORY_FRACTION)),
+            origin,
+        )
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise InputError(f"{origin}: not a calibrated-profile parameter file ({e})") from None
     if REFERENCE_CHIP not in chips:
-        raise InputError(f"{origin}: lacks the reference chip [chips.\"{REFERENCE_CHIP}\"]")
+        raise InputError(f'{origin}: lacks the reference chip [chips."{REFERENCE_CHIP}"]')
     numbers = [("collective_latency_s", params.collective_latency_s, False)]
-    numbers += [(f"chips.{n}.{k}", getattr(c, k), True) for n, c in chips.items()
-                for k in ("hbm_efficiency", "flops_efficiency")]
-    numbers += [(f"engines.{n}.{k}", getattr(e, k), k == "link_efficiency") for n, e in engines.items()
-                for k in ("step_overhead_s", "seq_overhead_s", "link_efficiency", "admission_steps")]
+    numbers += [
+        (f"chips.{n}.{k}", getattr(c, k), True)
+        for n, c in chips.items()
+        for k in ("hbm_efficiency", "flops_efficiency")
+    ]
+    numbers += [
+        (f"engines.{n}.{k}", getattr(e, k), k == "link_efficiency")
+        for n, e in engines.items()
+        for k in ("step_overhead_s", "seq_overhead_s", "link_efficiency", "admission_steps")
+    ]
     for key, value, positive in numbers:
         if not math.isfinite(value) or value < 0 or (positive and value == 0):
             raise InputError(f"{origin}: {key} must be {'positive' if positive else 'zero or more'}, got {value!r}")
@@ -173,8 +217,20 @@ def _parsed(path: str | None, version: int) -> CalibratedParams:
 
 # ----------------------------------------------------------------------------- measurements
 
-COLUMNS = ("backend", "model_path", "system", "precision", "mode", "isl", "osl", "batch_size", "tp_size",
-           "pp_size", "silicon_ttft_ms", "silicon_tpot_ms")
+COLUMNS = (
+    "backend",
+    "model_path",
+    "system",
+    "precision",
+    "mode",
+    "isl",
+    "osl",
+    "batch_size",
+    "tp_size",
+    "pp_size",
+    "silicon_ttft_ms",
+    "silicon_tpot_ms",
+)
 
 
 @dataclass
@@ -200,9 +256,20 @@ class Measurements:
     def subset(self, mask: np.ndarray) -> Measurements:
         idx = np.flatnonzero(mask)
         pick = idx.tolist()
-        return Measurements([self.rows[i] for i in pick], [self.model[i] for i in pick],
-                            [self.chip[i] for i in pick], self.engine[idx], self.precision[idx], self.isl[idx],
-                            self.osl[idx], self.clients[idx], self.tp[idx], self.ttft_s[idx], self.tpot_s[idx], [])
+        return Measurements(
+            [self.rows[i] for i in pick],
+            [self.model[i] for i in pick],
+            [self.chip[i] for i in pick],
+            self.engine[idx],
+            self.precision[idx],
+            self.isl[idx],
+            self.osl[idx],
+            self.clients[idx],
+            self.tp[idx],
+            self.ttft_s[idx],
+            self.tpot_s[idx],
+            [],
+        )
 
     @property
     def model_names(self) -> np.ndarray:
@@ -252,8 +319,10 @@ def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
             skipped.append((line, f"mode {r['mode']!r}: only agg (prefill and decode on the same GPUs) is modelled"))
             continue
         try:
-            values = [float(r[c]) for c in ("isl", "osl", "batch_size", "tp_size", "pp_size", "silicon_ttft_ms",
-                                            "silicon_tpot_ms")]
+            values = [
+                float(r[c])
+                for c in ("isl", "osl", "batch_size", "tp_size", "pp_size", "silicon_ttft_ms", "silicon_tpot_ms")
+            ]
         except ValueError:
             skipped.append((line, "a number column is not a number"))
             continue
@@ -268,12 +337,24 @@ def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
         chip_list.append(chips[system])
         numbers.append(values)
     a = np.array(numbers, dtype=float).reshape(-1, 7)
-    return Measurements(kept, models, chip_list, np.array([r["backend"] for r in kept], dtype=str),
-                        np.array([r["precision"] for r in kept], dtype=str), a[:, 0], a[:, 1], a[:, 2], a[:, 3],
-                        a[:, 5] / 1e3, a[:, 6] / 1e3, skipped)
+    return Measurements(
+        kept,
+        models,
+        chip_list,
+        np.array([r["backend"] for r in kept], dtype=str),
+        np.array([r["precision"] for r in kept], dtype=str),
+        a[:, 0],
+        a[:, 1],
+        a[:, 2],
+        a[:, 3],
+        a[:, 5] / 1e3,
+        a[:, 6] / 1e3,
+        skipped,
+    )
 
 
 # ----------------------------------------------------------------------------- the model
+
 
 def _architecture(models: Sequence[Model]) -> dict[str, np.ndarray]:
     def col(attr: str) -> np.ndarray:
@@ -283,9 +364,16 @@ def _architecture(models: Sequence[Model]) -> dict[str, np.ndarray]:
     P = np.array([float(m.param_count) for m in models])
     embed = np.where(col("tie_embeddings") > 0, 1.0, 2.0)
     # P_lin: what a decode step reads (all but the embedding table, which a tied output layer reuses)
-    return {"L": L, "D": D, "H": col("num_heads"), "hd": col("head_dim"), "P": P,
-            "P_lin": P - (embed - 1.0) * D * V, "P_body": P - embed * D * V,
-            "kv_tok_per_byte": 2 * col("num_kv_heads") * col("head_dim") * L}
+    return {
+        "L": L,
+        "D": D,
+        "H": col("num_heads"),
+        "hd": col("head_dim"),
+        "P": P,
+        "P_lin": P - (embed - 1.0) * D * V,
+        "P_body": P - embed * D * V,
+        "kv_tok_per_byte": 2 * col("num_kv_heads") * col("head_dim") * L,
+    }
 
 
 def peak_flops(chip: Chip, dtype: str) -> float:
@@ -309,13 +397,29 @@ class StepTerms:
     def step(self, decoding: np.ndarray, prompt_tokens: np.ndarray) -> np.ndarray:
         """T_step with `decoding` sequences and `prompt_tokens` tokens of prefill mixed in."""
         n = np.asarray(decoding, dtype=float)
-        return (self.t0 + self.tseq * n + np.maximum(self.mem_fixed + self.mem_per_seq * n, self.dec_per_seq * n)
-                + self.comm_fixed + self.comm_per_token * n + self.pf_per_token * np.asarray(prompt_tokens, float))
+        return (
+            self.t0
+            + self.tseq * n
+            + np.maximum(self.mem_fixed + self.mem_per_seq * n, self.dec_per_seq * n)
+            + self.comm_fixed
+            + self.comm_per_token * n
+            + self.pf_per_token * np.asarray(prompt_tokens, float)
+        )
 
 
-def step_terms(models: Sequence[Model], chips: Sequence[Chip], weight_dtype: Sequence[str], kv_bytes: np.ndarray,
-               tp: np.ndarray, link_bytes_per_s: np.ndarray, context: np.ndarray, prompt_len: np.ndarray,
-               chip_eff: Sequence[ChipEfficiency], engine: Sequence[EngineOverheads], alpha: float) -> StepTerms:
+def step_terms(
+    models: Sequence[Model],
+    chips: Sequence[Chip],
+    weight_dtype: Sequence[str],
+    kv_bytes: np.ndarray,
+    tp: np.ndarray,
+    link_bytes_per_s: np.ndarray,
+    context: np.ndarray,
+    prompt_len: np.ndarray,
+    chip_eff: Sequence[ChipEfficiency],
+    engine: Sequence[EngineOverheads],
+    alpha: float,
+) -> StepTerms:
     """The calibrated step's terms for rows of (model, chip, dtypes, Y, link, context, prompt)."""
     a = _architecture(models)
     Y = np.asarray(tp, dtype=float)
@@ -324,27 +428,42 @@ def step_terms(models: Sequence[Model], chips: Sequence[Chip], weight_dtype: Seq
     S = np.asarray(context, dtype=float)
     T = np.asarray(prompt_len, dtype=float)
     bw = Y * np.array([c.hbm_bytes_per_s for c in chips]) * np.array([e.hbm_efficiency for e in chip_eff])
-    fl = Y * np.array([peak_flops(c, w) for c, w in zip(chips, weight_dtype)]) * np.array(
-        [e.flops_efficiency for e in chip_eff])
+    fl = (
+        Y
+        * np.array([peak_flops(c, w) for c, w in zip(chips, weight_dtype)])
+        * np.array([e.flops_efficiency for e in chip_eff])
+    )
     ring = 2.0 * (Y - 1.0) / Y  # all-reduce traffic factor: 0 at Y = 1
     link = np.asarray(link_bytes_per_s, dtype=float) * np.array([e.link_efficiency for e in engine])
     comm_tok = 2.0 * a["L"] * 2.0 * a["D"] * ring / link
     attn = 2.0 * a["L"] * a["H"] * a["hd"]
     return StepTerms(
-        t0=np.array([e.step_overhead_s for e in engine]), tseq=np.array([e.seq_overhead_s for e in engine]),
-        mem_fixed=a["P_lin"] * b_w / bw, mem_per_seq=S * kv_tok / bw,
+        t0=np.array([e.step_overhead_s for e in engine]),
+        tseq=np.array([e.seq_overhead_s for e in engine]),
+        mem_fixed=a["P_lin"] * b_w / bw,
+        mem_per_seq=S * kv_tok / bw,
         dec_per_seq=(2.0 * a["P_lin"] + 2.0 * attn * S) / fl,
         pf_per_token=(2.0 * a["P_body"] + attn * T) / fl + comm_tok,
-        comm_fixed=2.0 * a["L"] * alpha * np.log2(Y), comm_per_token=comm_tok)
+        comm_fixed=2.0 * a["L"] * alpha * np.log2(Y),
+        comm_per_token=comm_tok,
+    )
 
 
 def _measured_terms(m: Measurements, params: CalibratedParams) -> tuple[StepTerms, np.ndarray]:
     names = m.chip_names.tolist()
     terms = step_terms(
-        m.model, m.chip, m.precision.tolist(), np.full(len(m), 2.0), m.tp,
-        np.array([c.link_bytes_per_s for c in m.chip]), m.isl + m.osl / 2, m.isl,
-        [params.chip(n) for n in names], [params.engine(e, n) for e, n in zip(m.engine.tolist(), names)],
-        params.collective_latency_s)
+        m.model,
+        m.chip,
+        m.precision.tolist(),
+        np.full(len(m), 2.0),
+        m.tp,
+        np.array([c.link_bytes_per_s for c in m.chip]),
+        m.isl + m.osl / 2,
+        m.isl,
+        [params.chip(n) for n in names],
+        [params.engine(e, n) for e, n in zip(m.engine.tolist(), names)],
+        params.collective_latency_s,
+    )
     return terms, np.array([params.engine(e, n).admission_steps for e, n in zip(m.engine.tolist(), names)])
 
 
@@ -387,11 +506,18 @@ def predict_book(m: Measurements) -> tuple[np.ndarray, np.ndarray]:
         G, T = int(m.osl[i]), int(m.isl[i])
         w = Workload(context=T + G, decode_len=G, prompt_len=T, serving="colocated")
         chip = m.chip[i]
-        c = roofline(m.model[i], w, tp=np.array([m.tp[i]]), n_axes=np.array([1 if m.tp[i] > 1 else 0]),
-                     weight_bytes_per_param=np.array([PRECISION_BYTES[m.precision[i]]]),
-                     kv_bytes_per_elem=np.array([2.0]), flops=np.array([chip.bf16_flops]),
-                     hbm_bytes=np.array([chip.hbm_bytes]), hbm_bytes_per_s=np.array([chip.hbm_bytes_per_s]),
-                     ici_bytes_per_s=np.array([chip.ici_bytes_per_s_per_axis]))
+        c = roofline(
+            m.model[i],
+            w,
+            tp=np.array([m.tp[i]]),
+            n_axes=np.array([1 if m.tp[i] > 1 else 0]),
+            weight_bytes_per_param=np.array([PRECISION_BYTES[m.precision[i]]]),
+            kv_bytes_per_elem=np.array([2.0]),
+            flops=np.array([chip.bf16_flops]),
+            hbm_bytes=np.array([chip.hbm_bytes]),
+            hbm_bytes_per_s=np.array([chip.hbm_bytes_per_s]),
+            ici_bytes_per_s=np.array([chip.ici_bytes_per_s_per_axis]),
+        )
         batch = min(m.clients[i], max(float(c.max_batch_hbm()[0]), 1.0))
         tpot[i] = float(c.step_s(batch)[0])
         ttft[i] = float(c.prefill_s[0])
@@ -399,6 +525,7 @@ def predict_book(m: Measurements) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- the fit
+
 
 @dataclass(frozen=True)
 class _Layout:
@@ -412,16 +539,22 @@ class _Layout:
     def initial(self) -> np.ndarray:
         x = [INITIAL["hbm_efficiency"], INITIAL["flops_efficiency"]] * len(self.chips)
         x += [INITIAL["collective_latency_s"]]
-        x += [INITIAL["step_overhead_s"], INITIAL["seq_overhead_s"], INITIAL["link_efficiency"],
-              INITIAL["admission_steps"]] * len(self.engines)
+        x += [
+            INITIAL["step_overhead_s"],
+            INITIAL["seq_overhead_s"],
+            INITIAL["link_efficiency"],
+            INITIAL["admission_steps"],
+        ] * len(self.engines)
         return np.log(np.array(x))
 
     def params(self, x: np.ndarray, source: str = "") -> CalibratedParams:
         v = np.exp(np.clip(x, -40, 15))
         chips = {c: ChipEfficiency(float(v[2 * i]), float(v[2 * i + 1])) for i, c in enumerate(self.chips)}
         base = 2 * len(self.chips) + 1
-        engines = {e: EngineOverheads(*(float(t) for t in v[base + 4 * j: base + 4 * j + 4]))
-                   for j, e in enumerate(self.engines)}
+        engines = {
+            e: EngineOverheads(*(float(t) for t in v[base + 4 * j : base + 4 * j + 4]))
+            for j, e in enumerate(self.engines)
+        }
         return CalibratedParams(float(v[2 * len(self.chips)]), chips, engines, source=source)
 
 
@@ -501,22 +634,30 @@ class Validation:
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
+
         return asdict(self)
 
 
 def _summary(m: Measurements, tpot: np.ndarray, ttft: np.ndarray, mask: np.ndarray) -> dict:
-    return {"n": int(mask.sum()), "tpot_mape": mape(tpot[mask], m.tpot_s[mask]),
-            "ttft_mape": mape(ttft[mask], m.ttft_s[mask])}
+    return {
+        "n": int(mask.sum()),
+        "tpot_mape": mape(tpot[mask], m.tpot_s[mask]),
+        "ttft_mape": mape(ttft[mask], m.ttft_s[mask]),
+    }
 
 
-def validate(m: Measurements, profile: str, params: CalibratedParams | None = None,
-             leave_one_model_out: bool = False) -> Validation:
+def validate(
+    m: Measurements, profile: str, params: CalibratedParams | None = None, leave_one_model_out: bool = False
+) -> Validation:
     """Predictions and their errors for every row, summarized per group and overall; with
     leave_one_model_out (calibrated profile), each model is also predicted from a fit to the
     other models' rows."""
     if not len(m):
-        raise InputError("no rows to validate: every row of the data was skipped" if m.skipped
-                         else "no rows to validate: the data file has a header only")
+        raise InputError(
+            "no rows to validate: every row of the data was skipped"
+            if m.skipped
+            else "no rows to validate: the data file has a header only"
+        )
     if profile == "book":
         tpot, ttft = predict_book(m)
     elif profile == "calibrated":
@@ -525,11 +666,21 @@ def validate(m: Measurements, profile: str, params: CalibratedParams | None = No
         raise InputError(f"unknown profile {profile!r}; valid: book, calibrated")
     rows = []
     for i, r in enumerate(m.rows):
-        rows.append({**r, "predicted_tpot_ms": float(tpot[i] * 1e3), "predicted_ttft_ms": float(ttft[i] * 1e3),
-                     "tpot_error_pct": float((tpot[i] / m.tpot_s[i] - 1) * 100),
-                     "ttft_error_pct": float((ttft[i] / m.ttft_s[i] - 1) * 100)})
-    keys = np.array(["|".join(k) for k in zip(m.model_names.tolist(), m.chip_names.tolist(), m.engine.tolist(),
-                                               m.precision.tolist())])
+        rows.append(
+            {
+                **r,
+                "predicted_tpot_ms": float(tpot[i] * 1e3),
+                "predicted_ttft_ms": float(ttft[i] * 1e3),
+                "tpot_error_pct": float((tpot[i] / m.tpot_s[i] - 1) * 100),
+                "ttft_error_pct": float((ttft[i] / m.ttft_s[i] - 1) * 100),
+            }
+        )
+    keys = np.array(
+        [
+            "|".join(k)
+            for k in zip(m.model_names.tolist(), m.chip_names.tolist(), m.engine.tolist(), m.precision.tolist())
+        ]
+    )
     groups = []
     for key in sorted(set(keys.tolist())):
         groups.append({**dict(zip(GROUP_KEYS, key.split("|"))), **_summary(m, tpot, ttft, keys == key)})
@@ -544,20 +695,35 @@ def validate(m: Measurements, profile: str, params: CalibratedParams | None = No
             test = m.subset(names == held)
             missing = sorted(set(test.engine.tolist()) - set(train.engine.tolist()))
             if missing:
-                raise InputError(f"leave-one-model-out: {held} runs on {', '.join(missing)}, which no other model's "
-                                 "rows measure, so its overheads cannot be fitted without it")
+                raise InputError(
+                    f"leave-one-model-out: {held} runs on {', '.join(missing)}, which no other model's "
+                    "rows measure, so its overheads cannot be fitted without it"
+                )
             t1, t2 = predict(test, fit(train))
             lomo.append({"model": held, **_summary(test, t1, t2, np.ones(len(test), bool))})
-    return Validation(profile=profile, rows=rows, groups=groups,
-                      overall=_summary(m, tpot, ttft, np.ones(len(m), bool)),
-                      skipped=[{"line": line, "reason": why} for line, why in m.skipped],
-                      leave_one_model_out=lomo)
+    return Validation(
+        profile=profile,
+        rows=rows,
+        groups=groups,
+        overall=_summary(m, tpot, ttft, np.ones(len(m), bool)),
+        skipped=[{"line": line, "reason": why} for line, why in m.skipped],
+        leave_one_model_out=lomo,
+    )
 
 
 # ----------------------------------------------------------------------------- the optimizer's profile
 
-def calibrated_roofline(book, model: Model, workload, chips: Sequence[Chip], weights: Sequence[str],
-                        kv: Sequence[str], tp: np.ndarray, n_axes: np.ndarray):
+
+def calibrated_roofline(
+    book,
+    model: Model,
+    workload,
+    chips: Sequence[Chip],
+    weights: Sequence[str],
+    kv: Sequence[str],
+    tp: np.ndarray,
+    n_axes: np.ndarray,
+):
     """The candidate table's cost terms under the calibrated profile: the book's Roofline with
     its time terms replaced (the batch is the number of decoding sequences; prefill of the
     prompt runs at the calibrated prefill rate on prefill servers, or mixed into the step
@@ -571,35 +737,59 @@ def calibrated_roofline(book, model: Model, workload, chips: Sequence[Chip], wei
         raise InputError(f"unknown engine {engine!r}; calibrated engines: {', '.join(params.engine_names())}")
     names = [c.name for c in chips]
     # GPUs all-reduce over NVLink; a TPU replica over its model-parallel ICI axes
-    link = np.array([c.link_bytes_per_s if c.kind == "gpu" else c.ici_bytes_per_s_per_axis * max(int(n), 1)
-                     for c, n in zip(chips, n_axes)])
+    link = np.array(
+        [
+            c.link_bytes_per_s if c.kind == "gpu" else c.ici_bytes_per_s_per_axis * max(int(n), 1)
+            for c, n in zip(chips, n_axes)
+        ]
+    )
     kv_bytes = np.array([DTYPE_BYTES[k] for k in kv])
-    terms = step_terms([model] * len(chips), chips, list(weights), kv_bytes, tp, link,
-                       np.full(len(chips), float(workload.context)), np.full(len(chips), float(workload.prompt_tokens)),
-                       [params.chip(n) for n in names], [params.engine(engine, n) for n in names],
-                       params.collective_latency_s)
+    terms = step_terms(
+        [model] * len(chips),
+        chips,
+        list(weights),
+        kv_bytes,
+        tp,
+        link,
+        np.full(len(chips), float(workload.context)),
+        np.full(len(chips), float(workload.prompt_tokens)),
+        [params.chip(n) for n in names],
+        [params.engine(engine, n) for n in names],
+        params.collective_latency_s,
+    )
     prefill = workload.prompt_tokens * terms.pf_per_token
     return replace(
-        book, params_s=terms.mem_fixed, kv_s_per_seq=terms.mem_per_seq, flops_s_per_seq=terms.dec_per_seq,
+        book,
+        params_s=terms.mem_fixed,
+        kv_s_per_seq=terms.mem_per_seq,
+        flops_s_per_seq=terms.dec_per_seq,
         prefill_s=prefill,
         colocated_s_per_seq=prefill / workload.decode_len if workload.colocated else np.zeros(len(chips)),
         hbm_capacity_bytes=book.hbm_capacity_bytes * params.kv_memory_fraction,
-        fixed_s=terms.t0 + terms.comm_fixed, overhead_s_per_seq=terms.tseq + terms.comm_per_token,
-        kv_in_max=np.ones(len(chips)))
+        fixed_s=terms.t0 + terms.comm_fixed,
+        overhead_s_per_seq=terms.tseq + terms.comm_per_token,
+        kv_in_max=np.ones(len(chips)),
+    )
 
 
 def profile_notes(calibration: str | None, engine: str | None, prompts: bool, chip_names: set[str]) -> list[str]:
     """What a result under the calibrated profile should say about it (prompts: some prefill
     is modelled)."""
     params = load_params(calibration)
-    notes = [f"calibrated profile ({engine or params.default_engine} engine, {params.source}): step "
-             "times include the fitted efficiencies, collectives and overheads; HBM is the engines' "
-             f"{params.kv_memory_fraction:.0%} share"]
+    notes = [
+        f"calibrated profile ({engine or params.default_engine} engine, {params.source}): step "
+        "times include the fitted efficiencies, collectives and overheads; HBM is the engines' "
+        f"{params.kv_memory_fraction:.0%} share"
+    ]
     if prompts:
-        notes.append("prefill runs at the calibrated FLOP/s efficiency of the weights' dtype; --prefill-mfu "
-                     "applies to the book profile only")
+        notes.append(
+            "prefill runs at the calibrated FLOP/s efficiency of the weights' dtype; --prefill-mfu "
+            "applies to the book profile only"
+        )
     assumed = sorted(chip_names - {n for n, e in params.chips.items() if not e.assumed})
     if assumed:
-        notes.append(f"no measurements for {', '.join(assumed)}: their efficiencies are the reference chip's "
-                     "(an assumption; override with --calibration FILE)")
+        notes.append(
+            f"no measurements for {', '.join(assumed)}: their efficiencies are the reference chip's "
+            "(an assumption; override with --calibration FILE)"
+        )
     return notes

@@ -54,14 +54,20 @@ class CandidateTable:
 
     @property
     def dtype_groups(self) -> np.ndarray:
-        """"weights/kv" per row: decode replicas and prefill servers pair up within a group."""
+        """ "weights/kv" per row: decode replicas and prefill servers pair up within a group."""
         return np.char.add(np.char.add(self.weights, "/"), self.kv) if len(self) else np.zeros(0, str)
 
     def row(self, i: int) -> dict:
-        return {"chip": str(self.chip[i]), "topology": str(self.topology[i]),
-                "chips": int(self.slice_chips[i]), "tp": int(self.tp[i]),
-                "n_axes": int(self.n_axes[i]), "replicas": int(self.replicas[i]),
-                "weights": str(self.weights[i]), "kv": str(self.kv[i])}
+        return {
+            "chip": str(self.chip[i]),
+            "topology": str(self.topology[i]),
+            "chips": int(self.slice_chips[i]),
+            "tp": int(self.tp[i]),
+            "n_axes": int(self.n_axes[i]),
+            "replicas": int(self.replicas[i]),
+            "weights": str(self.weights[i]),
+            "kv": str(self.kv[i]),
+        }
 
 
 def _table(model: Model, workload: Workload, chips: dict[str, Chip], rows: list[tuple]) -> CandidateTable:
@@ -78,28 +84,51 @@ def _table(model: Model, workload: Workload, chips: dict[str, Chip], rows: list[
         return np.array([getattr(c, attr) for c in chip_objs], dtype=float)[index]
 
     cost = roofline(
-        model, workload, tp=tp, n_axes=np.array(cols[4], dtype=np.int64),
+        model,
+        workload,
+        tp=tp,
+        n_axes=np.array(cols[4], dtype=np.int64),
         weight_bytes_per_param=np.array([DTYPE_BYTES[w] for w in cols[5]], dtype=float),
         kv_bytes_per_elem=np.array([DTYPE_BYTES[k] for k in cols[6]], dtype=float),
-        flops=per_chip("bf16_flops"), hbm_bytes=per_chip("hbm_bytes"),
+        flops=per_chip("bf16_flops"),
+        hbm_bytes=per_chip("hbm_bytes"),
         hbm_bytes_per_s=per_chip("hbm_bytes_per_s"),
         ici_bytes_per_s=np.array([c.ici_bytes_per_s_per_axis for c in chip_objs], dtype=float)[index],
     )
     if workload.profile == "calibrated":
         from optimizer.calibration import calibrated_roofline
-        cost = calibrated_roofline(cost, model, workload, [chip_objs[i] for i in index.tolist()], list(cols[5]),
-                                   list(cols[6]), tp, np.array(cols[4], dtype=np.int64))
+
+        cost = calibrated_roofline(
+            cost,
+            model,
+            workload,
+            [chip_objs[i] for i in index.tolist()],
+            list(cols[5]),
+            list(cols[6]),
+            tp,
+            np.array(cols[4], dtype=np.int64),
+        )
     return CandidateTable(
-        chip=np.array(cols[0], dtype=str), topology=np.array(cols[1], dtype=str),
-        slice_chips=slice_chips, tp=tp, n_axes=np.array(cols[4], dtype=np.int64),
+        chip=np.array(cols[0], dtype=str),
+        topology=np.array(cols[1], dtype=str),
+        slice_chips=slice_chips,
+        tp=tp,
+        n_axes=np.array(cols[4], dtype=np.int64),
         replicas=slice_chips // np.maximum(tp, 1),
-        weights=np.array(cols[5], dtype=str), kv=np.array(cols[6], dtype=str),
-        usd_per_chip_hour=per_chip("usd_per_chip_hour"), cost=cost)
+        weights=np.array(cols[5], dtype=str),
+        kv=np.array(cols[6], dtype=str),
+        usd_per_chip_hour=per_chip("usd_per_chip_hour"),
+        cost=cost,
+    )
 
 
-def build_table(model: Model, chips: dict[str, Chip], workload: Workload,
-                weights: tuple[str, ...] | None = None,
-                kv: tuple[str, ...] | None = None) -> CandidateTable:
+def build_table(
+    model: Model,
+    chips: dict[str, Chip],
+    workload: Workload,
+    weights: tuple[str, ...] | None = None,
+    kv: tuple[str, ...] | None = None,
+) -> CandidateTable:
     """Every candidate on the given chips. `weights`/`kv` None means each chip's defaults
     (bf16, its native 8-bit format, int4). A replica layout reachable on several slices is
     kept once, on the smallest: the larger slices only add identical replicas."""
@@ -108,17 +137,20 @@ def build_table(model: Model, chips: dict[str, Chip], workload: Workload,
 
 
 @functools.lru_cache(maxsize=256)
-def candidate_rows(chips: tuple[Chip, ...], weights: tuple[str, ...] | None,
-                   kv: tuple[str, ...] | None) -> tuple[tuple, ...]:
+def candidate_rows(
+    chips: tuple[Chip, ...], weights: tuple[str, ...] | None, kv: tuple[str, ...] | None
+) -> tuple[tuple, ...]:
     """The discrete choices (chip, shape, slice chips, Y, n_axes, weights, kv), enumerated once
     per chip set and dtype filter and reused for every model, context and target."""
     rows: list[tuple] = []
     for chip in chips:
         name = chip.name
-        w_opts = chip.default_dtypes(chip.weight_dtypes) if weights is None else tuple(
-            w for w in weights if w in chip.weight_dtypes)
-        kv_opts = chip.default_dtypes(chip.kv_dtypes) if kv is None else tuple(
-            k for k in kv if k in chip.kv_dtypes)
+        w_opts = (
+            chip.default_dtypes(chip.weight_dtypes)
+            if weights is None
+            else tuple(w for w in weights if w in chip.weight_dtypes)
+        )
+        kv_opts = chip.default_dtypes(chip.kv_dtypes) if kv is None else tuple(k for k in kv if k in chip.kv_dtypes)
         seen: set[tuple[int, int]] = set()
         shapes = sorted(chip.topologies, key=lambda s: (int(np.prod(parse_topology(s))), s))
         for shape in shapes:
@@ -132,8 +164,9 @@ def candidate_rows(chips: tuple[Chip, ...], weights: tuple[str, ...] | None,
     return tuple(rows)
 
 
-def single_candidate(model: Model, chip: Chip, topology: str, tp: int | None,
-                     weights: str, kv: str, workload: Workload) -> CandidateTable:
+def single_candidate(
+    model: Model, chip: Chip, topology: str, tp: int | None, weights: str, kv: str, workload: Workload
+) -> CandidateTable:
     """A one-row table for a fixed configuration; tp None means every chip of the slice."""
     if topology not in chip.topologies:
         raise InputError(f"topology {topology!r} is not a {chip.name} slice; valid: {', '.join(chip.topologies)}")
@@ -147,5 +180,4 @@ def single_candidate(model: Model, chip: Chip, topology: str, tp: int | None,
     if y not in layouts:
         valid = ", ".join(str(v) for v in sorted(layouts))
         raise InputError(f"--tp {y} is not a product of {topology}'s axes; valid: {valid}")
-    return _table(model, workload, {chip.name: chip},
-                  [(chip.name, topology, slice_chips, y, layouts[y], weights, kv)])
+    return _table(model, workload, {chip.name: chip}, [(chip.name, topology, slice_chips, y, layouts[y], weights, kv)])

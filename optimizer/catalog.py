@@ -51,12 +51,33 @@ class Chip:
         return tuple(d for d in ("bf16", self.eight_bit, "int4") if d in options)
 
 
-_CHIP_NUMBERS = ("bf16_flops", "int8_flops", "fp8_flops", "hbm_bytes", "hbm_bytes_per_s",
-                 "link_bytes_per_s", "links_per_axis", "usd_per_chip_hour")
-_CHIP_POSITIVE = ("bf16_flops", "hbm_bytes", "hbm_bytes_per_s", "link_bytes_per_s",
-                  "links_per_axis", "usd_per_chip_hour")
-_CHIP_KEYS = set(_CHIP_NUMBERS) | {"kind", "display_name", "weight_dtypes", "kv_dtypes",
-                                    "eight_bit", "topologies", "sources"}
+_CHIP_NUMBERS = (
+    "bf16_flops",
+    "int8_flops",
+    "fp8_flops",
+    "hbm_bytes",
+    "hbm_bytes_per_s",
+    "link_bytes_per_s",
+    "links_per_axis",
+    "usd_per_chip_hour",
+)
+_CHIP_POSITIVE = (
+    "bf16_flops",
+    "hbm_bytes",
+    "hbm_bytes_per_s",
+    "link_bytes_per_s",
+    "links_per_axis",
+    "usd_per_chip_hour",
+)
+_CHIP_KEYS = set(_CHIP_NUMBERS) | {
+    "kind",
+    "display_name",
+    "weight_dtypes",
+    "kv_dtypes",
+    "eight_bit",
+    "topologies",
+    "sources",
+}
 
 
 MAX_AXES = 3
@@ -78,8 +99,10 @@ def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
         raise InputError(f"{origin}: chip {name!r} must be a table [chips.{name}], got {table!r}")
     unknown = set(table) - _CHIP_KEYS
     if unknown:
-        raise InputError(f"{origin}: chip {name!r} has unknown key {sorted(unknown)[0]!r}; "
-                         f"valid keys: {', '.join(sorted(_CHIP_KEYS))}")
+        raise InputError(
+            f"{origin}: chip {name!r} has unknown key {sorted(unknown)[0]!r}; "
+            f"valid keys: {', '.join(sorted(_CHIP_KEYS))}"
+        )
     missing = [k for k in sorted(_CHIP_KEYS - {"sources", "display_name"}) if k not in table]
     if missing:
         raise InputError(f"{origin}: chip {name!r} lacks key {missing[0]!r}")
@@ -115,15 +138,21 @@ def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
     if not table["topologies"]:
         raise InputError(f"{origin}: chip {name!r} lists no topologies")
     return Chip(
-        name=name, kind=table["kind"], display_name=table.get("display_name", name),
-        bf16_flops=float(table["bf16_flops"]), int8_flops=float(table["int8_flops"]),
-        fp8_flops=float(table["fp8_flops"]), hbm_bytes=float(table["hbm_bytes"]),
+        name=name,
+        kind=table["kind"],
+        display_name=table.get("display_name", name),
+        bf16_flops=float(table["bf16_flops"]),
+        int8_flops=float(table["int8_flops"]),
+        fp8_flops=float(table["fp8_flops"]),
+        hbm_bytes=float(table["hbm_bytes"]),
         hbm_bytes_per_s=float(table["hbm_bytes_per_s"]),
         link_bytes_per_s=float(table["link_bytes_per_s"]),
         links_per_axis=int(table["links_per_axis"]),
         usd_per_chip_hour=float(table["usd_per_chip_hour"]),
-        weight_dtypes=tuple(table["weight_dtypes"]), kv_dtypes=tuple(table["kv_dtypes"]),
-        eight_bit=table["eight_bit"], topologies=tuple(table["topologies"]),
+        weight_dtypes=tuple(table["weight_dtypes"]),
+        kv_dtypes=tuple(table["kv_dtypes"]),
+        eight_bit=table["eight_bit"],
+        topologies=tuple(table["topologies"]),
         sources=dict(table.get("sources", {})),
     )
 
@@ -159,8 +188,9 @@ def load_chips(path: str | Path | None = None, prices: dict[str, float] | None =
             raise unknown_name("chip in --price", name, sorted(chips))
         if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not (usd > 0 and math.isfinite(usd)):
             raise InputError(f"price for {name} must be a positive number of USD per chip-hour, got {usd}")
-        chips[name] = replace(chips[name], usd_per_chip_hour=float(usd),
-                              sources={**chips[name].sources, "price": "set by the user"})
+        chips[name] = replace(
+            chips[name], usd_per_chip_hour=float(usd), sources={**chips[name].sources, "price": "set by the user"}
+        )
     return chips
 
 
@@ -182,8 +212,15 @@ class Model:
     @property
     def param_count(self) -> int:
         """P = L*D*(3F + 2H(N+K)) + 2*D*V, one D*V when the embeddings are tied."""
-        L, D, F, N, K, H, V = (self.num_layers, self.d_model, self.d_ff, self.num_heads,
-                               self.num_kv_heads, self.head_dim, self.vocab)
+        L, D, F, N, K, H, V = (
+            self.num_layers,
+            self.d_model,
+            self.d_ff,
+            self.num_heads,
+            self.num_kv_heads,
+            self.head_dim,
+            self.vocab,
+        )
         return L * D * (3 * F + 2 * H * (N + K)) + (1 if self.tie_embeddings else 2) * D * V
 
     def kv_bytes_per_token(self, kv_dtype: str) -> float:
@@ -191,8 +228,7 @@ class Model:
         return 2 * self.num_kv_heads * self.head_dim * self.num_layers * DTYPE_BYTES[kv_dtype]
 
 
-_REQUIRED_CONFIG_KEYS = ("num_hidden_layers", "hidden_size", "intermediate_size",
-                         "num_attention_heads", "vocab_size")
+_REQUIRED_CONFIG_KEYS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
 _MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "kv_lora_rank")
 
 
@@ -203,8 +239,10 @@ def model_from_config(config: dict, name: str, origin: str, source: str = "") ->
             raise InputError(f"{origin}: config lacks key {key!r}")
     for key in _MOE_KEYS:
         if config.get(key):
-            raise InputError(f"{origin}: key {key!r} marks a mixture-of-experts or MLA model, "
-                             "which the book profile does not model yet")
+            raise InputError(
+                f"{origin}: key {key!r} marks a mixture-of-experts or MLA model, "
+                "which the book profile does not model yet"
+            )
     values = {}
     for key in (*_REQUIRED_CONFIG_KEYS, "num_key_value_heads", "head_dim"):
         if key not in config or (key == "head_dim" and config[key] is None):
@@ -218,15 +256,26 @@ def model_from_config(config: dict, name: str, origin: str, source: str = "") ->
     if heads % kv_heads:
         raise InputError(f"{origin}: num_key_value_heads {kv_heads} must divide num_attention_heads {heads}")
     if "head_dim" not in values and values["hidden_size"] % heads:
-        raise InputError(f"{origin}: config lacks key 'head_dim' and hidden_size {values['hidden_size']} "
-                         f"is not a multiple of num_attention_heads {heads}")
+        raise InputError(
+            f"{origin}: config lacks key 'head_dim' and hidden_size {values['hidden_size']} "
+            f"is not a multiple of num_attention_heads {heads}"
+        )
     head_dim = values.get("head_dim", values["hidden_size"] // heads)
     tie = config.get("tie_word_embeddings", False)
     if not isinstance(tie, bool):
         raise InputError(f"{origin}: key 'tie_word_embeddings' must be true or false, got {tie!r}")
-    return Model(name=name, num_layers=values["num_hidden_layers"], d_model=values["hidden_size"],
-                 d_ff=values["intermediate_size"], num_heads=heads, num_kv_heads=kv_heads,
-                 head_dim=head_dim, vocab=values["vocab_size"], tie_embeddings=tie, source=source)
+    return Model(
+        name=name,
+        num_layers=values["num_hidden_layers"],
+        d_model=values["hidden_size"],
+        d_ff=values["intermediate_size"],
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        vocab=values["vocab_size"],
+        tie_embeddings=tie,
+        source=source,
+    )
 
 
 @functools.cache
@@ -237,8 +286,10 @@ def _builtin_model_tables() -> dict[str, dict]:
 
 def builtin_models() -> dict[str, Model]:
     """The built-in zoo, by short name."""
-    return {n: model_from_config(t, n, "built-in models.toml", t.get("source", ""))
-            for n, t in _builtin_model_tables().items()}
+    return {
+        n: model_from_config(t, n, "built-in models.toml", t.get("source", ""))
+        for n, t in _builtin_model_tables().items()
+    }
 
 
 def model_aliases() -> dict[str, str]:

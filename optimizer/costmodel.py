@@ -56,8 +56,11 @@ class Roofline:
         b = np.asarray(batch, dtype=float)
         kv_in = self.kv_s_per_seq[rows] * self.kv_in_max[rows]
         outside = self.overhead_s_per_seq[rows] + self.colocated_s_per_seq[rows] + self.kv_s_per_seq[rows] - kv_in
-        return self.fixed_s[rows] + outside * b + np.maximum(self.flops_s_per_seq[rows] * b,
-                                                               self.params_s[rows] + kv_in * b)
+        return (
+            self.fixed_s[rows]
+            + outside * b
+            + np.maximum(self.flops_s_per_seq[rows] * b, self.params_s[rows] + kv_in * b)
+        )
 
     def slopes(self) -> tuple[np.ndarray, np.ndarray]:
         """Per sequence: the step's slope outside the max, and the KV slope inside it."""
@@ -69,10 +72,19 @@ class Roofline:
         return np.floor((self.hbm_capacity_bytes - self.weight_bytes) / self.kv_bytes_per_seq)
 
 
-def roofline(model: Model, workload: Workload, *, tp: np.ndarray, n_axes: np.ndarray,
-             weight_bytes_per_param: np.ndarray, kv_bytes_per_elem: np.ndarray,
-             flops: np.ndarray, hbm_bytes: np.ndarray, hbm_bytes_per_s: np.ndarray,
-             ici_bytes_per_s: np.ndarray) -> Roofline:
+def roofline(
+    model: Model,
+    workload: Workload,
+    *,
+    tp: np.ndarray,
+    n_axes: np.ndarray,
+    weight_bytes_per_param: np.ndarray,
+    kv_bytes_per_elem: np.ndarray,
+    flops: np.ndarray,
+    hbm_bytes: np.ndarray,
+    hbm_bytes_per_s: np.ndarray,
+    ici_bytes_per_s: np.ndarray,
+) -> Roofline:
     """Evaluate the book profile for arrays of (chip, Y, n_axes, dtype) rows."""
     context = workload.context
     P = float(model.param_count)
@@ -100,7 +112,9 @@ def roofline(model: Model, workload: Workload, *, tp: np.ndarray, n_axes: np.nda
         prefill_s=prefill,
         prompt_kv_bytes=kv_token * workload.prompt_tokens,
         colocated_s_per_seq=prefill / workload.decode_len if workload.colocated else zeros,
-        fixed_s=zeros, overhead_s_per_seq=zeros, kv_in_max=zeros,
+        fixed_s=zeros,
+        overhead_s_per_seq=zeros,
+        kv_in_max=zeros,
     )
 
 

@@ -63,8 +63,14 @@ class DemandPlan:
     seconds: float
 
 
-def solve_demand(qps: float, decode: Sequence[Offer], prefill: Sequence[Offer], with_prefill: bool,
-                 time_limit_s: float = 5.0, prune: bool = True) -> DemandPlan:
+def solve_demand(
+    qps: float,
+    decode: Sequence[Offer],
+    prefill: Sequence[Offer],
+    with_prefill: bool,
+    time_limit_s: float = 5.0,
+    prune: bool = True,
+) -> DemandPlan:
     """Minimize cost per hour subject to serving `qps`; `prune` drops dominated offers first."""
     started = time.perf_counter()
     d_offers = undominated(decode) if prune else [o for o in decode if o.rate_int > 0]
@@ -74,6 +80,7 @@ def solve_demand(qps: float, decode: Sequence[Offer], prefill: Sequence[Offer], 
         d_offers = [o for o in d_offers if o.group in served_groups]
         p_offers = [o for o in p_offers if o.group in {d.group for d in d_offers}]
     q = demand.demand_int(qps)
+
     # A feasible plan to start from: per dtype group, the cheapest single decode offer and the
     # cheapest single prefill offer that each cover the demand alone; the best group's cost
     # bounds every slice count (no optimal plan spends more on one offer than that).
@@ -103,7 +110,8 @@ def solve_demand(qps: float, decode: Sequence[Offer], prefill: Sequence[Offer], 
         model.add_bool_or([])  # nothing can serve: proven infeasible by the solver
     demand.add(model, qps, d_offers, d_vars, p_offers, p_vars, with_prefill)
     cost = sum(usd_int(o.usd_per_hour) * n for o, n in zip(d_offers, d_vars)) + sum(
-        usd_int(o.usd_per_hour) * n for o, n in zip(p_offers, p_vars))
+        usd_int(o.usd_per_hour) * n for o, n in zip(p_offers, p_vars)
+    )
     model.minimize(cost)
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1  # deterministic

@@ -47,8 +47,13 @@ from optimizer.plan_report import (
 from optimizer.plan_result import FleetPlan
 from optimizer.plan_spec import PlanSpec, ResolvedPlan, load_plan, resolve
 
-STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible", cp_model.INFEASIBLE: "infeasible",
-          cp_model.MODEL_INVALID: "model_invalid", cp_model.UNKNOWN: "unknown"}
+STATUS = {
+    cp_model.OPTIMAL: "optimal",
+    cp_model.FEASIBLE: "feasible",
+    cp_model.INFEASIBLE: "infeasible",
+    cp_model.MODEL_INVALID: "model_invalid",
+    cp_model.UNKNOWN: "unknown",
+}
 #: Largest forecast a plan represents (micro-QPS and micro-dollar sums stay inside int64).
 MAX_PLAN_QPS = 1e6
 
@@ -94,11 +99,15 @@ class FleetModel:
         hours = rp.spec.period_hours
         self.on_demand_unit = [budget.usd_int(c.usd_per_chip_hour * hours) for c in rp.chips]
         self.tiers = [pool.commitments for pool in rp.spec.pools]
-        self.commit_unit = [[budget.usd_int(c.usd_per_chip_hour * (1 - tier.discount) * hours) for tier in tiers]
-                            for c, tiers in zip(rp.chips, self.tiers)]
+        self.commit_unit = [
+            [budget.usd_int(c.usd_per_chip_hour * (1 - tier.discount) * hours) for tier in tiers]
+            for c, tiers in zip(rp.chips, self.tiers)
+        ]
         # a lower bound on what a chip costs per period in each pool: committed or on demand
-        self.lowest_unit = [min(units + ([u] if pool.on_demand else []))
-                            for u, units, pool in zip(self.on_demand_unit, self.commit_unit, rp.spec.pools)]
+        self.lowest_unit = [
+            min(units + ([u] if pool.on_demand else []))
+            for u, units, pool in zip(self.on_demand_unit, self.commit_unit, rp.spec.pools)
+        ]
         # slices[m][k][t]: None where the model has nothing to serve in period t
         self.slices: list[list[list[cp_model.IntVar | None]]] = []
         for mi, offers in enumerate(po.offers):
@@ -126,14 +135,35 @@ class FleetModel:
             first_only = starts_first_only(rp, p)
             per_tier = []
             for c, tier in enumerate(tiers):
-                per_tier.append([m.new_int_var(0, min(rp.quota[p][s:s + tier.term_periods]) if s == 0 or not first_only
-                                               else 0, f"commit[{p},{c},{s}]") for s in range(T)])
+                per_tier.append(
+                    [
+                        m.new_int_var(
+                            0,
+                            min(rp.quota[p][s : s + tier.term_periods]) if s == 0 or not first_only else 0,
+                            f"commit[{p},{c},{s}]",
+                        )
+                        for s in range(T)
+                    ]
+                )
             self.commit.append(per_tier)
-        self.committed = [[cp_model.LinearExpr.sum([self.commit[p][c][s] for c, tier in enumerate(tiers)
-                                                    for s in range(T) if commitments.covers(s, tier.term_periods, t)])
-                           for t in range(T)] for p, tiers in enumerate(self.tiers)]
-        self.on_demand = [[m.new_int_var(0, rp.quota[p][t] if pool.on_demand else 0, f"on_demand[{p},{t}]")
-                           for t in range(T)] for p, pool in enumerate(rp.spec.pools)]
+        self.committed = [
+            [
+                cp_model.LinearExpr.sum(
+                    [
+                        self.commit[p][c][s]
+                        for c, tier in enumerate(tiers)
+                        for s in range(T)
+                        if commitments.covers(s, tier.term_periods, t)
+                    ]
+                )
+                for t in range(T)
+            ]
+            for p, tiers in enumerate(self.tiers)
+        ]
+        self.on_demand = [
+            [m.new_int_var(0, rp.quota[p][t] if pool.on_demand else 0, f"on_demand[{p},{t}]") for t in range(T)]
+            for p, pool in enumerate(rp.spec.pools)
+        ]
         self.served: list[list[cp_model.IntVar]] = []
         self.routed: dict[tuple[int, int], dict[str, cp_model.IntVar]] = {}
         self.period_cost = []
@@ -185,8 +215,17 @@ class FleetModel:
                 if q > 0 and not d_off and not self.maximize_served:
                     self.model.add_bool_or([])  # no slice of this model fits in any pool: infeasible
                 elif q > 0:
-                    self.routed[(mi, t)] = demand.add(self.model, self.required[mi][t], d_off, d_var, p_off, p_var,
-                                                      with_prefill, served=served, name=f"[{mi},{t}]")
+                    self.routed[(mi, t)] = demand.add(
+                        self.model,
+                        self.required[mi][t],
+                        d_off,
+                        d_var,
+                        p_off,
+                        p_var,
+                        with_prefill,
+                        served=served,
+                        name=f"[{mi},{t}]",
+                    )
             self.served.append(served_row)
 
     def add_commitments(self) -> None:
@@ -213,15 +252,17 @@ class FleetModel:
                 if q == 0 or not live or self.maximize_served:
                     continue
                 weight = {k: offers[k].chips * self.lowest_unit[offers[k].pool] for k in live}
-                bound = cover_lower_bound(offers, q, live, weight,
-                                          self.rp.spec.workload(self.rp.spec.models[mi]).prefill_servers)
+                bound = cover_lower_bound(
+                    offers, q, live, weight, self.rp.spec.workload(self.rp.spec.models[mi]).prefill_servers
+                )
                 if bound:
                     row = [self.slices[mi][k][t] for k in live]
                     self.model.add(cp_model.LinearExpr.weighted_sum(row, [weight[k] for k in live]) >= bound)
 
     def _cheapest(self, mi: int, q: int, live: list[int], weight: dict[int, int]) -> tuple[int, dict[int, int]]:
-        return cheapest_deployment(self.po.offers[mi], q, live, weight,
-                                   self.rp.spec.workload(self.rp.spec.models[mi]).prefill_servers)
+        return cheapest_deployment(
+            self.po.offers[mi], q, live, weight, self.rp.spec.workload(self.rp.spec.models[mi]).prefill_servers
+        )
 
     def greedy_start(self) -> Start:
         """A complete starting plan. Per period, each model (largest load first) takes the
@@ -237,8 +278,12 @@ class FleetModel:
             if best is None or found.cost < best.cost:
                 best = found
                 tier = {p: c for (p, c, _) in found.commits}
-                units.append([self.commit_unit[p][tier[p]] if p in tier else self.on_demand_unit[p]
-                              for p in range(len(self.rp.chips))])
+                units.append(
+                    [
+                        self.commit_unit[p][tier[p]] if p in tier else self.on_demand_unit[p]
+                        for p in range(len(self.rp.chips))
+                    ]
+                )
         assert best is not None
         return best
 
@@ -255,8 +300,9 @@ class FleetModel:
 
     def held(self, commits: dict[tuple[int, int, int], int], p: int, t: int) -> int:
         """Chips of pool p under commitment in period t."""
-        return sum(n for (q, c, s), n in commits.items()
-                   if q == p and commitments.covers(s, self.tiers[q][c].term_periods, t))
+        return sum(
+            n for (q, c, s), n in commits.items() if q == p and commitments.covers(s, self.tiers[q][c].term_periods, t)
+        )
 
     def apply_hint(self, start: Start) -> None:
         """Hint every variable (a complete hint) with a starting plan."""
@@ -312,10 +358,10 @@ class FleetModel:
         rents = self.rp.spec.pools[p].on_demand
         best = (self._cost_one(p, used, {}) if rents else math.inf, -1, 0)
         for c, tier in enumerate(self.tiers[p]):
-            covered = used[:tier.term_periods]
+            covered = used[: tier.term_periods]
             levels = sorted(set(covered) | {0}) if rents else [max(used, default=0)]
             for chips in levels:
-                if not rents and any(u > chips for u in used[tier.term_periods:T]):
+                if not rents and any(u > chips for u in used[tier.term_periods : T]):
                     continue
                 cost = self._cost_one(p, used, {(p, c, 0): chips})
                 if cost < best[0]:
@@ -324,8 +370,11 @@ class FleetModel:
 
     def _cost_one(self, p: int, used: list[int], commits: dict[tuple[int, int, int], int]) -> float:
         rent = sum(self.on_demand_unit[p] * max(0, u - self.held(commits, p, t)) for t, u in enumerate(used))
-        return rent + sum(self.commit_unit[q][c] * n * charged_periods(self.rp, s, self.tiers[q][c].term_periods)
-                          for (q, c, s), n in commits.items() if q == p)
+        return rent + sum(
+            self.commit_unit[q][c] * n * charged_periods(self.rp, s, self.tiers[q][c].term_periods)
+            for (q, c, s), n in commits.items()
+            if q == p
+        )
 
     def _cost(self, used: list[list[int]], commits: dict[tuple[int, int, int], int]) -> float:
         return sum(self._cost_one(p, used[p], commits) for p in range(len(used)))
@@ -338,8 +387,12 @@ def starts_first_only(rp: ResolvedPlan, p: int) -> bool:
     first period keeps the chips held at their final level, within the (constant) quota.
     Exact. (A budget can make an early start unaffordable, so then every start is kept.)"""
     tiers = rp.spec.pools[p].commitments
-    return (rp.spec.commitment_accounting == "full-term" and all(t.term_periods >= rp.periods for t in tiers)
-            and len(set(rp.quota[p])) == 1 and rp.budget is None)
+    return (
+        rp.spec.commitment_accounting == "full-term"
+        and all(t.term_periods >= rp.periods for t in tiers)
+        and len(set(rp.quota[p])) == 1
+        and rp.budget is None
+    )
 
 
 def _solver(time_limit_s: float, workers: int) -> cp_model.CpSolver:
@@ -354,9 +407,17 @@ def _solver(time_limit_s: float, workers: int) -> cp_model.CpSolver:
     return solver
 
 
-def plan(spec: PlanSpec | str | Path, *, chips: dict[str, Chip] | None = None, time_limit_s: float = 10.0,
-         maximize_served: bool = False, workers: int = 2, profile: str | None = None, engine: str | None = None,
-         calibration: str | None = None) -> FleetPlan:
+def plan(
+    spec: PlanSpec | str | Path,
+    *,
+    chips: dict[str, Chip] | None = None,
+    time_limit_s: float = 10.0,
+    maximize_served: bool = False,
+    workers: int = 2,
+    profile: str | None = None,
+    engine: str | None = None,
+    calibration: str | None = None,
+) -> FleetPlan:
     """The cheapest fleet (or, with maximize_served, the most demand served and then the
     cheapest such fleet) for a plan; profile/engine/calibration override the plan's cost model.
     Raises InputError (a ValueError) naming the bad field;
@@ -371,14 +432,20 @@ def plan(spec: PlanSpec | str | Path, *, chips: dict[str, Chip] | None = None, t
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be a positive integer, got {workers!r}")
     if profile is not None or engine is not None or calibration is not None:
-        spec = replace(spec, profile=profile or spec.profile, engine=engine or spec.engine,
-                       calibration=calibration or spec.calibration)
+        spec = replace(
+            spec,
+            profile=profile or spec.profile,
+            engine=engine or spec.engine,
+            calibration=calibration or spec.calibration,
+        )
     rp = resolve(spec, chips if chips is not None else load_chips())
     for k, row in enumerate(rp.demand):
         for t, d in enumerate(row):
             if d * (1 + spec.headroom) > MAX_PLAN_QPS:
-                raise InputError(f"models[{k}].demand_qps[{t}] with headroom is above {MAX_PLAN_QPS:g} queries/s, "
-                                 "beyond what the plan's integers represent exactly")
+                raise InputError(
+                    f"models[{k}].demand_qps[{t}] with headroom is above {MAX_PLAN_QPS:g} queries/s, "
+                    "beyond what the plan's integers represent exactly"
+                )
     po = build_offers(rp)
     objective = "max-served" if maximize_served else "min-cost"
     reason = unservable(rp, po)
@@ -396,8 +463,7 @@ def _left(deadline: float) -> float:
     return max(0.1, deadline - time.perf_counter())
 
 
-def solve_plan(rp: ResolvedPlan, po: PlanOffers, deadline: float, workers: int,
-               maximize_served: bool) -> Outcome:
+def solve_plan(rp: ResolvedPlan, po: PlanOffers, deadline: float, workers: int, maximize_served: bool) -> Outcome:
     """Build and solve the plan's model by `deadline` (time.perf_counter()); the chosen
     integers, or a status without them."""
     fm = FleetModel(rp, po, maximize_served)
@@ -421,24 +487,45 @@ def solve_plan(rp: ResolvedPlan, po: PlanOffers, deadline: float, workers: int,
             return Outcome(STATUS.get(status, "unknown"), objective, variables=size[0], constraints=size[1])
         if first_status == cp_model.FEASIBLE:
             status = cp_model.FEASIBLE  # the cheapest plan for a served total that may not be the most
-        return Outcome(STATUS[status], objective, solution=_solution(fm, solver), bound_usd_int=None,
-                       variables=size[0], constraints=size[1])
+        return Outcome(
+            STATUS[status],
+            objective,
+            solution=_solution(fm, solver),
+            bound_usd_int=None,
+            variables=size[0],
+            constraints=size[1],
+        )
     fm.model.minimize(fm.total_cost)
     solver = _solver(_left(deadline), workers)
     status = solver.solve(fm.model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        reason = (None if status == cp_model.INFEASIBLE
-                  else "the solver found no plan within the time limit")
+        reason = None if status == cp_model.INFEASIBLE else "the solver found no plan within the time limit"
         return Outcome(STATUS.get(status, "unknown"), objective, reason=reason, variables=size[0], constraints=size[1])
-    return Outcome(STATUS[status], objective, solution=_solution(fm, solver),
-                   bound_usd_int=math.ceil(solver.best_objective_bound - 1e-9), variables=size[0], constraints=size[1])
+    return Outcome(
+        STATUS[status],
+        objective,
+        solution=_solution(fm, solver),
+        bound_usd_int=math.ceil(solver.best_objective_bound - 1e-9),
+        variables=size[0],
+        constraints=size[1],
+    )
 
 
 def _solution(fm: FleetModel, solver: cp_model.CpSolver) -> Solution:
-    slices = {(mi, k, t): solver.value(v) for mi, rows in enumerate(fm.slices) for k, row in enumerate(rows)
-              for t, v in enumerate(row) if v is not None and solver.value(v) > 0}
-    commit = {(p, c, s): solver.value(v) for p, tiers in enumerate(fm.commit) for c, starts in enumerate(tiers)
-              for s, v in enumerate(starts) if solver.value(v) > 0}
+    slices = {
+        (mi, k, t): solver.value(v)
+        for mi, rows in enumerate(fm.slices)
+        for k, row in enumerate(rows)
+        for t, v in enumerate(row)
+        if v is not None and solver.value(v) > 0
+    }
+    commit = {
+        (p, c, s): solver.value(v)
+        for p, tiers in enumerate(fm.commit)
+        for c, starts in enumerate(tiers)
+        for s, v in enumerate(starts)
+        if solver.value(v) > 0
+    }
     return Solution(slices, commit)
 
 

@@ -59,9 +59,17 @@ class FrontierPoint:
         return asdict(self)
 
 
-def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int = 512,
-             weights: tuple[str, ...] | None = None, kv: tuple[str, ...] | None = None, profile: str = "book",
-             engine: str | None = None, calibration: str | None = None) -> list[FrontierPoint]:
+def frontier(
+    model: Model,
+    chips: dict[str, Chip],
+    context: int,
+    decode_len: int = 512,
+    weights: tuple[str, ...] | None = None,
+    kv: tuple[str, ...] | None = None,
+    profile: str = "book",
+    engine: str | None = None,
+    calibration: str | None = None,
+) -> list[FrontierPoint]:
     """The exact Pareto frontier of (step, $/million output tokens), fastest first.
     Raises InputError for unknown dtypes or dtypes none of the chips supports."""
     for kind, values, attr in (("weights", weights, "weight_dtypes"), ("kv", kv, "kv_dtypes")):
@@ -70,8 +78,14 @@ def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int
                 raise unknown_name(f"{kind} dtype", v, DTYPES)
         if values and not any(set(values) & set(getattr(c, attr)) for c in chips.values()):
             raise InputError(f"no chip asked supports the {kind} dtypes {', '.join(values)}")
-    w = Workload(context=context, decode_len=decode_len, serving="decode-only", profile=profile, engine=engine,
-                 calibration=calibration)
+    w = Workload(
+        context=context,
+        decode_len=decode_len,
+        serving="decode-only",
+        profile=profile,
+        engine=engine,
+        calibration=calibration,
+    )
     table = build_table(model, chips, w, weights, kv)
     c = table.cost
     cap = np.minimum(hbm.batch_caps(table, w), comms.batch_caps(table, w))
@@ -87,8 +101,10 @@ def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int
         return []
     counts = last[rows]
     if counts.sum() > MAX_POINTS:
-        raise InputError(f"the frontier would weigh {int(counts.sum()):,} (configuration, batch) points, over "
-                         f"{MAX_POINTS:,}: restrict --chip, --weights or --kv")
+        raise InputError(
+            f"the frontier would weigh {int(counts.sum()):,} (configuration, batch) points, over "
+            f"{MAX_POINTS:,}: restrict --chip, --weights or --kv"
+        )
     row_of = np.repeat(rows, counts)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     batch = np.arange(len(row_of)) - starts + 1
@@ -105,14 +121,21 @@ def frontier(model: Model, chips: dict[str, Chip], context: int, decode_len: int
     _, kv_in = c.slopes()
     for k in keep:
         i, b = int(row_of[k]), int(batch[k])
-        points.append(FrontierPoint(
-            context=context, **table.row(i), batch=b, step_ms=float(m.step_s[k] * 1e3),
-            tokens_per_s_per_chip=float(m.tokens_per_s_per_chip[k]), qps_per_chip=float(m.qps_per_chip[k]),
-            queries_per_dollar=float(m.queries_per_dollar[k]),
-            usd_per_million_tokens=float(m.usd_per_million_tokens[k]),
-            usd_per_million_output_tokens=float(m.usd_per_million_tokens[k]),
-            cost_per_hour=float(table.slice_chips[i] * table.usd_per_chip_hour[i]),
-            compute_bound=bool(c.flops_s_per_seq[i] * b >= c.params_s[i] + kv_in[i] * b)))
+        points.append(
+            FrontierPoint(
+                context=context,
+                **table.row(i),
+                batch=b,
+                step_ms=float(m.step_s[k] * 1e3),
+                tokens_per_s_per_chip=float(m.tokens_per_s_per_chip[k]),
+                qps_per_chip=float(m.qps_per_chip[k]),
+                queries_per_dollar=float(m.queries_per_dollar[k]),
+                usd_per_million_tokens=float(m.usd_per_million_tokens[k]),
+                usd_per_million_output_tokens=float(m.usd_per_million_tokens[k]),
+                cost_per_hour=float(table.slice_chips[i] * table.usd_per_chip_hour[i]),
+                compute_bound=bool(c.flops_s_per_seq[i] * b >= c.params_s[i] + kv_in[i] * b),
+            )
+        )
     return points
 
 
@@ -135,12 +158,29 @@ class BatchPoint:
         return asdict(self)
 
 
-def by_batch(model: Model, chip: Chip, topology: str, tp: int | None, weights: str, kv: str,
-             context: int, decode_len: int = 512, max_batch: int | None = None, profile: str = "book",
-             engine: str | None = None, calibration: str | None = None) -> list[BatchPoint]:
+def by_batch(
+    model: Model,
+    chip: Chip,
+    topology: str,
+    tp: int | None,
+    weights: str,
+    kv: str,
+    context: int,
+    decode_len: int = 512,
+    max_batch: int | None = None,
+    profile: str = "book",
+    engine: str | None = None,
+    calibration: str | None = None,
+) -> list[BatchPoint]:
     """Step time (and its parts) and throughput per chip for batch 1 .. the largest that fits."""
-    w = Workload(context=context, decode_len=decode_len, serving="decode-only", profile=profile, engine=engine,
-                 calibration=calibration)
+    w = Workload(
+        context=context,
+        decode_len=decode_len,
+        serving="decode-only",
+        profile=profile,
+        engine=engine,
+        calibration=calibration,
+    )
     table = single_candidate(model, chip, topology, tp, weights, kv, w)
     c = table.cost
     fit = int(hbm.batch_caps(table, w)[0])
@@ -152,9 +192,18 @@ def by_batch(model: Model, chip: Chip, topology: str, tp: int | None, weights: s
     step = c.step_s(b, rows)
     flops = c.flops_s_per_seq[0] * b
     bound = comms.comms_bound(table, rows, b)
-    return [BatchPoint(context=context, tp=int(table.tp[0]), batch=int(bi), step_ms=float(s * 1e3),
-                       params_ms=float(c.params_s[0] * 1e3),
-                       kv_ms=float(c.kv_s_per_seq[0] * bi * 1e3), flops_ms=float(f * 1e3),
-                       tokens_per_ms_per_chip=float(bi / (s * 1e3 * table.tp[0])),
-                       compute_bound=bool(f >= c.params_s[0] + c.slopes()[1][0] * bi), comms_bound=bool(cb))
-            for bi, s, f, cb in zip(b.tolist(), step.tolist(), flops.tolist(), bound.tolist())]
+    return [
+        BatchPoint(
+            context=context,
+            tp=int(table.tp[0]),
+            batch=int(bi),
+            step_ms=float(s * 1e3),
+            params_ms=float(c.params_s[0] * 1e3),
+            kv_ms=float(c.kv_s_per_seq[0] * bi * 1e3),
+            flops_ms=float(f * 1e3),
+            tokens_per_ms_per_chip=float(bi / (s * 1e3 * table.tp[0])),
+            compute_bound=bool(f >= c.params_s[0] + c.slopes()[1][0] * bi),
+            comms_bound=bool(cb),
+        )
+        for bi, s, f, cb in zip(b.tolist(), step.tolist(), flops.tolist(), bound.tolist())
+    ]

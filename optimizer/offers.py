@@ -46,8 +46,14 @@ class SliceOffer:
     prefill_ms: float | None = None  # prefill: one prompt
 
 
-def model_offers(m: int, model: Model, workload: Workload, pools: Sequence[Chip],
-                 weights: tuple[str, ...] | None, kv: tuple[str, ...] | None) -> list[SliceOffer]:
+def model_offers(
+    m: int,
+    model: Model,
+    workload: Workload,
+    pools: Sequence[Chip],
+    weights: tuple[str, ...] | None,
+    kv: tuple[str, ...] | None,
+) -> list[SliceOffer]:
     """Every feasible decode and prefill offer of one model on every pool (unpruned)."""
     offers: list[SliceOffer] = []
     for p, chip in enumerate(pools):
@@ -62,13 +68,34 @@ def model_offers(m: int, model: Model, workload: Workload, pools: Sequence[Chip]
             step = measure(table, rows, batch, workload.decode_len).step_s
             qps = table.replicas[rows] * batch / (step * workload.decode_len)
             for r, b, s, q in zip(rows.tolist(), batch.tolist(), step.tolist(), qps.tolist()):
-                offers.append(SliceOffer(m, p, "decode", str(groups[r]), int(table.slice_chips[r]), float(q),
-                                         table.row(r), batch=int(b), step_ms=s * 1e3))
+                offers.append(
+                    SliceOffer(
+                        m,
+                        p,
+                        "decode",
+                        str(groups[r]),
+                        int(table.slice_chips[r]),
+                        float(q),
+                        table.row(r),
+                        batch=int(b),
+                        step_ms=s * 1e3,
+                    )
+                )
         if workload.prefill_servers:
             for r in np.flatnonzero(prefill.server_mask(table, workload)).tolist():
                 t = float(table.cost.prefill_s[r])
-                offers.append(SliceOffer(m, p, "prefill", str(groups[r]), int(table.slice_chips[r]),
-                                         float(table.replicas[r]) / t, table.row(r), prefill_ms=t * 1e3))
+                offers.append(
+                    SliceOffer(
+                        m,
+                        p,
+                        "prefill",
+                        str(groups[r]),
+                        int(table.slice_chips[r]),
+                        float(table.replicas[r]) / t,
+                        table.row(r),
+                        prefill_ms=t * 1e3,
+                    )
+                )
     return offers
 
 
@@ -86,8 +113,7 @@ def undominated(offers: Sequence[SliceOffer]) -> list[SliceOffer]:
     for members in buckets.values():
         for k in members:
             o = offers[k]
-            if any(j != k and _dominates(offers[j], o) and (not _dominates(o, offers[j]) or j < k)
-                   for j in members):
+            if any(j != k and _dominates(offers[j], o) and (not _dominates(o, offers[j]) or j < k) for j in members):
                 dropped.add(k)
     return [o for k, o in enumerate(offers) if k not in dropped]
 
@@ -116,8 +142,9 @@ def prune(offers: Sequence[SliceOffer], with_prefill: bool) -> list[SliceOffer]:
     return [o for o in live if o.group in alive]
 
 
-def cheapest_cover(q: int, items: Sequence[tuple[int, int]],
-                   node_limit: int = 20000) -> tuple[int, dict[int, int], bool]:
+def cheapest_cover(
+    q: int, items: Sequence[tuple[int, int]], node_limit: int = 20000
+) -> tuple[int, dict[int, int], bool]:
     """min sum w_k n_k subject to sum r_k n_k >= q over integers n_k >= 0, for items (w_k, r_k)
     with r_k > 0: depth-first branch and bound, items by cost per unit of rate.
 
@@ -155,8 +182,9 @@ def cheapest_cover(q: int, items: Sequence[tuple[int, int]],
     return int(best_cost), best, True
 
 
-def cover_lower_bound(offers: Sequence[SliceOffer], q: int, live: Sequence[int], weight: dict[int, int],
-                      with_prefill: bool) -> int:
+def cover_lower_bound(
+    offers: Sequence[SliceOffer], q: int, live: Sequence[int], weight: dict[int, int], with_prefill: bool
+) -> int:
     """A lower bound on what serving q micro-QPS costs (priced by `weight`), valid when the load
     may be split over dtype pairs: any plan's decode slices, over all pairs, cover q, and so do
     its prefill slices; so the cheapest decode cover plus the cheapest prefill cover, each over
@@ -171,8 +199,9 @@ def cover_lower_bound(offers: Sequence[SliceOffer], q: int, live: Sequence[int],
     return total
 
 
-def cheapest_deployment(offers: Sequence[SliceOffer], q: int, live: Sequence[int], weight: dict[int, int],
-                        with_prefill: bool) -> tuple[int, dict[int, int]]:
+def cheapest_deployment(
+    offers: Sequence[SliceOffer], q: int, live: Sequence[int], weight: dict[int, int], with_prefill: bool
+) -> tuple[int, dict[int, int]]:
     """The cheapest integer deployment serving q micro-QPS from the offers `live` (indices),
     priced by `weight` per slice: per dtype pair the cheapest decode cover plus (with prefill
     servers) the cheapest prefill cover, the best pair. Returns (cost, or a lower bound on it
@@ -182,13 +211,19 @@ def cheapest_deployment(offers: Sequence[SliceOffer], q: int, live: Sequence[int
         total: int | None = 0
         chosen: dict[int, int] = {}
         for role in ("decode", "prefill") if with_prefill else ("decode",):
-            ks = [k for k in live if offers[k].group == g and offers[k].role == role
-                  and math.floor(offers[k].rate * RATE_UNITS_PER_QPS) > 0]
+            ks = [
+                k
+                for k in live
+                if offers[k].group == g
+                and offers[k].role == role
+                and math.floor(offers[k].rate * RATE_UNITS_PER_QPS) > 0
+            ]
             if not ks:
                 total = None
                 break
-            cost, counts, _ = cheapest_cover(q, [(weight[k], math.floor(offers[k].rate * RATE_UNITS_PER_QPS))
-                                                 for k in ks])
+            cost, counts, _ = cheapest_cover(
+                q, [(weight[k], math.floor(offers[k].rate * RATE_UNITS_PER_QPS)) for k in ks]
+            )
             total = (total or 0) + cost
             chosen.update({ks[i]: n for i, n in counts.items()})
         if total is not None and (best is None or total < best[0]):

@@ -111,8 +111,13 @@ def tally(rp: ResolvedPlan, po: PlanOffers, sol: Solution) -> Tally:
         for t in range(T):
             cost[p][t] += per_chip * on_demand[p][t]
             cost_int += budget.usd_int(per_chip) * on_demand[p][t]
-    capacity = [[servable_qps(*_offers_in(po, sol, mi, t), rp.spec.workload(rp.spec.models[mi]).prefill_servers)
-                 for t in range(T)] for mi in range(len(po.offers))]
+    capacity = [
+        [
+            servable_qps(*_offers_in(po, sol, mi, t), rp.spec.workload(rp.spec.models[mi]).prefill_servers)
+            for t in range(T)
+        ]
+        for mi in range(len(po.offers))
+    ]
     return Tally(used, committed, by_tier, on_demand, cost, capacity, model_chips, cost_int)
 
 
@@ -136,8 +141,10 @@ def check_plan(rp: ResolvedPlan, po: PlanOffers, sol: Solution, serve_all: bool 
         for mi, row in enumerate(required_qps(rp)):
             for t, q in enumerate(row):
                 if tl.capacity_qps[mi][t] < q:
-                    out.append(f"{rp.spec.models[mi].label} period {t + 1}: serves {tl.capacity_qps[mi][t]:.6g} "
-                               f"queries/s, below the {q:.6g} required")
+                    out.append(
+                        f"{rp.spec.models[mi].label} period {t + 1}: serves {tl.capacity_qps[mi][t]:.6g} "
+                        f"queries/s, below the {q:.6g} required"
+                    )
     out += quota.check(tl.used, tl.committed, rp.quota, names)
     # commitments: the tally rents exactly the shortfall, so only commitment-only pools can fail
     out += commitments.check(tl.used, tl.committed, tl.on_demand, [p.on_demand for p in rp.spec.pools], names)
@@ -192,9 +199,11 @@ def shortfalls(rp: ResolvedPlan, po: PlanOffers, sol: Solution) -> list[str]:
         short = [t for t, q in enumerate(row) if tl.capacity_qps[mi][t] < q * (1 - 1e-9)]
         if short:
             worst = min(short, key=lambda t: tl.capacity_qps[mi][t] / row[t])
-            out.append(f"{rp.spec.models[mi].label} in {periods_text(rp, short)} (at worst "
-                       f"{tl.capacity_qps[mi][worst]:.4g} of {row[worst]:.4g} queries/s, {rp.spec.period_name} "
-                       f"{worst + 1})")
+            out.append(
+                f"{rp.spec.models[mi].label} in {periods_text(rp, short)} (at worst "
+                f"{tl.capacity_qps[mi][worst]:.4g} of {row[worst]:.4g} queries/s, {rp.spec.period_name} "
+                f"{worst + 1})"
+            )
     return out
 
 
@@ -244,8 +253,10 @@ def binding(rp: ResolvedPlan, po: PlanOffers, sol: Solution, tl: Tally) -> list[
         full = sorted(set().union(*(e[0] for e in models.values())))
         limits = sorted({rp.quota[p][t] for t in full})
         quota_text = f"{limits[0]} chips" if len(limits) == 1 else f"{limits[0]}-{limits[-1]} chips"
-        parts = [f"the {names[p]} quota of {quota_text} binds in {periods_text(rp, full)} (too few chips left for "
-                 "the cheapest deployments)"]
+        parts = [
+            f"the {names[p]} quota of {quota_text} binds in {periods_text(rp, full)} (too few chips left for "
+            "the cheapest deployments)"
+        ]
         for mi, (_, ideal_cost, actual, moved, served_all) in sorted(models.items()):
             label = rp.spec.models[mi].label
             if not served_all:  # a cost per query means little for load that is not served
@@ -254,17 +265,21 @@ def binding(rp: ResolvedPlan, po: PlanOffers, sol: Solution, tl: Tally) -> list[
             names_moved = sorted(moved)
             moved_text = ", ".join(names_moved[:-1]) + " and " + names_moved[-1] if len(moved) > 1 else "".join(moved)
             where = f" moves to {moved_text} and" if moved else ""
-            parts.append(f"{label}{where} pays {100 * (actual / ideal_cost - 1):+.0f}% per query "
-                         "over its cheapest deployment (on-demand prices)")
+            parts.append(
+                f"{label}{where} pays {100 * (actual / ideal_cost - 1):+.0f}% per query "
+                "over its cheapest deployment (on-demand prices)"
+            )
         out.append("; ".join(parts))
     if rp.budget is not None and smallest:
         step = min(rp.chips[p].usd_per_chip_hour * rp.spec.period_hours * smallest[p] for p in smallest)
         spent = tl.period_cost_usd
         tight = [t for t in range(T) if rp.budget[t] - spent[t] < step]
         if tight:
-            out.append(f"the budget binds in {periods_text(rp, tight)}: less than one more slice's cost is left "
-                       f"(spent ${max(spent[t] for t in tight):,.0f} of ${max(rp.budget[t] for t in tight):,.0f} "
-                       f"at most)")
+            out.append(
+                f"the budget binds in {periods_text(rp, tight)}: less than one more slice's cost is left "
+                f"(spent ${max(spent[t] for t in tight):,.0f} of ${max(rp.budget[t] for t in tight):,.0f} "
+                f"at most)"
+            )
     bought: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for (p, c, s), chips in sorted(sol.commit.items()):
         bought.setdefault((p, c), []).append((s, chips))
@@ -276,9 +291,11 @@ def binding(rp: ResolvedPlan, po: PlanOffers, sol: Solution, tl: Tally) -> list[
         s0 = buys[0][0]
         covered = min(tier.term_periods, T - s0)
         share = (1 - tier.discount) * charged_periods(rp, s0, tier.term_periods) / covered
-        out.append(f"{names[p]} {tier.name} commitments ({tier.discount:.0%} off, {tier.term_periods} "
-                   f"{rp.spec.period_name}s) pay off for chips busy in more than {share:.0%} of the "
-                   f"{covered} {rp.spec.period_name}s they are held in the plan: the plan commits {what}")
+        out.append(
+            f"{names[p]} {tier.name} commitments ({tier.discount:.0%} off, {tier.term_periods} "
+            f"{rp.spec.period_name}s) pay off for chips busy in more than {share:.0%} of the "
+            f"{covered} {rp.spec.period_name}s they are held in the plan: the plan commits {what}"
+        )
     if not out:
         out.append("no quota, budget or commitment binds: each model runs on its cheapest slices")
     return out
@@ -304,15 +321,31 @@ def report(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: float, t
         for (p, c, s), chips in sorted(sol.commit.items()):
             tier = spec.pools[p].commitments[c]
             per_period = rp.chips[p].usd_per_chip_hour * (1 - tier.discount) * hours * chips
-            purchases.append(CommitmentPurchase(
-                pool=names[p], chip=rp.chips[p].name, tier=tier.name, start_period=s + 1,
-                term_periods=tier.term_periods, chips=chips, discount=tier.discount, usd_per_period=per_period,
-                total_usd=per_period * charged_periods(rp, s, tier.term_periods)))
+            purchases.append(
+                CommitmentPurchase(
+                    pool=names[p],
+                    chip=rp.chips[p].name,
+                    tier=tier.name,
+                    start_period=s + 1,
+                    term_periods=tier.term_periods,
+                    chips=chips,
+                    discount=tier.discount,
+                    usd_per_period=per_period,
+                    total_usd=per_period * charged_periods(rp, s, tier.term_periods),
+                )
+            )
         for t in range(T):
             od = sum(rp.chips[p].usd_per_chip_hour * hours * tl.on_demand[p][t] for p in range(len(names)))
             period_total = tl.period_cost_usd[t]
-            costs.append(PeriodCost(period=t + 1, on_demand_usd=od, committed_usd=period_total - od,
-                                    total_usd=period_total, budget_usd=rp.budget[t] if rp.budget else None))
+            costs.append(
+                PeriodCost(
+                    period=t + 1,
+                    on_demand_usd=od,
+                    committed_usd=period_total - od,
+                    total_usd=period_total,
+                    budget_usd=rp.budget[t] if rp.budget else None,
+                )
+            )
             for p in range(len(names)):
                 shapes: dict[str, int] = {}
                 for (mi, k, t2), n in sorted(sol.slices.items()):
@@ -320,10 +353,19 @@ def report(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: float, t
                     if t2 == t and o.pool == p:
                         shapes[o.config["topology"]] = shapes.get(o.config["topology"], 0) + n
                 if tl.used[p][t] or tl.committed[p][t]:
-                    bill.append(PoolPeriod(pool=names[p], chip=rp.chips[p].name, period=t + 1, quota=rp.quota[p][t],
-                                           used=tl.used[p][t], committed=dict(tl.committed_by_tier[p][t]),
-                                           on_demand=tl.on_demand[p][t], slices=shapes,
-                                           cost_usd=tl.pool_cost_usd[p][t]))
+                    bill.append(
+                        PoolPeriod(
+                            pool=names[p],
+                            chip=rp.chips[p].name,
+                            period=t + 1,
+                            quota=rp.quota[p][t],
+                            used=tl.used[p][t],
+                            committed=dict(tl.committed_by_tier[p][t]),
+                            on_demand=tl.on_demand[p][t],
+                            slices=shapes,
+                            cost_usd=tl.pool_cost_usd[p][t],
+                        )
+                    )
         for mi, pm in enumerate(spec.models):
             for t in range(T):
                 entries = []
@@ -331,18 +373,39 @@ def report(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: float, t
                     n = sol.slices.get((mi, k, t), 0)
                     if n:
                         cfg = o.config
-                        entries.append(PlanEntry(
-                            role=o.role, pool=names[o.pool], chip=cfg["chip"], topology=cfg["topology"],
-                            chips=cfg["chips"], tp=cfg["tp"], replicas=cfg["replicas"], weights=cfg["weights"],
-                            kv=cfg["kv"], slices=n, rate_per_slice=o.rate, batch=o.batch, step_ms=o.step_ms,
-                            prefill_ms=o.prefill_ms))
+                        entries.append(
+                            PlanEntry(
+                                role=o.role,
+                                pool=names[o.pool],
+                                chip=cfg["chip"],
+                                topology=cfg["topology"],
+                                chips=cfg["chips"],
+                                tp=cfg["tp"],
+                                replicas=cfg["replicas"],
+                                weights=cfg["weights"],
+                                kv=cfg["kv"],
+                                slices=n,
+                                rate_per_slice=o.rate,
+                                batch=o.batch,
+                                step_ms=o.step_ms,
+                                prefill_ms=o.prefill_ms,
+                            )
+                        )
                 cap = tl.capacity_qps[mi][t]
                 d = rp.demand[mi][t]
-                models.append(ModelPeriod(
-                    model=pm.label, period=t + 1, demand_qps=d, required_qps=required[mi][t], capacity_qps=cap,
-                    utilization=d / cap if cap > 0 else 0.0,
-                    headroom_pct=100.0 * (cap - d) / d if d > 0 else None,
-                    chips=tl.model_chips[mi][t], entries=entries))
+                models.append(
+                    ModelPeriod(
+                        model=pm.label,
+                        period=t + 1,
+                        demand_qps=d,
+                        required_qps=required[mi][t],
+                        capacity_qps=cap,
+                        utilization=d / cap if cap > 0 else 0.0,
+                        headroom_pct=100.0 * (cap - d) / d if d > 0 else None,
+                        chips=tl.model_chips[mi][t],
+                        entries=entries,
+                    )
+                )
         total = sum(c.on_demand_usd for c in costs) + sum(c.total_usd for c in purchases)
         if outcome.bound_usd_int is not None:
             bound = outcome.bound_usd_int / budget.USD_UNITS
@@ -350,25 +413,54 @@ def report(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: float, t
         bind = binding(rp, po, sol, tl)
         short = shortfalls(rp, po, sol)
         if outcome.objective == "max-served":
-            served = sum(min(tl.capacity_qps[mi][t], required[mi][t]) for mi in range(len(spec.models))
-                         for t in range(T))
+            served = sum(
+                min(tl.capacity_qps[mi][t], required[mi][t]) for mi in range(len(spec.models)) for t in range(T)
+            )
         beyond = sum(c.total_usd - c.usd_per_period * min(c.term_periods, T - c.start_period + 1) for c in purchases)
         if beyond > 0:
-            notes.append(f"commitments running past {spec.period_name} {T} add ${beyond:,.0f} to the total "
-                         "(full-term accounting: every period of a term is paid)")
+            notes.append(
+                f"commitments running past {spec.period_name} {T} add ${beyond:,.0f} to the total "
+                "(full-term accounting: every period of a term is paid)"
+            )
     if spec.profile == "calibrated":
         from optimizer.calibration import profile_notes
-        notes += profile_notes(spec.calibration, spec.engine, any(m.serving != "decode-only" for m in spec.models),
-                               {c.name for c in rp.chips})
+
+        notes += profile_notes(
+            spec.calibration,
+            spec.engine,
+            any(m.serving != "decode-only" for m in spec.models),
+            {c.name for c in rp.chips},
+        )
     return FleetPlan(
-        status=outcome.status, objective=outcome.objective, reason=outcome.reason, periods=T,
-        period_name=spec.period_name, period_hours=spec.period_hours, headroom=spec.headroom,
-        commitment_accounting=spec.commitment_accounting, total_cost_usd=total, bound_usd=bound, gap=gap,
-        served_qps=served, required_qps=sum(sum(r) for r in required) if outcome.objective == "max-served" else None,
-        costs=costs, bill=bill, commitments=purchases, models=models, binding=bind, shortfalls=short,
-        solve=PlanStats(seconds=time.perf_counter() - started, solver_status=outcome.status,
-                        time_limit_s=time_limit_s, offers=po.count, offers_before_pruning=po.before_pruning,
-                        variables=outcome.variables, constraints=outcome.constraints),
-        notes=notes, profile=spec.profile, engine=spec.engine)
-
-
+        status=outcome.status,
+        objective=outcome.objective,
+        reason=outcome.reason,
+        periods=T,
+        period_name=spec.period_name,
+        period_hours=spec.period_hours,
+        headroom=spec.headroom,
+        commitment_accounting=spec.commitment_accounting,
+        total_cost_usd=total,
+        bound_usd=bound,
+        gap=gap,
+        served_qps=served,
+        required_qps=sum(sum(r) for r in required) if outcome.objective == "max-served" else None,
+        costs=costs,
+        bill=bill,
+        commitments=purchases,
+        models=models,
+        binding=bind,
+        shortfalls=short,
+        solve=PlanStats(
+            seconds=time.perf_counter() - started,
+            solver_status=outcome.status,
+            time_limit_s=time_limit_s,
+            offers=po.count,
+            offers_before_pruning=po.before_pruning,
+            variables=outcome.variables,
+            constraints=outcome.constraints,
+        ),
+        notes=notes,
+        profile=spec.profile,
+        engine=spec.engine,
+    )

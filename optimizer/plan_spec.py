@@ -32,8 +32,9 @@ def _per_period(where: str, value: Any, periods: int, *, integer: bool = False, 
     """One value (every period) or a list of exactly `periods` values."""
     values = list(value) if isinstance(value, (list, tuple)) else [value] * periods
     if len(values) != periods:
-        raise InputError(f"{where} has {len(values)} values but the plan has {periods} periods "
-                         "(give one value, or one per period)")
+        raise InputError(
+            f"{where} has {len(values)} values but the plan has {periods} periods (give one value, or one per period)"
+        )
     kind = "integer" if integer else "number"
     for k, v in enumerate(values):
         at = f"{where}[{k}]" if isinstance(value, (list, tuple)) else where
@@ -62,11 +63,19 @@ class PlanModel:
     weights: tuple[str, ...] | None = None
     kv: tuple[str, ...] | None = None
 
-    def workload(self, profile: str = "book", engine: str | None = None,
-                 calibration: str | None = None) -> Workload:
-        return Workload(context=self.context, decode_len=self.decode_len, slo_ms=self.slo_ms,
-                        prompt_len=self.prompt_len, prefill_mfu=self.prefill_mfu, ttft_ms=self.ttft_ms,
-                        serving=self.serving, profile=profile, engine=engine, calibration=calibration)
+    def workload(self, profile: str = "book", engine: str | None = None, calibration: str | None = None) -> Workload:
+        return Workload(
+            context=self.context,
+            decode_len=self.decode_len,
+            slo_ms=self.slo_ms,
+            prompt_len=self.prompt_len,
+            prefill_mfu=self.prefill_mfu,
+            ttft_ms=self.ttft_ms,
+            serving=self.serving,
+            profile=profile,
+            engine=engine,
+            calibration=calibration,
+        )
 
     @property
     def label(self) -> str:
@@ -150,8 +159,10 @@ def resolve(spec: PlanSpec, catalog: dict[str, Chip] | None = None) -> ResolvedP
     if spec.profile not in PROFILES:
         raise unknown_name("profile", str(spec.profile), list(PROFILES))
     if spec.share_slices:
-        raise InputError("share_slices = true is not supported: each slice serves one model "
-                         "(several models per slice needs a shared-HBM cost model servesat does not have)")
+        raise InputError(
+            "share_slices = true is not supported: each slice serves one model "
+            "(several models per slice needs a shared-HBM cost model servesat does not have)"
+        )
     if not isinstance(spec.period_name, str) or not spec.period_name:
         raise InputError(f"period_name must be a non-empty string, got {spec.period_name!r}")
     if spec.calibration is not None and not isinstance(spec.calibration, str):
@@ -205,8 +216,9 @@ def resolve(spec: PlanSpec, catalog: dict[str, Chip] | None = None) -> ResolvedP
                 raise InputError(f"{where}.shapes is empty; leave it out for every slice of {chip.name}")
             for s in pool.shapes:
                 if not isinstance(s, str) or s not in chip.topologies:
-                    raise InputError(f"{where}.shapes: {s!r} is not a {chip.name} slice; valid: "
-                                     f"{', '.join(chip.topologies)}")
+                    raise InputError(
+                        f"{where}.shapes: {s!r} is not a {chip.name} slice; valid: {', '.join(chip.topologies)}"
+                    )
             chip = replace(chip, topologies=tuple(dict.fromkeys(pool.shapes)))
         if pool.usd_per_chip_hour is not None:
             if not _is_number(pool.usd_per_chip_hour) or pool.usd_per_chip_hour <= 0:
@@ -224,8 +236,9 @@ def resolve(spec: PlanSpec, catalog: dict[str, Chip] | None = None) -> ResolvedP
             if isinstance(c.term_periods, bool) or not isinstance(c.term_periods, int) or c.term_periods < 1:
                 raise InputError(f"{at}.term_periods must be a positive integer, got {c.term_periods!r}")
             if not _is_number(c.discount) or not 0 <= c.discount < 1:
-                raise InputError(f"{at}.discount must be a fraction from 0 to below 1 (0.37 for 37%), "
-                                 f"got {c.discount!r}")
+                raise InputError(
+                    f"{at}.discount must be a fraction from 0 to below 1 (0.37 for 37%), got {c.discount!r}"
+                )
         chips.append(chip)
     budget = None
     if spec.budget_per_period is not None:
@@ -280,9 +293,11 @@ def spec_from_dict(data: dict, origin: str = "plan") -> PlanSpec:
         if not isinstance(tiers, list):
             raise InputError(f"pools[{k}].commitments must be a list of tables, got {tiers!r}")
         q["commitments"] = tuple(
-            Commitment(**_table(f"pools[{k}].commitments[{j}]", c, _COMMITMENT_KEYS,
-                                ("name", "term_periods", "discount")))
-            for j, c in enumerate(tiers))
+            Commitment(
+                **_table(f"pools[{k}].commitments[{j}]", c, _COMMITMENT_KEYS, ("name", "term_periods", "discount"))
+            )
+            for j, c in enumerate(tiers)
+        )
         pools.append(Pool(**q))
     rest = {key: data[key] for key in data if key not in ("models", "pools")}
     if isinstance(rest.get("budget_per_period"), list):
@@ -294,13 +309,26 @@ def load_plan(path: str | Path) -> PlanSpec:
     """A plan file; a model given as a relative config.json path is read from the file's folder."""
     spec = spec_from_dict(read_toml(Path(path), "plan file"), str(path))
     folder = Path(path).parent
-    models = tuple(replace(m, model=str(folder / m.model)) if isinstance(m.model, str) and m.model.endswith(".json")
-                   and not Path(m.model).is_absolute() else m for m in spec.models)
+    models = tuple(
+        replace(m, model=str(folder / m.model))
+        if isinstance(m.model, str) and m.model.endswith(".json") and not Path(m.model).is_absolute()
+        else m
+        for m in spec.models
+    )
     calibration = spec.calibration
     if isinstance(calibration, str) and not Path(calibration).is_absolute():
         calibration = str(folder / calibration)
     return replace(spec, models=models, calibration=calibration)
 
 
-__all__ = ["COMMITMENT_ACCOUNTING", "Commitment", "PlanModel", "PlanSpec", "Pool", "ResolvedPlan",
-           "load_plan", "resolve", "spec_from_dict"]
+__all__ = [
+    "COMMITMENT_ACCOUNTING",
+    "Commitment",
+    "PlanModel",
+    "PlanSpec",
+    "Pool",
+    "ResolvedPlan",
+    "load_plan",
+    "resolve",
+    "spec_from_dict",
+]

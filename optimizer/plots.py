@@ -30,8 +30,14 @@ def _save(fig: Any, path: str | Path) -> None:
         raise InputError(f"{path}: cannot be written ({e.strerror})") from None
 
 
-def plot_frontier(points: Sequence[FrontierPoint], path: str | Path, title: str, *,
-                  chosen: Sequence[tuple[float, float, str]] = (), slo_ms: float | None = None) -> None:
+def plot_frontier(
+    points: Sequence[FrontierPoint],
+    path: str | Path,
+    title: str,
+    *,
+    chosen: Sequence[tuple[float, float, str]] = (),
+    slo_ms: float | None = None,
+) -> None:
     """$ per million output tokens against per-token latency, one line per context, points
     coloured by chip; each `chosen` (step_ms, $/Mtok, label) and the SLO are marked."""
     plt = _pyplot()
@@ -43,25 +49,41 @@ def plot_frontier(points: Sequence[FrontierPoint], path: str | Path, title: str,
     for k, context in enumerate(contexts):
         pts = [p for p in points if p.context == context]
         # the cheapest cost reachable within a latency is a staircase: no configurations in between
-        ax.step([p.step_ms for p in pts], [p.usd_per_million_tokens for p in pts], where="post",
-                ls=styles[k % len(styles)], color="0.55", lw=1, zorder=1, label=f"frontier, {context:,}-token context")
+        ax.step(
+            [p.step_ms for p in pts],
+            [p.usd_per_million_tokens for p in pts],
+            where="post",
+            ls=styles[k % len(styles)],
+            color="0.55",
+            lw=1,
+            zorder=1,
+            label=f"frontier, {context:,}-token context",
+        )
     for chip in chips:
         pts = [p for p in points if p.chip == chip]
-        ax.scatter([p.step_ms for p in pts], [p.usd_per_million_tokens for p in pts], s=14, color=colours[chip],
-                   label=chip, zorder=2)
+        ax.scatter(
+            [p.step_ms for p in pts],
+            [p.usd_per_million_tokens for p in pts],
+            s=14,
+            color=colours[chip],
+            label=chip,
+            zorder=2,
+        )
     if slo_ms is not None:
         ax.axvline(slo_ms, color="crimson", ls="--", lw=1.2, label=f"latency target {slo_ms:g} ms")
     for x, y, label in chosen:
-        ax.scatter([x], [y], marker="*", s=170, color="gold", edgecolor="black", lw=0.8, alpha=0.85, zorder=3,
-                   label=label)
+        ax.scatter(
+            [x], [y], marker="*", s=170, color="gold", edgecolor="black", lw=0.8, alpha=0.85, zorder=3, label=label
+        )
     xs = [p.step_ms for p in points] + ([slo_ms] if slo_ms else []) + [x for x, _, _ in chosen]
     right = max(xs) * 1.5 if xs else 1.0
     plateau = False
     for context in contexts:
         last = [p for p in points if p.context == context][-1]
         if last.compute_bound:  # past here a bigger batch costs the same per token and is slower
-            ax.hlines(last.usd_per_million_tokens, last.step_ms, right, colors="0.75", linestyles=(0, (1, 2)),
-                      lw=1, zorder=1)
+            ax.hlines(
+                last.usd_per_million_tokens, last.step_ms, right, colors="0.75", linestyles=(0, (1, 2)), lw=1, zorder=1
+            )
             plateau = True
     if plateau:
         ax.plot([], [], ls=(0, (1, 2)), color="0.75", label="compute-bound: more batch, same cost")
@@ -93,13 +115,19 @@ def plot_by_batch(rows: Sequence[BatchPoint], path: str | Path, title: str) -> N
         b = [r.batch for r in pts]
         left.plot(b, [r.step_ms for r in pts], color=colours[context], lw=2, label=f"step, {context:,} tokens")
         left.plot(b, [r.kv_ms for r in pts], color=colours[context], lw=1, ls="--")
-        right.plot(b, [r.tokens_per_ms_per_chip for r in pts], color=colours[context], lw=2,
-                   label=f"{context:,} tokens")
+        right.plot(
+            b, [r.tokens_per_ms_per_chip for r in pts], color=colours[context], lw=2, label=f"{context:,} tokens"
+        )
     full = [r for r in rows if r.context == longest.context]
-    left.plot([r.batch for r in full], [r.params_ms for r in full], color="black", lw=1, ls=":",
-              label="weight load (T_params)")
-    left.plot([r.batch for r in full], [r.flops_ms for r in full], color="grey", lw=1, ls="-.",
-              label="FLOPs (T_flops)")
+    left.plot(
+        [r.batch for r in full],
+        [r.params_ms for r in full],
+        color="black",
+        lw=1,
+        ls=":",
+        label="weight load (T_params)",
+    )
+    left.plot([r.batch for r in full], [r.flops_ms for r in full], color="grey", lw=1, ls="-.", label="FLOPs (T_flops)")
     left.plot([], [], color="0.4", lw=1, ls="--", label="KV load (T_kv), per context")
     for ax in (left, right):
         if turn is not None:

@@ -32,9 +32,13 @@ from optimizer.candidates import CandidateTable
 from optimizer.metrics import measure, prefill_usd_per_query
 from optimizer.workload import Workload
 
-STATUS_NAMES = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
-                cp_model.INFEASIBLE: "infeasible", cp_model.MODEL_INVALID: "model_invalid",
-                cp_model.UNKNOWN: "unknown"}
+STATUS_NAMES = {
+    cp_model.OPTIMAL: "optimal",
+    cp_model.FEASIBLE: "feasible",
+    cp_model.INFEASIBLE: "infeasible",
+    cp_model.MODEL_INVALID: "model_invalid",
+    cp_model.UNKNOWN: "unknown",
+}
 #: Largest batch the model represents (keeps the lexicographic objective within int64).
 MAX_BATCH = 2**31 - 1
 
@@ -60,8 +64,9 @@ def significant(x: np.ndarray, digits: int = 12) -> np.ndarray:
     return np.where(np.isfinite(x), np.round(x * scale) / scale, x)
 
 
-def rank_order(table: CandidateTable, rows: np.ndarray, qpd: np.ndarray, step_s: np.ndarray,
-               objective: str) -> np.ndarray:
+def rank_order(
+    table: CandidateTable, rows: np.ndarray, qpd: np.ndarray, step_s: np.ndarray, objective: str
+) -> np.ndarray:
     """Positions into `rows`, best first, by the objective and the deterministic tie-break."""
     qpd, step = significant(qpd), significant(step_s)
     chips = table.slice_chips[rows]
@@ -86,8 +91,9 @@ def _weights(order: np.ndarray) -> np.ndarray:
 class ServingModel:
     """The CP-SAT model over a candidate table; solve() may be called with restrictions."""
 
-    def __init__(self, table: CandidateTable, workload: Workload, objective: str,
-                 keep_per_class: int | None = None) -> None:
+    def __init__(
+        self, table: CandidateTable, workload: Workload, objective: str, keep_per_class: int | None = None
+    ) -> None:
         """keep_per_class: carry only the best that many candidates of each (chip, dtype pair)
         class into CP-SAT. The k-th best plan overall is among the best k of its own class and
         the best plan of a chip among the best of one of its classes, so with k = the number of
@@ -109,8 +115,9 @@ class ServingModel:
         if workload.prefill_servers:
             self.prefill_rows_all = p_all = np.flatnonzero(prefill.server_mask(table, workload))
             p_cost_all = prefill_usd_per_query(table, p_all)
-            p_order = np.lexsort((p_all, table.slice_chips[p_all], significant(table.cost.prefill_s[p_all]),
-                                  significant(p_cost_all)))
+            p_order = np.lexsort(
+                (p_all, table.slice_chips[p_all], significant(table.cost.prefill_s[p_all]), significant(p_cost_all))
+            )
             best_in_group: dict[str, int] = {}
             for k in p_order.tolist():
                 best_in_group.setdefault(str(groups[p_all[k]]), k)
@@ -155,8 +162,9 @@ class ServingModel:
             prefill.add(model, self.pick, groups[rows].tolist(), self.serve, groups[self.prefill_rows].tolist())
         self.chip_used: dict[str, cp_model.IntVar] = {}  # built on the first solve(chip=...)
         batch_sign = -1 if objective == "min-latency" else 1
-        objective_expr = (cp_model.LinearExpr.weighted_sum(self.pick, (weight * (max_batch + 1)).tolist())
-                          + batch_sign * self.batch)
+        objective_expr = (
+            cp_model.LinearExpr.weighted_sum(self.pick, (weight * (max_batch + 1)).tolist()) + batch_sign * self.batch
+        )
         model.maximize(objective_expr)
         self.solver = cp_model.CpSolver()
         self.solver.parameters.num_workers = 1  # deterministic, and fastest on models this small

@@ -58,8 +58,10 @@ class Workload:
         if self.profile == "book" and (self.engine is not None or self.calibration is not None):
             raise InputError("--engine and --calibration apply to --profile calibrated only")
         if self.prompt_len is None and self.context <= self.decode_len and self.serving != "decode-only":
-            raise InputError(f"the default prompt length is context - decode_len, and context {self.context} "
-                             f"is not above decode_len {self.decode_len}: give --prompt-len")
+            raise InputError(
+                f"the default prompt length is context - decode_len, and context {self.context} "
+                f"is not above decode_len {self.decode_len}: give --prompt-len"
+            )
 
     @property
     def slo_s(self) -> float:

@@ -26,24 +26,86 @@ from optimizer.errors import InputError, unknown_name
 from optimizer.workload import OBJECTIVES, PROFILES, SERVING
 
 #: Grid axes: each takes a list of alternatives (or a single value).
-GRID_KEYS = ("slo_ms", "ttft_ms", "context", "decode_len", "prompt_len", "qps", "objective", "serving",
-             "chips", "weights", "kv", "profile")
-GRID_DEFAULTS: dict[str, list] = {"ttft_ms": [None], "context": [8192], "decode_len": [512], "prompt_len": [None],
-                                  "qps": [None], "objective": ["queries-per-dollar"], "serving": ["disaggregated"],
-                                  "chips": ["all"], "weights": ["all"], "kv": ["all"], "profile": ["book"]}
+GRID_KEYS = (
+    "slo_ms",
+    "ttft_ms",
+    "context",
+    "decode_len",
+    "prompt_len",
+    "qps",
+    "objective",
+    "serving",
+    "chips",
+    "weights",
+    "kv",
+    "profile",
+)
+GRID_DEFAULTS: dict[str, list] = {
+    "ttft_ms": [None],
+    "context": [8192],
+    "decode_len": [512],
+    "prompt_len": [None],
+    "qps": [None],
+    "objective": ["queries-per-dollar"],
+    "serving": ["disaggregated"],
+    "chips": ["all"],
+    "weights": ["all"],
+    "kv": ["all"],
+    "profile": ["book"],
+}
 MODEL_KEYS = ("name", "path", *GRID_KEYS)
 TOP_KEYS = ("models", "grid", "chips_file", "prices", "time_limit_s")
 CHUNK = 6
 
 #: Output columns, in order: the scenario's inputs, the outcome, then `best` of optimize --json.
-SCENARIO_COLUMNS = ["scenario_id", "model", "slo_ms", "ttft_target_ms", "context", "decode_len", "prompt_len",
-                    "qps", "objective", "serving", "chip_set", "weight_set", "kv_set", "profile"]
-RESULT_COLUMNS = ["status", "reason", "chip", "topology", "chips", "tp", "n_axes", "replicas", "weights", "kv",
-                  "batch", "step_ms", "tokens_per_s_per_chip", "qps_per_chip", "queries_per_dollar",
-                  "usd_per_million_tokens", "usd_per_million_input_tokens", "usd_per_million_output_tokens",
-                  "cost_per_hour", "binding", "prefill_chip", "prefill_topology", "prefill_tp", "prefill_ms",
-                  "prefill_servers_per_replica", "ttft_ms", "deployment_status", "deployment_cost_per_hour",
-                  "deployment_qps_capacity", "deployment_chips"]
+SCENARIO_COLUMNS = [
+    "scenario_id",
+    "model",
+    "slo_ms",
+    "ttft_target_ms",
+    "context",
+    "decode_len",
+    "prompt_len",
+    "qps",
+    "objective",
+    "serving",
+    "chip_set",
+    "weight_set",
+    "kv_set",
+    "profile",
+]
+RESULT_COLUMNS = [
+    "status",
+    "reason",
+    "chip",
+    "topology",
+    "chips",
+    "tp",
+    "n_axes",
+    "replicas",
+    "weights",
+    "kv",
+    "batch",
+    "step_ms",
+    "tokens_per_s_per_chip",
+    "qps_per_chip",
+    "queries_per_dollar",
+    "usd_per_million_tokens",
+    "usd_per_million_input_tokens",
+    "usd_per_million_output_tokens",
+    "cost_per_hour",
+    "binding",
+    "prefill_chip",
+    "prefill_topology",
+    "prefill_tp",
+    "prefill_ms",
+    "prefill_servers_per_replica",
+    "ttft_ms",
+    "deployment_status",
+    "deployment_cost_per_hour",
+    "deployment_qps_capacity",
+    "deployment_chips",
+]
 COLUMNS = SCENARIO_COLUMNS + RESULT_COLUMNS
 
 
@@ -82,7 +144,7 @@ def _check_values(key: str, values: list, origin: str, chips: list[str]) -> None
         elif key in ("chips", "weights", "kv") and v != "all":
             valid = chips if key == "chips" else DTYPES
             if v == [] or not isinstance(v, (str, list)):
-                raise InputError(f"{origin}: each {key} value must be a name, a list of names or \"all\", got {v!r}")
+                raise InputError(f'{origin}: each {key} value must be a name, a list of names or "all", got {v!r}')
             for name in v if isinstance(v, list) else [v]:
                 if name not in valid:
                     raise unknown_name(f"{'chip' if key == 'chips' else 'dtype'} in {origin} {key}", str(name), valid)
@@ -140,11 +202,15 @@ def load_zoo(path: str | Path) -> Zoo:
                 _check_values(key, spec[key], where, sorted(catalog))
         specs.append(spec)
     time_limit = data.get("time_limit_s", 5.0)
-    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not (
-            time_limit > 0 and math.isfinite(time_limit)):
+    if (
+        isinstance(time_limit, bool)
+        or not isinstance(time_limit, (int, float))
+        or not (time_limit > 0 and math.isfinite(time_limit))
+    ):
         raise InputError(f"{path}: time_limit_s must be a positive number")
-    return Zoo(models=tuple(specs), grid=grid, chips_file=chips_file, prices=dict(prices),
-               time_limit_s=float(time_limit))
+    return Zoo(
+        models=tuple(specs), grid=grid, chips_file=chips_file, prices=dict(prices), time_limit_s=float(time_limit)
+    )
 
 
 def _canon(v: Any) -> Any:
@@ -168,11 +234,20 @@ def scenarios(zoo: Zoo) -> list[dict]:
         axes = [spec.get(k, zoo.grid[k]) for k in GRID_KEYS]
         for combo in itertools.product(*axes):
             s = dict(zip(GRID_KEYS, combo))
-            sc = {"model": model, "slo_ms": _number(s["slo_ms"]), "ttft_target_ms": _number(s["ttft_ms"]),
-                  "context": s["context"], "decode_len": s["decode_len"], "prompt_len": s["prompt_len"],
-                  "qps": _number(s["qps"]),
-                  "objective": s["objective"], "serving": s["serving"], "chip_set": _canon(s["chips"]),
-                  "weight_set": _canon(s["weights"]), "kv_set": _canon(s["kv"])}
+            sc = {
+                "model": model,
+                "slo_ms": _number(s["slo_ms"]),
+                "ttft_target_ms": _number(s["ttft_ms"]),
+                "context": s["context"],
+                "decode_len": s["decode_len"],
+                "prompt_len": s["prompt_len"],
+                "qps": _number(s["qps"]),
+                "objective": s["objective"],
+                "serving": s["serving"],
+                "chip_set": _canon(s["chips"]),
+                "weight_set": _canon(s["weights"]),
+                "kv_set": _canon(s["kv"]),
+            }
             if s["profile"] != "book":  # book scenarios keep the ids they had before profiles existed
                 sc["profile"] = s["profile"]
             key = json.dumps(sc, sort_keys=True, default=list)
@@ -204,25 +279,50 @@ def _row(sc: dict, result: Any = None, error: str | None = None) -> dict:
     row.update(status=result.status, reason=result.reason)
     b = result.best
     if b is not None:
-        for k in ("chip", "topology", "chips", "tp", "n_axes", "replicas", "weights", "kv", "batch", "step_ms",
-                  "tokens_per_s_per_chip", "qps_per_chip", "queries_per_dollar", "usd_per_million_tokens",
-                  "usd_per_million_input_tokens", "usd_per_million_output_tokens", "cost_per_hour",
-                  "prefill_servers_per_replica", "ttft_ms"):
+        for k in (
+            "chip",
+            "topology",
+            "chips",
+            "tp",
+            "n_axes",
+            "replicas",
+            "weights",
+            "kv",
+            "batch",
+            "step_ms",
+            "tokens_per_s_per_chip",
+            "qps_per_chip",
+            "queries_per_dollar",
+            "usd_per_million_tokens",
+            "usd_per_million_input_tokens",
+            "usd_per_million_output_tokens",
+            "cost_per_hour",
+            "prefill_servers_per_replica",
+            "ttft_ms",
+        ):
             row[k] = getattr(b, k)
         row["binding"] = "+".join(b.binding)
         if b.prefill is not None:
-            row.update(prefill_chip=b.prefill.chip, prefill_topology=b.prefill.topology, prefill_tp=b.prefill.tp,
-                       prefill_ms=b.prefill.prefill_ms)
+            row.update(
+                prefill_chip=b.prefill.chip,
+                prefill_topology=b.prefill.topology,
+                prefill_tp=b.prefill.tp,
+                prefill_ms=b.prefill.prefill_ms,
+            )
     d = result.deployment
     if d is not None:
-        row.update(deployment_status=d.status, deployment_cost_per_hour=d.cost_per_hour if d.decode else None,
-                   deployment_qps_capacity=d.qps_capacity if d.decode else None,
-                   deployment_chips=d.total_chips if d.decode else None)
+        row.update(
+            deployment_status=d.status,
+            deployment_cost_per_hour=d.cost_per_hour if d.decode else None,
+            deployment_qps_capacity=d.qps_capacity if d.decode else None,
+            deployment_chips=d.total_chips if d.decode else None,
+        )
     return row
 
 
-def solve_chunk(chips_file: str | None, prices: tuple[tuple[str, float], ...], time_limit_s: float,
-                chunk: list[dict]) -> list[dict]:
+def solve_chunk(
+    chips_file: str | None, prices: tuple[tuple[str, float], ...], time_limit_s: float, chunk: list[dict]
+) -> list[dict]:
     """Solve scenarios of one model (in a worker process or a Ray task); errors become rows."""
     from optimizer.api import optimize
 
@@ -234,11 +334,25 @@ def solve_chunk(chips_file: str | None, prices: tuple[tuple[str, float], ...], t
     rows = []
     for sc in chunk:
         try:
-            result = optimize(model, sc["slo_ms"], chips=catalog, chip_names=sc["chip_set"], context=sc["context"],
-                              decode_len=sc["decode_len"], weights=sc["weight_set"], kv=sc["kv_set"],
-                              objective=sc["objective"], top=1, prompt_len=sc["prompt_len"],
-                              ttft_ms=sc["ttft_target_ms"], serving=sc["serving"], qps=sc["qps"],
-                              time_limit_s=time_limit_s, alternatives=False, profile=sc["profile"])
+            result = optimize(
+                model,
+                sc["slo_ms"],
+                chips=catalog,
+                chip_names=sc["chip_set"],
+                context=sc["context"],
+                decode_len=sc["decode_len"],
+                weights=sc["weight_set"],
+                kv=sc["kv_set"],
+                objective=sc["objective"],
+                top=1,
+                prompt_len=sc["prompt_len"],
+                ttft_ms=sc["ttft_target_ms"],
+                serving=sc["serving"],
+                qps=sc["qps"],
+                time_limit_s=time_limit_s,
+                alternatives=False,
+                profile=sc["profile"],
+            )
             rows.append(_row(sc, result))
         except InputError as e:
             rows.append(_row(sc, error=str(e)))
@@ -251,12 +365,18 @@ def _chunks(todo: list[dict]) -> list[list[dict]]:
     out: list[list[dict]] = []
     for _, group in itertools.groupby(todo, key=lambda s: s["model"]):
         g = list(group)
-        out += [g[i:i + CHUNK] for i in range(0, len(g), CHUNK)]
+        out += [g[i : i + CHUNK] for i in range(0, len(g), CHUNK)]
     return out
 
 
-def solve_zoo(zoo: Zoo | str | Path, *, workers: int = 1, backend: str = "local", address: str | None = None,
-              skip: Iterable[str] = ()) -> Iterator[dict]:
+def solve_zoo(
+    zoo: Zoo | str | Path,
+    *,
+    workers: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    skip: Iterable[str] = (),
+) -> Iterator[dict]:
     """Yield one row per scenario as it finishes (scenario_ids in `skip` are not solved).
 
     backend "local": `workers` processes (1: in this process); "ray": Ray tasks on the
@@ -291,8 +411,12 @@ def _ray_rows(args: tuple, chunks: list[list[dict]], address: str | None) -> Ite
     except ImportError:
         raise InputError("the ray backend needs Ray: pip install 'servesat[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"RAY_DEDUP_LOGS": "0"}} if address is None else None)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"RAY_DEDUP_LOGS": "0"}} if address is None else None,
+        )
     task: Any = ray.remote(solve_chunk)
     pending = [task.remote(*args, chunk) for chunk in chunks]
     while pending:

@@ -41,9 +41,9 @@ class RowWriter:
                 self._truncate_partial_line()
                 self._check_columns()
                 self.done = self._read_ids()
-                self.file: IO[str] = open(self.path, "a", newline="")
+                self.file: IO[str] = open(self.path, "a", newline="")  # noqa: SIM115 (kept open across writes; closed in close())
             else:
-                self.file = open(self.path, "w", newline="")
+                self.file = open(self.path, "w", newline="")  # noqa: SIM115 (as above)
                 self._header()
         except OSError as e:
             raise InputError(f"--out {self.path}: cannot be written ({e.strerror})") from None
@@ -58,8 +58,10 @@ class RowWriter:
         else:
             found = list(json.loads(first)) if first.strip() else COLUMNS
         if found != COLUMNS:
-            raise InputError(f"--resume: {self.path} was written with other columns (by another servesat version); "
-                             "write to a new file")
+            raise InputError(
+                f"--resume: {self.path} was written with other columns (by another servesat version); "
+                "write to a new file"
+            )
 
     def _truncate_partial_line(self) -> None:
         data = self.path.read_bytes()

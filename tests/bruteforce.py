@@ -34,8 +34,10 @@ class Best:
 
 def _params(model):
     heads = model.num_heads + model.num_kv_heads
-    return (model.num_layers * model.d_model * (3 * model.d_ff + 2 * model.head_dim * heads)
-            + (1 if model.tie_embeddings else 2) * model.d_model * model.vocab)
+    return (
+        model.num_layers * model.d_model * (3 * model.d_ff + 2 * model.head_dim * heads)
+        + (1 if model.tie_embeddings else 2) * model.d_model * model.vocab
+    )
 
 
 def calibrated_params(path, engine=None):
@@ -46,8 +48,13 @@ def calibrated_params(path, engine=None):
     with open(path, "rb") as f:
         data = tomllib.load(f)
     engine = engine or data["default_engine"]
-    return dict(alpha=data["collective_latency_s"], mem=data["kv_memory_fraction"], chips=data["chips"],
-                engines={k: v for k, v in data["engines"].items() if k.split("@")[0] == engine}, engine=engine)
+    return dict(
+        alpha=data["collective_latency_s"],
+        mem=data["kv_memory_fraction"],
+        chips=data["chips"],
+        engines={k: v for k, v in data["engines"].items() if k.split("@")[0] == engine},
+        engine=engine,
+    )
 
 
 def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_tok):
@@ -64,12 +71,15 @@ def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_tok):
     fl = y * peak * eff["flops_efficiency"]
     link = chip.link_bytes_per_s if chip.kind == "gpu" else chip.link_bytes_per_s * chip.links_per_axis * max(n, 1)
     comm_tok = 2 * L * 2 * D * (2 * (y - 1) / y) / (link * eng["link_efficiency"])
-    return dict(t0=eng["step_overhead_s"] + 2 * L * cal["alpha"] * math.log2(y),
-                per_seq=eng["seq_overhead_s"] + comm_tok,
-                weights=p_lin * BYTES[w] / bw, kv=context * kv_tok / bw,
-                dec=(2 * p_lin + 4 * L * H * hd * context) / fl,
-                prefill=prompt_len * ((2 * p_body + 2 * L * H * hd * prompt_len) / fl + comm_tok),
-                mem=cal["mem"])
+    return dict(
+        t0=eng["step_overhead_s"] + 2 * L * cal["alpha"] * math.log2(y),
+        per_seq=eng["seq_overhead_s"] + comm_tok,
+        weights=p_lin * BYTES[w] / bw,
+        kv=context * kv_tok / bw,
+        dec=(2 * p_lin + 4 * L * H * hd * context) / fl,
+        prefill=prompt_len * ((2 * p_body + 2 * L * H * hd * prompt_len) / fl + comm_tok),
+        mem=cal["mem"],
+    )
 
 
 def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=False, decode_len=1, cal=None):
@@ -80,10 +90,24 @@ def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=F
     c = _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_tok) if cal else None
     if c:
         prefill = c["prefill"]
-    return dict(P=P, bw=BYTES[w], kv_seq=kv_tok * context, Y=y, n=n, M=chip.hbm_bytes * (c["mem"] if c else 1.0),
-                W=chip.hbm_bytes_per_s, C=chip.bf16_flops, Wici=w_ici, D=model.d_model, F=model.d_ff,
-                prefill=prefill, prompt_kv=kv_tok * prompt_len, T=prompt_len,
-                col=prefill / decode_len if colocated else 0.0, cal=c)
+    return dict(
+        P=P,
+        bw=BYTES[w],
+        kv_seq=kv_tok * context,
+        Y=y,
+        n=n,
+        M=chip.hbm_bytes * (c["mem"] if c else 1.0),
+        W=chip.hbm_bytes_per_s,
+        C=chip.bf16_flops,
+        Wici=w_ici,
+        D=model.d_model,
+        F=model.d_ff,
+        prefill=prefill,
+        prompt_kv=kv_tok * prompt_len,
+        T=prompt_len,
+        col=prefill / decode_len if colocated else 0.0,
+        cal=c,
+    )
 
 
 def _comms_ok(t, B):
@@ -170,14 +194,28 @@ def cheapest_prefill(model, chips, chip_names, context, prompt_len, mfu, ttft_s,
     return best
 
 
-def brute_force(model, chips: dict, chip_names, slo_ms, context, decode_len, weights=None, kv=None,
-                objective="queries-per-dollar", serving="decode-only", prompt_len=None, mfu=0.4,
-                ttft_ms=None, cal=None) -> Best | None:
+def brute_force(
+    model,
+    chips: dict,
+    chip_names,
+    slo_ms,
+    context,
+    decode_len,
+    weights=None,
+    kv=None,
+    objective="queries-per-dollar",
+    serving="decode-only",
+    prompt_len=None,
+    mfu=0.4,
+    ttft_ms=None,
+    cal=None,
+) -> Best | None:
     slo_s = slo_ms / 1e3
     ttft_s = np.inf if ttft_ms is None else ttft_ms / 1e3
     T = prompt_len if prompt_len is not None else max(context - decode_len, 1)
-    prefill_usd = (cheapest_prefill(model, chips, chip_names, context, T, mfu, ttft_s, cal)
-                   if serving == "disaggregated" else None)
+    prefill_usd = (
+        cheapest_prefill(model, chips, chip_names, context, T, mfu, ttft_s, cal) if serving == "disaggregated" else None
+    )
     best: Best | None = None
     for name in chip_names:
         chip = chips[name]
@@ -203,8 +241,7 @@ def brute_force(model, chips: dict, chip_names, slo_ms, context, decode_len, wei
                     elif objective == "min-chips":
                         j = int(np.argmax(qpd))
                         value = float(chips_in_slice)
-                        better = best is None or value < best.value or (
-                            value == best.value and qpd[j] > best.qpd)
+                        better = best is None or value < best.value or (value == best.value and qpd[j] > best.qpd)
                     else:  # min-latency
                         j = int(np.argmin(step))
                         value = float(step[j])

@@ -58,14 +58,15 @@ def covers(offers, q: float, with_prefill: bool, n_pools: int) -> list[tuple[tup
     return [(u, found[u]) for u in sorted(pareto)]
 
 
-def pool_options(used: list[int], quota: list[int], price_period: float, on_demand: bool, tiers,
-                 accounting: str) -> list[tuple[float, list[float]]]:
+def pool_options(
+    used: list[int], quota: list[int], price_period: float, on_demand: bool, tiers, accounting: str
+) -> list[tuple[float, list[float]]]:
     """Every valid commitment vector of one pool (chips per tier and start period) for a usage
     profile: (its cost over the horizon, its bill per period)."""
     T = len(used)
     slots = [(tier, s) for tier in tiers for s in range(T)]
     out = []
-    levels = [range(min(quota[s:s + tier.term_periods]) + 1) for tier, s in slots]
+    levels = [range(min(quota[s : s + tier.term_periods]) + 1) for tier, s in slots]
     for chips in itertools.product(*levels):
         held = [0] * T
         bill = [0.0] * T
@@ -106,9 +107,17 @@ def plan_optimum(rp, offers_by_model) -> float | None:
                 used[p][t] += use[p]
         if any(used[p][t] > rp.quota[p][t] for p in range(P) for t in range(T)):
             continue
-        options = [pool_options(used[p], list(rp.quota[p]), rp.chips[p].usd_per_chip_hour * hours, pool.on_demand,
-                                pool.commitments, rp.spec.commitment_accounting)
-                   for p, pool in enumerate(rp.spec.pools)]
+        options = [
+            pool_options(
+                used[p],
+                list(rp.quota[p]),
+                rp.chips[p].usd_per_chip_hour * hours,
+                pool.on_demand,
+                pool.commitments,
+                rp.spec.commitment_accounting,
+            )
+            for p, pool in enumerate(rp.spec.pools)
+        ]
         if any(not o for o in options):
             continue
         if rp.budget is None:

@@ -37,9 +37,19 @@ def measured(chips):
 def _terms(chips, tp, params: CalibratedParams, *, chip="h100", dtype="bf16", context=2048, prompt=1024):
     n = len(tp)
     model = load_model("llama3-70b")
-    return step_terms([model] * n, [chips[chip]] * n, [dtype] * n, np.full(n, 2.0), np.array(tp, float),
-                      np.full(n, chips[chip].link_bytes_per_s), np.full(n, float(context)), np.full(n, float(prompt)),
-                      [params.chip(chip)] * n, [params.engine("vllm", chip)] * n, params.collective_latency_s)
+    return step_terms(
+        [model] * n,
+        [chips[chip]] * n,
+        [dtype] * n,
+        np.full(n, 2.0),
+        np.array(tp, float),
+        np.full(n, chips[chip].link_bytes_per_s),
+        np.full(n, float(context)),
+        np.full(n, float(prompt)),
+        [params.chip(chip)] * n,
+        [params.engine("vllm", chip)] * n,
+        params.collective_latency_s,
+    )
 
 
 def test_fit_is_reproducible_and_is_the_built_in_file(measured):
@@ -51,9 +61,15 @@ def test_fit_is_reproducible_and_is_the_built_in_file(measured):
         assert eff.hbm_efficiency == pytest.approx(shipped.chips[name].hbm_efficiency, rel=1e-6)
         assert eff.flops_efficiency == pytest.approx(shipped.chips[name].flops_efficiency, rel=1e-6)
     for name, e in fitted.engines.items():
-        for got, want in zip((e.step_overhead_s, e.seq_overhead_s, e.link_efficiency, e.admission_steps),
-                             (shipped.engines[name].step_overhead_s, shipped.engines[name].seq_overhead_s,
-                              shipped.engines[name].link_efficiency, shipped.engines[name].admission_steps)):
+        for got, want in zip(
+            (e.step_overhead_s, e.seq_overhead_s, e.link_efficiency, e.admission_steps),
+            (
+                shipped.engines[name].step_overhead_s,
+                shipped.engines[name].seq_overhead_s,
+                shipped.engines[name].link_efficiency,
+                shipped.engines[name].admission_steps,
+            ),
+        ):
             assert got == pytest.approx(want, rel=1e-6, abs=1e-15)
     assert shipped.chips["tpu-v6e"].assumed and not shipped.chips["h100"].assumed
 
@@ -84,8 +100,7 @@ def test_overheads_and_efficiencies_act_as_their_names_say(chips):
     # fp8 weights: half the bytes and the 8-bit peak
     fp8 = _terms(chips, [2], p, dtype="fp8")
     assert fp8.mem_fixed[0] == pytest.approx(base.mem_fixed[0] / 2)
-    assert fp8.dec_per_seq[0] == pytest.approx(base.dec_per_seq[0] * chips["h100"].bf16_flops
-                                               / chips["h100"].fp8_flops)
+    assert fp8.dec_per_seq[0] == pytest.approx(base.dec_per_seq[0] * chips["h100"].bf16_flops / chips["h100"].fp8_flops)
 
 
 def test_calibrated_meets_the_in_sample_targets_and_beats_the_book(measured):
@@ -102,14 +117,18 @@ def test_calibrated_meets_the_in_sample_targets_and_beats_the_book(measured):
 
 
 def test_validate_reports_skipped_rows_and_accepts_both_naming_schemes(tmp_path, chips):
-    header = ("backend,backend_version,model_path,system,precision,mode,isl,osl,batch_size,tp_size,pp_size,"
-              "silicon_ttft_ms,silicon_tpot_ms\n")
-    rows = ["vllm,1,meta-llama/Llama-3.1-8B-Instruct,h100_sxm,bf16,agg,1024,128,8,1,1,100,10",
-            "vllm,1,llama3-70b,tpu-v6e,bf16,agg,1024,128,8,8,1,300,20",
-            "vllm,1,some/unknown-model,h100_sxm,bf16,agg,1024,128,8,1,1,100,10",
-            "vllm,1,Qwen/Qwen3-32B,mi300x,bf16,agg,1024,128,8,1,1,100,10",
-            "vllm,1,Qwen/Qwen3-32B,h100_sxm,bf16,agg,1024,128,8,2,2,100,10",
-            "vllm,1,Qwen/Qwen3-32B,h100_sxm,bf16,disagg,1024,128,8,2,1,100,10"]
+    header = (
+        "backend,backend_version,model_path,system,precision,mode,isl,osl,batch_size,tp_size,pp_size,"
+        "silicon_ttft_ms,silicon_tpot_ms\n"
+    )
+    rows = [
+        "vllm,1,meta-llama/Llama-3.1-8B-Instruct,h100_sxm,bf16,agg,1024,128,8,1,1,100,10",
+        "vllm,1,llama3-70b,tpu-v6e,bf16,agg,1024,128,8,8,1,300,20",
+        "vllm,1,some/unknown-model,h100_sxm,bf16,agg,1024,128,8,1,1,100,10",
+        "vllm,1,Qwen/Qwen3-32B,mi300x,bf16,agg,1024,128,8,1,1,100,10",
+        "vllm,1,Qwen/Qwen3-32B,h100_sxm,bf16,agg,1024,128,8,2,2,100,10",
+        "vllm,1,Qwen/Qwen3-32B,h100_sxm,bf16,disagg,1024,128,8,2,1,100,10",
+    ]
     path = tmp_path / "m.csv"
     path.write_text(header + "\n".join(rows) + "\n")
     res = CliRunner().invoke(main, ["validate", "--data", str(path), "--json"])
@@ -117,8 +136,9 @@ def test_validate_reports_skipped_rows_and_accepts_both_naming_schemes(tmp_path,
     out = json.loads(res.output)
     assert len(out["rows"]) == 2
     assert {r["system"] for r in out["rows"]} == {"h100_sxm", "tpu-v6e"}
-    assert all(r["predicted_tpot_ms"] > 0 and r["predicted_ttft_ms"] > 0 and "silicon_tpot_ms" in r
-               for r in out["rows"])
+    assert all(
+        r["predicted_tpot_ms"] > 0 and r["predicted_ttft_ms"] > 0 and "silicon_tpot_ms" in r for r in out["rows"]
+    )
     reasons = {s["line"]: s["reason"] for s in out["skipped"]}
     assert "unknown model" in reasons[4] and "unknown system" in reasons[5]
     assert "pipeline parallelism" in reasons[6] and "mode 'disagg'" in reasons[7]
@@ -129,24 +149,51 @@ def test_validate_reports_skipped_rows_and_accepts_both_naming_schemes(tmp_path,
 def _instances(n: int):
     rng = random.Random(20261130)
     for k in range(n):
-        yield pytest.param(dict(
-            model=rng.choice(["llama3-8b", "llama3-70b", "qwen3-32b", "mistral-7b"]),
-            chip_names=sorted(rng.sample(["h100", "h200", "tpu-v5e", "tpu-v6e", "b200"], rng.randint(1, 3))),
-            slo_ms=round(10 ** rng.uniform(0.6, 1.8), 3), context=rng.choice([2048, 8192]),
-            decode_len=rng.choice([128, 512]), serving=rng.choice(["decode-only", "disaggregated", "colocated"]),
-            prompt_len=rng.choice([512, 2048]), ttft_ms=rng.choice([None, 800.0]),
-            engine=rng.choice(["vllm", "sglang", "trtllm"])), id=f"c{k}")
+        yield pytest.param(
+            dict(
+                model=rng.choice(["llama3-8b", "llama3-70b", "qwen3-32b", "mistral-7b"]),
+                chip_names=sorted(rng.sample(["h100", "h200", "tpu-v5e", "tpu-v6e", "b200"], rng.randint(1, 3))),
+                slo_ms=round(10 ** rng.uniform(0.6, 1.8), 3),
+                context=rng.choice([2048, 8192]),
+                decode_len=rng.choice([128, 512]),
+                serving=rng.choice(["decode-only", "disaggregated", "colocated"]),
+                prompt_len=rng.choice([512, 2048]),
+                ttft_ms=rng.choice([None, 800.0]),
+                engine=rng.choice(["vllm", "sglang", "trtllm"]),
+            ),
+            id=f"c{k}",
+        )
 
 
 @pytest.mark.parametrize("inst", list(_instances(24)))
 def test_cp_sat_equals_brute_force_under_the_calibrated_profile(inst, chips, models):
-    result = optimize(models[inst["model"]], inst["slo_ms"], chips=chips, chip_names=inst["chip_names"],
-                      context=inst["context"], decode_len=inst["decode_len"], top=1, serving=inst["serving"],
-                      prompt_len=inst["prompt_len"], ttft_ms=inst["ttft_ms"], profile="calibrated",
-                      engine=inst["engine"], alternatives=False)
-    oracle = brute_force(models[inst["model"]], chips, inst["chip_names"], inst["slo_ms"], inst["context"],
-                         inst["decode_len"], serving=inst["serving"], prompt_len=inst["prompt_len"],
-                         ttft_ms=inst["ttft_ms"], cal=calibrated_params(BUILT_IN, inst["engine"]))
+    result = optimize(
+        models[inst["model"]],
+        inst["slo_ms"],
+        chips=chips,
+        chip_names=inst["chip_names"],
+        context=inst["context"],
+        decode_len=inst["decode_len"],
+        top=1,
+        serving=inst["serving"],
+        prompt_len=inst["prompt_len"],
+        ttft_ms=inst["ttft_ms"],
+        profile="calibrated",
+        engine=inst["engine"],
+        alternatives=False,
+    )
+    oracle = brute_force(
+        models[inst["model"]],
+        chips,
+        inst["chip_names"],
+        inst["slo_ms"],
+        inst["context"],
+        inst["decode_len"],
+        serving=inst["serving"],
+        prompt_len=inst["prompt_len"],
+        ttft_ms=inst["ttft_ms"],
+        cal=calibrated_params(BUILT_IN, inst["engine"]),
+    )
     if oracle is None:
         assert result.status == "infeasible"
         return
@@ -158,36 +205,126 @@ def test_calibrated_instances_cover_both_outcomes(chips, models):
     found = set()
     for p in _instances(24):
         inst = p.values[0]
-        r = brute_force(models[inst["model"]], chips, inst["chip_names"], inst["slo_ms"], inst["context"],
-                        inst["decode_len"], serving=inst["serving"], prompt_len=inst["prompt_len"],
-                        ttft_ms=inst["ttft_ms"], cal=calibrated_params(BUILT_IN, inst["engine"]))
+        r = brute_force(
+            models[inst["model"]],
+            chips,
+            inst["chip_names"],
+            inst["slo_ms"],
+            inst["context"],
+            inst["decode_len"],
+            serving=inst["serving"],
+            prompt_len=inst["prompt_len"],
+            ttft_ms=inst["ttft_ms"],
+            cal=calibrated_params(BUILT_IN, inst["engine"]),
+        )
         found.add(r is None)
     assert found == {True, False}
 
 
 def test_cli_profile_options(tmp_path):
-    res = CliRunner().invoke(main, ["optimize", "--model", "llama3-8b", "--slo-ms", "20", "--profile", "calibrated",
-                                    "--engine", "trtllm", "--chip", "h100"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "optimize",
+            "--model",
+            "llama3-8b",
+            "--slo-ms",
+            "20",
+            "--profile",
+            "calibrated",
+            "--engine",
+            "trtllm",
+            "--chip",
+            "h100",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "(calibrated profile)" in res.output and "trtllm engine" in res.output
-    bad = CliRunner().invoke(main, ["optimize", "--model", "llama3-8b", "--slo-ms", "20", "--profile", "calibrated",
-                                    "--engine", "tgi"])
+    bad = CliRunner().invoke(
+        main, ["optimize", "--model", "llama3-8b", "--slo-ms", "20", "--profile", "calibrated", "--engine", "tgi"]
+    )
     assert bad.exit_code == 2 and bad.output.strip().startswith("error: unknown engine 'tgi'")
     book = CliRunner().invoke(main, ["optimize", "--model", "llama3-8b", "--slo-ms", "20", "--engine", "vllm"])
     assert book.exit_code == 2 and "apply to --profile calibrated only" in book.output
     out = tmp_path / "p.toml"
     res = CliRunner().invoke(main, ["calibrate", "--out", str(out)])
     assert res.exit_code == 0 and "in-sample MAPE: TPOT 9." in res.output
-    a = json.loads(CliRunner().invoke(main, ["evaluate", "--model", "llama3-70b", "--chip", "h100", "--topology", "4",
-                                             "--weights", "fp8", "--kv", "fp8", "--batch", "64", "--profile",
-                                             "calibrated", "--calibration", str(out), "--json"]).output)
-    b = json.loads(CliRunner().invoke(main, ["evaluate", "--model", "llama3-70b", "--chip", "h100", "--topology", "4",
-                                             "--weights", "fp8", "--kv", "fp8", "--batch", "64", "--profile",
-                                             "calibrated", "--json"]).output)
+    a = json.loads(
+        CliRunner()
+        .invoke(
+            main,
+            [
+                "evaluate",
+                "--model",
+                "llama3-70b",
+                "--chip",
+                "h100",
+                "--topology",
+                "4",
+                "--weights",
+                "fp8",
+                "--kv",
+                "fp8",
+                "--batch",
+                "64",
+                "--profile",
+                "calibrated",
+                "--calibration",
+                str(out),
+                "--json",
+            ],
+        )
+        .output
+    )
+    b = json.loads(
+        CliRunner()
+        .invoke(
+            main,
+            [
+                "evaluate",
+                "--model",
+                "llama3-70b",
+                "--chip",
+                "h100",
+                "--topology",
+                "4",
+                "--weights",
+                "fp8",
+                "--kv",
+                "fp8",
+                "--batch",
+                "64",
+                "--profile",
+                "calibrated",
+                "--json",
+            ],
+        )
+        .output
+    )
     assert a["step_ms"] == pytest.approx(b["step_ms"], rel=1e-6) and a["profile"] == "calibrated"
-    book_e = json.loads(CliRunner().invoke(main, ["evaluate", "--model", "llama3-70b", "--chip", "h100", "--topology",
-                                                  "4", "--weights", "fp8", "--kv", "fp8", "--batch", "64",
-                                                  "--json"]).output)
+    book_e = json.loads(
+        CliRunner()
+        .invoke(
+            main,
+            [
+                "evaluate",
+                "--model",
+                "llama3-70b",
+                "--chip",
+                "h100",
+                "--topology",
+                "4",
+                "--weights",
+                "fp8",
+                "--kv",
+                "fp8",
+                "--batch",
+                "64",
+                "--json",
+            ],
+        )
+        .output
+    )
     assert book_e["step_ms"] < a["step_ms"]  # the calibrated step is slower than the optimistic roofline
 
 
@@ -202,20 +339,24 @@ def test_zoo_and_plan_take_the_profile(tmp_path, chips):
     from optimizer.zoo import load_zoo, solve_zoo
 
     zoo = tmp_path / "z.toml"
-    zoo.write_text('[grid]\nslo_ms = [20]\nchips = ["h100"]\nprofile = ["book", "calibrated"]\n'
-                   '[[models]]\nname = "llama3-8b"\n')
+    zoo.write_text(
+        '[grid]\nslo_ms = [20]\nchips = ["h100"]\nprofile = ["book", "calibrated"]\n[[models]]\nname = "llama3-8b"\n'
+    )
     rows = {r["profile"]: r for r in solve_zoo(load_zoo(zoo))}
     assert set(rows) == {"book", "calibrated"}
-    direct = optimize("llama3-8b", 20, chips=chips, chip_names=["h100"], top=1, alternatives=False,
-                      profile="calibrated")
+    direct = optimize(
+        "llama3-8b", 20, chips=chips, chip_names=["h100"], top=1, alternatives=False, profile="calibrated"
+    )
     assert rows["calibrated"]["queries_per_dollar"] == pytest.approx(direct.best.queries_per_dollar, rel=1e-12)
     assert rows["calibrated"]["queries_per_dollar"] != rows["book"]["queries_per_dollar"]
     bad = tmp_path / "bad.toml"
     bad.write_text('[grid]\nslo_ms = [20]\nprofile = ["measured"]\n[[models]]\nname = "llama3-8b"\n')
     with pytest.raises(ValueError, match="unknown profile in"):
         load_zoo(bad)
-    spec = PlanSpec(models=(PlanModel(model="llama3-8b", demand_qps=20.0, slo_ms=20, prompt_len=1024),),
-                    pools=(Pool(chip="h100", quota_chips=64),))
+    spec = PlanSpec(
+        models=(PlanModel(model="llama3-8b", demand_qps=20.0, slo_ms=20, prompt_len=1024),),
+        pools=(Pool(chip="h100", quota_chips=64),),
+    )
     book, calibrated = plan(spec, workers=1), plan(spec, workers=1, profile="calibrated", engine="trtllm")
     assert book.status == calibrated.status == "optimal"
     assert calibrated.total_cost_usd != book.total_cost_usd
@@ -226,39 +367,51 @@ def test_readme_accuracy_table_is_what_validate_prints(measured):
 
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     book, cal = validate(measured, "book"), validate(measured, "calibrated", leave_one_model_out=True)
-    row = (f"| **all** | | | | **{len(measured)}** | **{book.overall['tpot_mape']:.1f}%** | "
-           f"**{cal.overall['tpot_mape']:.1f}%** | **{book.overall['ttft_mape']:.1f}%** | "
-           f"**{cal.overall['ttft_mape']:.1f}%** |")
+    row = (
+        f"| **all** | | | | **{len(measured)}** | **{book.overall['tpot_mape']:.1f}%** | "
+        f"**{cal.overall['tpot_mape']:.1f}%** | **{book.overall['ttft_mape']:.1f}%** | "
+        f"**{cal.overall['ttft_mape']:.1f}%** |"
+    )
     assert row in text
     for g_book, g_cal in zip(book.groups, cal.groups):
-        assert (f"| {g_cal['model']} | {g_cal['system']} | {g_cal['engine']} | {g_cal['precision']} | {g_cal['n']} | "
-                f"{g_book['tpot_mape']:.1f}% | {g_cal['tpot_mape']:.1f}% | {g_book['ttft_mape']:.1f}% | "
-                f"{g_cal['ttft_mape']:.1f}% |") in text
+        assert (
+            f"| {g_cal['model']} | {g_cal['system']} | {g_cal['engine']} | {g_cal['precision']} | {g_cal['n']} | "
+            f"{g_book['tpot_mape']:.1f}% | {g_cal['tpot_mape']:.1f}% | {g_book['ttft_mape']:.1f}% | "
+            f"{g_cal['ttft_mape']:.1f}% |"
+        ) in text
     names = {"llama3-70b": "Llama-3.1-70B", "llama3-8b": "Llama-3.1-8B", "qwen3-32b": "Qwen3-32B"}
     for r in cal.leave_one_model_out:
         assert f"{names[r['model']]} {r['tpot_mape']:.1f}% / {r['ttft_mape']:.1f}%" in text
 
 
-@pytest.mark.parametrize("change,message", [
-    ('s/link_efficiency = .*/link_efficiency = 0.0/', "link_efficiency must be positive"),
-    ('s/step_overhead_s = .*/step_overhead_s = -1.0/', "step_overhead_s must be zero or more"),
-    ('s/kv_memory_fraction = .*/kv_memory_fraction = -1.0/', "kv_memory_fraction must be in (0, 1]"),
-    ('s/default_engine = .*/default_engine = "tgi"/', "default_engine 'tgi' has no [engines] entry"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ("s/link_efficiency = .*/link_efficiency = 0.0/", "link_efficiency must be positive"),
+        ("s/step_overhead_s = .*/step_overhead_s = -1.0/", "step_overhead_s must be zero or more"),
+        ("s/kv_memory_fraction = .*/kv_memory_fraction = -1.0/", "kv_memory_fraction must be in (0, 1]"),
+        ('s/default_engine = .*/default_engine = "tgi"/', "default_engine 'tgi' has no [engines] entry"),
+    ],
+)
 def test_bad_calibration_files_are_one_line_errors(tmp_path, change, message):
     import re
+
     text = (bundled_data().with_name("calibrated.toml")).read_text()
     pattern, repl = change[2:].rstrip("/").split("/")
     path = tmp_path / "bad.toml"
     path.write_text(re.sub(pattern, repl, text))
-    res = CliRunner().invoke(main, ["optimize", "--model", "llama3-8b", "--slo-ms", "20", "--profile", "calibrated",
-                                    "--calibration", str(path)])
+    res = CliRunner().invoke(
+        main,
+        ["optimize", "--model", "llama3-8b", "--slo-ms", "20", "--profile", "calibrated", "--calibration", str(path)],
+    )
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and message in res.output, res.output
 
 
 def test_validate_without_rows_and_lomo_with_one_model(tmp_path):
-    header = ("backend,backend_version,model_path,system,precision,mode,isl,osl,batch_size,tp_size,pp_size,"
-              "silicon_ttft_ms,silicon_tpot_ms\n")
+    header = (
+        "backend,backend_version,model_path,system,precision,mode,isl,osl,batch_size,tp_size,pp_size,"
+        "silicon_ttft_ms,silicon_tpot_ms\n"
+    )
     empty = tmp_path / "empty.csv"
     empty.write_text(header)
     res = CliRunner().invoke(main, ["validate", "--data", str(empty)])

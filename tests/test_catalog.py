@@ -14,7 +14,13 @@ def test_v5e_has_the_chapters_constants(chips):
     """TPU v5e: 1.97e14 bf16, 3.94e14 int8, 16 GB, 8.2e11 B/s, 4.5e10 B/s per link, $1.20."""
     v = chips["tpu-v5e"]
     assert (v.bf16_flops, v.int8_flops, v.hbm_bytes, v.hbm_bytes_per_s, v.link_bytes_per_s, v.usd_per_chip_hour) == (
-        1.97e14, 3.94e14, 16e9, 8.2e11, 4.5e10, 1.20)
+        1.97e14,
+        3.94e14,
+        16e9,
+        8.2e11,
+        4.5e10,
+        1.20,
+    )
     assert v.ici_bytes_per_s_per_axis == 9e10
     assert v.topologies == ("1x1", "2x2", "2x4", "4x4", "4x8", "8x8", "8x16", "16x16")
 
@@ -31,9 +37,19 @@ def test_gpu_nvlink_matches_design(chips):
     assert [chips[n].ici_bytes_per_s_per_axis for n in ("h100", "h200", "b200", "a100")] == [4.5e11, 4.5e11, 9e11, 3e11]
 
 
-@pytest.mark.parametrize("name,params", [("llama3-8b", 8.03e9), ("llama3-70b", 70.55e9), ("llama3-405b", 405.85e9),
-                                         ("llama2-7b", 6.74e9), ("llama2-70b", 68.98e9), ("gemma-2-27b", 27.23e9),
-                                         ("qwen2.5-72b", 72.7e9), ("mistral-7b", 7.24e9)])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("llama3-8b", 8.03e9),
+        ("llama3-70b", 70.55e9),
+        ("llama3-405b", 405.85e9),
+        ("llama2-7b", 6.74e9),
+        ("llama2-70b", 68.98e9),
+        ("gemma-2-27b", 27.23e9),
+        ("qwen2.5-72b", 72.7e9),
+        ("mistral-7b", 7.24e9),
+    ],
+)
 def test_parameter_counts(name, params):
     """Counts from the formula agree with the model cards (norms and biases ignored)."""
     assert load_model(name).param_count == pytest.approx(params, rel=2e-3)
@@ -47,8 +63,13 @@ def test_aliases_resolve_to_the_same_model():
 
 def test_config_json_path_and_head_dim_default(tmp_path):
     """A config.json loads; head_dim defaults to hidden/heads, KV heads to the query heads."""
-    cfg = {"num_hidden_layers": 32, "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32,
-           "vocab_size": 32000}
+    cfg = {
+        "num_hidden_layers": 32,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_attention_heads": 32,
+        "vocab_size": 32000,
+    }
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     m = load_model(tmp_path / "config.json")
     assert (m.head_dim, m.num_kv_heads) == (128, 32)

@@ -52,10 +52,14 @@ def offers_from_model(model="llama3-70b", slo_ms=50, ttft_ms=1000, chips=None):
     m = measure(t, rows, batch, w.decode_len)
     groups = t.dtype_groups
     slice_usd = t.slice_chips * t.usd_per_chip_hour
-    dec = [Offer(int(r), str(groups[r]), float(t.replicas[r] * b / (s * w.decode_len)), float(slice_usd[r]))
-           for r, b, s in zip(rows.tolist(), batch.tolist(), m.step_s.tolist())]
-    pre = [Offer(int(r), str(groups[r]), float(t.replicas[r] / t.cost.prefill_s[r]), float(slice_usd[r]))
-           for r in sm.prefill_rows_all.tolist()]
+    dec = [
+        Offer(int(r), str(groups[r]), float(t.replicas[r] * b / (s * w.decode_len)), float(slice_usd[r]))
+        for r, b, s in zip(rows.tolist(), batch.tolist(), m.step_s.tolist())
+    ]
+    pre = [
+        Offer(int(r), str(groups[r]), float(t.replicas[r] / t.cost.prefill_s[r]), float(slice_usd[r]))
+        for r in sm.prefill_rows_all.tolist()
+    ]
     return dec, pre
 
 
@@ -99,8 +103,9 @@ def test_dropping_dominated_offers_keeps_the_optimum():
 
 def test_issue_example_deployment_covers_100_qps():
     """optimize llama3-70b --slo-ms 50 --ttft-ms 1000 --qps 100: capacity covers 100 QPS, proven optimal."""
-    r = CliRunner().invoke(optimize_cmd, ["--model", "llama3-70b", "--slo-ms", "50", "--ttft-ms", "1000",
-                                          "--qps", "100", "--json"])
+    r = CliRunner().invoke(
+        optimize_cmd, ["--model", "llama3-70b", "--slo-ms", "50", "--ttft-ms", "1000", "--qps", "100", "--json"]
+    )
     d = json.loads(r.output)["deployment"]
     assert d["status"] == "optimal" and d["qps_capacity"] >= 100
     assert {"decode", "prefill", "cost_per_hour", "qps_capacity"} <= set(d)
@@ -115,8 +120,7 @@ def test_issue_example_deployment_covers_100_qps():
 def test_whole_deployment_equals_brute_force_end_to_end():
     """A whole small question (one chip, one dtype pair) against brute force over all its offers."""
     chips = load_chips()
-    r = optimize("llama3-8b", 30, chips=chips, chip_names=["a100"], weights=["int8"], kv=["int8"], ttft_ms=400,
-                 qps=7)
+    r = optimize("llama3-8b", 30, chips=chips, chip_names=["a100"], weights=["int8"], kv=["int8"], ttft_ms=400, qps=7)
     dec, pre = offers_from_model("llama3-8b", 30, 400, ["a100"])
     dec = [o for o in dec if o.group == "int8/int8"]
     pre = [o for o in pre if o.group == "int8/int8"]
@@ -185,5 +189,5 @@ def test_issue_example_cost_is_the_single_pair_minimum():
     pairs = {(e.weights, e.kv) for e in r.deployment.decode}
     assert got <= min(per_group.values())
     if len(pairs) == 1:
-        (w, kv), = pairs
+        ((w, kv),) = pairs
         assert got == per_group[f"{w}/{kv}"]

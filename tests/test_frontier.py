@@ -3,6 +3,7 @@ numbers, plots, and bad input."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import subprocess
@@ -52,22 +53,30 @@ def brute_frontier(model, chips, names, context, decode_len=512, cal=None):
     return front
 
 
-@pytest.mark.parametrize("model,names,context", [
-    ("llama3-70b", ["tpu-v5e", "h100"], 8192), ("llama3-70b", ["tpu-v5e"], 2048),
-    ("llama2-13b", ["a100", "tpu-v6e"], 4096), ("llama3-405b", ["tpu-v5p", "b200"], 32768),
-])
+@pytest.mark.parametrize(
+    "model,names,context",
+    [
+        ("llama3-70b", ["tpu-v5e", "h100"], 8192),
+        ("llama3-70b", ["tpu-v5e"], 2048),
+        ("llama2-13b", ["a100", "tpu-v6e"], 4096),
+        ("llama3-405b", ["tpu-v5p", "b200"], 32768),
+    ],
+)
 def test_frontier_equals_brute_force_point_for_point(model, names, context):
     """Same points, same order: (step, $/token) of every frontier point, fastest first."""
     chips = load_chips()
     m = load_model(model)
-    ours = [(sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6), p.chips) for p in
-            frontier(m, {n: chips[n] for n in names}, context)]
+    ours = [
+        (sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6), p.chips)
+        for p in frontier(m, {n: chips[n] for n in names}, context)
+    ]
     assert ours == brute_frontier(m, chips, names, context)
     assert len(ours) > 10
 
 
-@pytest.mark.parametrize("model,names,engine", [("llama3-8b", ["h100", "tpu-v5e"], "vllm"),
-                                                ("qwen3-32b", ["h200"], "sglang")])
+@pytest.mark.parametrize(
+    "model,names,engine", [("llama3-8b", ["h100", "tpu-v5e"], "vllm"), ("qwen3-32b", ["h200"], "sglang")]
+)
 def test_calibrated_frontier_equals_brute_force(model, names, engine):
     """Under the calibrated profile (every batch enumerated) the frontier is the brute-force one."""
     from optimizer.calibration import bundled_data
@@ -75,8 +84,10 @@ def test_calibrated_frontier_equals_brute_force(model, names, engine):
 
     chips = load_chips()
     m = load_model(model)
-    ours = [(sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6), p.chips) for p in
-            frontier(m, {n: chips[n] for n in names}, 4096, profile="calibrated", engine=engine)]
+    ours = [
+        (sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6), p.chips)
+        for p in frontier(m, {n: chips[n] for n in names}, 4096, profile="calibrated", engine=engine)
+    ]
     cal = calibrated_params(bundled_data().with_name("calibrated.toml"), engine)
     assert ours == brute_frontier(m, chips, names, 4096, cal=cal)
     assert len(ours) > 10
@@ -85,8 +96,10 @@ def test_calibrated_frontier_equals_brute_force(model, names, engine):
 def test_frontier_is_monotone_and_labelled():
     """Faster points cost more; every point carries its configuration and batch."""
     pts = frontier(load_model("llama3-70b"), load_chips(), 8192)
-    assert all(a.step_ms < b.step_ms and a.usd_per_million_tokens > b.usd_per_million_tokens
-               for a, b in zip(pts, pts[1:]))
+    assert all(
+        a.step_ms < b.step_ms and a.usd_per_million_tokens > b.usd_per_million_tokens
+        for a, b in itertools.pairwise(pts)
+    )
     assert all(p.chip and p.topology and p.batch >= 1 for p in pts)
 
 
@@ -107,7 +120,8 @@ def test_cli_frontier_json_and_csv(tmp_path):
     r = CliRunner().invoke(main, ["frontier", "--model", "llama3-8b", "--chip", "h100", "--json"])
     d = json.loads(r.output)
     assert {"chip", "topology", "tp", "weights", "kv", "batch", "step_ms", "usd_per_million_tokens"} <= set(
-        d["points"][0])
+        d["points"][0]
+    )
     out = tmp_path / "f.csv"
     r = CliRunner().invoke(main, ["frontier", "--model", "llama3-8b", "--chip", "h100", "--out", str(out)])
     assert r.exit_code == 0 and out.read_text().count("\n") == len(d["points"]) + 1
@@ -121,9 +135,27 @@ def test_plots_are_written(tmp_path, suffix):
     r = CliRunner().invoke(main, ["frontier", "--model", "llama3-8b", "--slo-ms", "10", "--out", str(f)])
     assert r.exit_code == 0
     b = tmp_path / f"b{suffix}"
-    r = CliRunner().invoke(main, ["frontier", "--model", "llama3-70b", "--chip", "tpu-v5e", "--topology", "4x4",
-                                  "--weights", "int8", "--kv", "int8", "--context", "2048", "--by-batch",
-                                  "--out", str(b)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "frontier",
+            "--model",
+            "llama3-70b",
+            "--chip",
+            "tpu-v5e",
+            "--topology",
+            "4x4",
+            "--weights",
+            "int8",
+            "--kv",
+            "int8",
+            "--context",
+            "2048",
+            "--by-batch",
+            "--out",
+            str(b),
+        ],
+    )
     assert r.exit_code == 0, r.output
     o = tmp_path / f"o{suffix}"
     r = CliRunner().invoke(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", "10", "--plot", str(o)])
@@ -154,25 +186,57 @@ def test_readme_plots_come_from_the_documented_commands(tmp_path):
 
 def test_empty_results_are_answers_not_crashes():
     """A configuration that does not fit, or no chip that fits: a sentence, exit 0."""
-    r = CliRunner().invoke(main, ["frontier", "--model", "llama3-405b", "--chip", "tpu-v5e", "--topology", "1x1",
-                                  "--weights", "bf16", "--kv", "bf16", "--by-batch"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "frontier",
+            "--model",
+            "llama3-405b",
+            "--chip",
+            "tpu-v5e",
+            "--topology",
+            "1x1",
+            "--weights",
+            "bf16",
+            "--kv",
+            "bf16",
+            "--by-batch",
+        ],
+    )
     assert r.exit_code == 0 and "does not fit on tpu-v5e 1x1" in r.output
     r = CliRunner().invoke(main, ["frontier", "--model", "llama3-405b", "--chip", "tpu-v5e", "--context", "100000000"])
     assert r.exit_code == 0 and "fits on none of the chips" in r.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--context", "0"], "'--context': 0 is not in the range"),
-    (["--chip", "tpu-v9"], "unknown chip 'tpu-v9'"),
-    (["--out", "/no/such/dir/f.csv"], "cannot be written"),
-    (["--out", "/tmp/f.xlsx"], "unknown suffix '.xlsx'"),
-    (["--by-batch"], "--by-batch needs one --chip"),
-    (["--chip", "tpu-v5e", "--weights", "fp8"], "no chip asked supports the weights dtypes fp8"),
-    (["--topology", "4x4"], "they go with --by-batch"),
-    (["--json", "--out", "/tmp/x.csv"], "with --out the file's suffix chooses"),
-    (["--chip", "tpu-v5e", "--topology", "4x4", "--weights", "int8", "--kv", "int8", "--by-batch", "--slo-ms", "5"],
-     "--by-batch has no optimum"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--context", "0"], "'--context': 0 is not in the range"),
+        (["--chip", "tpu-v9"], "unknown chip 'tpu-v9'"),
+        (["--out", "/no/such/dir/f.csv"], "cannot be written"),
+        (["--out", "/tmp/f.xlsx"], "unknown suffix '.xlsx'"),
+        (["--by-batch"], "--by-batch needs one --chip"),
+        (["--chip", "tpu-v5e", "--weights", "fp8"], "no chip asked supports the weights dtypes fp8"),
+        (["--topology", "4x4"], "they go with --by-batch"),
+        (["--json", "--out", "/tmp/x.csv"], "with --out the file's suffix chooses"),
+        (
+            [
+                "--chip",
+                "tpu-v5e",
+                "--topology",
+                "4x4",
+                "--weights",
+                "int8",
+                "--kv",
+                "int8",
+                "--by-batch",
+                "--slo-ms",
+                "5",
+            ],
+            "--by-batch has no optimum",
+        ),
+    ],
+)
 def test_frontier_bad_input(args, message):
     """Each bad frontier input: exit 2, one line."""
     r = CliRunner().invoke(main, ["frontier", "--model", "llama3-8b", *args])
@@ -181,8 +245,10 @@ def test_frontier_bad_input(args, message):
 
 def test_missing_matplotlib_says_how_to_install(tmp_path):
     """Without matplotlib a PNG path gives one line naming the extra (CSV still works)."""
-    code = ("import sys; sys.modules['matplotlib'] = None; import cli; "
-            f"cli.main(['frontier', '--model', 'llama3-8b', '--chip', 'h100', '--out', r'{tmp_path / 'f.png'}'])")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; import cli; "
+        f"cli.main(['frontier', '--model', 'llama3-8b', '--chip', 'h100', '--out', r'{tmp_path / 'f.png'}'])"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "pip install 'servesat[plot]'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 

@@ -26,13 +26,23 @@ def _instances(chips, models):
             weights = None
         if kv and not any(set(kv) & set(chips[c].kv_dtypes) for c in chip_subset):
             kv = None
-        yield pytest.param(dict(
-            model=model, chip_names=chip_subset, slo_ms=round(10 ** rng.uniform(-1, 1.8), 3),
-            context=rng.choice([1024, 2048, 8192, 32768]), decode_len=rng.choice([128, 512, 2048]),
-            weights=weights, kv=kv, objective=rng.choice(objectives),
-            serving=rng.choice(["decode-only", "disaggregated", "disaggregated", "colocated"]),
-            prompt_len=rng.choice([None, 128, 2048, 8192]), mfu=rng.choice([0.4, 0.25, 0.6]),
-            ttft_ms=rng.choice([None, None, round(10 ** rng.uniform(1, 3.5), 1)])), id=f"i{k}")
+        yield pytest.param(
+            dict(
+                model=model,
+                chip_names=chip_subset,
+                slo_ms=round(10 ** rng.uniform(-1, 1.8), 3),
+                context=rng.choice([1024, 2048, 8192, 32768]),
+                decode_len=rng.choice([128, 512, 2048]),
+                weights=weights,
+                kv=kv,
+                objective=rng.choice(objectives),
+                serving=rng.choice(["decode-only", "disaggregated", "disaggregated", "colocated"]),
+                prompt_len=rng.choice([None, 128, 2048, 8192]),
+                mfu=rng.choice([0.4, 0.25, 0.6]),
+                ttft_ms=rng.choice([None, None, round(10 ** rng.uniform(1, 3.5), 1)]),
+            ),
+            id=f"i{k}",
+        )
 
 
 def pytest_generate_tests(metafunc):
@@ -47,13 +57,37 @@ def test_cp_sat_optimum_equals_brute_force(instance, chips, models):
     inst = dict(instance)
     if inst["prompt_len"] is None and inst["context"] <= inst["decode_len"]:
         inst["prompt_len"] = 64
-    result = optimize(models[inst["model"]], inst["slo_ms"], chips=chips, chip_names=inst["chip_names"],
-                      context=inst["context"], decode_len=inst["decode_len"], weights=inst["weights"],
-                      kv=inst["kv"], objective=inst["objective"], top=1, serving=inst["serving"],
-                      prompt_len=inst["prompt_len"], prefill_mfu=inst["mfu"], ttft_ms=inst["ttft_ms"])
-    oracle = brute_force(models[inst["model"]], chips, inst["chip_names"], inst["slo_ms"], inst["context"],
-                         inst["decode_len"], inst["weights"], inst["kv"], inst["objective"], inst["serving"],
-                         inst["prompt_len"], inst["mfu"], inst["ttft_ms"])
+    result = optimize(
+        models[inst["model"]],
+        inst["slo_ms"],
+        chips=chips,
+        chip_names=inst["chip_names"],
+        context=inst["context"],
+        decode_len=inst["decode_len"],
+        weights=inst["weights"],
+        kv=inst["kv"],
+        objective=inst["objective"],
+        top=1,
+        serving=inst["serving"],
+        prompt_len=inst["prompt_len"],
+        prefill_mfu=inst["mfu"],
+        ttft_ms=inst["ttft_ms"],
+    )
+    oracle = brute_force(
+        models[inst["model"]],
+        chips,
+        inst["chip_names"],
+        inst["slo_ms"],
+        inst["context"],
+        inst["decode_len"],
+        inst["weights"],
+        inst["kv"],
+        inst["objective"],
+        inst["serving"],
+        inst["prompt_len"],
+        inst["mfu"],
+        inst["ttft_ms"],
+    )
     if oracle is None:
         assert result.status == "infeasible" and result.best is None and result.reason
         return
@@ -73,9 +107,21 @@ def test_instances_cover_feasible_and_infeasible(chips, models):
     outcomes = set()
     for p in _instances(chips, models):
         inst = p.values[0]
-        r = brute_force(models[inst["model"]], chips, inst["chip_names"], inst["slo_ms"], inst["context"],
-                        inst["decode_len"], inst["weights"], inst["kv"], inst["objective"], inst["serving"],
-                        inst["prompt_len"] or 64, inst["mfu"], inst["ttft_ms"])
+        r = brute_force(
+            models[inst["model"]],
+            chips,
+            inst["chip_names"],
+            inst["slo_ms"],
+            inst["context"],
+            inst["decode_len"],
+            inst["weights"],
+            inst["kv"],
+            inst["objective"],
+            inst["serving"],
+            inst["prompt_len"] or 64,
+            inst["mfu"],
+            inst["ttft_ms"],
+        )
         outcomes.add((r is None, inst["serving"]))
     assert {o for o in outcomes if not o[0]} == {(False, m) for m in ("decode-only", "disaggregated", "colocated")}
     assert any(o[0] for o in outcomes)

@@ -29,29 +29,58 @@ EXAMPLE = ROOT / "examples" / "plan.toml"
 def small_spec(rng: random.Random) -> PlanSpec:
     """Two models, two pools, two periods, random demand, quotas, tiers and serving."""
     serving = rng.choice(["disaggregated", "decode-only", "colocated"])
-    small = PlanModel(model="llama3-8b", demand_qps=(round(rng.uniform(0, 8), 2), round(rng.uniform(1, 12), 2)),
-                      slo_ms=rng.choice([15, 20, 40]), ttft_ms=rng.choice([None, 500.0]), prompt_len=1024,
-                      serving=serving, weights=("int8",), kv=("int8",))
-    large = PlanModel(model="llama3-70b", demand_qps=(round(rng.uniform(0.1, 2), 2), round(rng.uniform(0.1, 3), 2)),
-                      slo_ms=rng.choice([40, 60]), ttft_ms=2000.0, prompt_len=1024, serving=serving,
-                      weights=("int8",), kv=("int8",))
+    small = PlanModel(
+        model="llama3-8b",
+        demand_qps=(round(rng.uniform(0, 8), 2), round(rng.uniform(1, 12), 2)),
+        slo_ms=rng.choice([15, 20, 40]),
+        ttft_ms=rng.choice([None, 500.0]),
+        prompt_len=1024,
+        serving=serving,
+        weights=("int8",),
+        kv=("int8",),
+    )
+    large = PlanModel(
+        model="llama3-70b",
+        demand_qps=(round(rng.uniform(0.1, 2), 2), round(rng.uniform(0.1, 3), 2)),
+        slo_ms=rng.choice([40, 60]),
+        ttft_ms=2000.0,
+        prompt_len=1024,
+        serving=serving,
+        weights=("int8",),
+        kv=("int8",),
+    )
     tiers = (Commitment("1-period", 1, round(rng.uniform(0.05, 0.4), 2)),) if rng.random() < 0.5 else ()
     # a term longer than the horizon (charged past it under full-term accounting)
     long = (Commitment("long", 3, round(rng.uniform(0.3, 0.6), 2)),)
-    v5e = Pool(chip="tpu-v5e", quota_chips=(rng.choice([4, 8, 16, 24]), rng.choice([4, 16, 24, 32])),
-               shapes=("2x2", "2x4"), commitments=rng.choice([(), tiers, long]))
-    h100 = Pool(chip="h100", quota_chips=rng.choice([2, 4, 6]), shapes=("1", "2"),
-                on_demand=not tiers or rng.random() < 0.7, commitments=tiers)
+    v5e = Pool(
+        chip="tpu-v5e",
+        quota_chips=(rng.choice([4, 8, 16, 24]), rng.choice([4, 16, 24, 32])),
+        shapes=("2x2", "2x4"),
+        commitments=rng.choice([(), tiers, long]),
+    )
+    h100 = Pool(
+        chip="h100",
+        quota_chips=rng.choice([2, 4, 6]),
+        shapes=("1", "2"),
+        on_demand=not tiers or rng.random() < 0.7,
+        commitments=tiers,
+    )
     if not h100.on_demand and not h100.commitments:
         h100 = replace(h100, on_demand=True)
-    return PlanSpec(models=(small, large), pools=(v5e, h100), periods=2, headroom=rng.choice([0.0, 0.2]),
-                    commitment_accounting=rng.choice(["full-term", "horizon"]))
+    return PlanSpec(
+        models=(small, large),
+        pools=(v5e, h100),
+        periods=2,
+        headroom=rng.choice([0.0, 0.2]),
+        commitment_accounting=rng.choice(["full-term", "horizon"]),
+    )
 
 
 def raw_offers(spec: PlanSpec):
     rp = resolve(spec)
-    return rp, [model_offers(k, load_model(m.model), m.workload(), rp.chips, m.weights, m.kv)
-                for k, m in enumerate(spec.models)]
+    return rp, [
+        model_offers(k, load_model(m.model), m.workload(), rp.chips, m.weights, m.kv) for k, m in enumerate(spec.models)
+    ]
 
 
 def as_solution(result: FleetPlan, rp, po) -> Solution:
@@ -61,9 +90,16 @@ def as_solution(result: FleetPlan, rp, po) -> Solution:
     for mp in result.models:
         mi = [m.label for m in rp.spec.models].index(mp.model)
         for e in mp.entries:
-            k = next(k for k, o in enumerate(po.offers[mi]) if o.role == e.role and names[o.pool] == e.pool
-                     and o.config["topology"] == e.topology and o.config["tp"] == e.tp
-                     and o.config["weights"] == e.weights and o.config["kv"] == e.kv)
+            k = next(
+                k
+                for k, o in enumerate(po.offers[mi])
+                if o.role == e.role
+                and names[o.pool] == e.pool
+                and o.config["topology"] == e.topology
+                and o.config["tp"] == e.tp
+                and o.config["weights"] == e.weights
+                and o.config["kv"] == e.kv
+            )
             slices[(mi, k, mp.period - 1)] = e.slices
     commit = {}
     for c in result.commitments:
@@ -130,10 +166,12 @@ def test_checker_catches_broken_plans():
 
 def test_commitments_are_bought_when_they_pay_off_and_not_otherwise():
     base = PlanSpec(
-        models=(PlanModel(model="llama3-8b", demand_qps=20.0, slo_ms=20, prompt_len=1024, weights=("int8",),
-                          kv=("int8",)),),
+        models=(
+            PlanModel(model="llama3-8b", demand_qps=20.0, slo_ms=20, prompt_len=1024, weights=("int8",), kv=("int8",)),
+        ),
         pools=(Pool(chip="tpu-v5e", quota_chips=256, commitments=(Commitment("1-year", 12, 0.37),)),),
-        periods=12)
+        periods=12,
+    )
     steady = plan(base, workers=1)
     assert steady.status == "optimal"
     assert [c.tier for c in steady.commitments] == ["1-year"]
@@ -151,9 +189,19 @@ def test_commitments_are_bought_when_they_pay_off_and_not_otherwise():
 
 def test_quota_binding_is_explained_and_pushes_to_the_next_pool():
     spec = PlanSpec(
-        models=(PlanModel(model="llama3-8b", demand_qps=(10.0, 80.0), slo_ms=20, prompt_len=1024,
-                          weights=("int8", "fp8"), kv=("int8", "fp8")),),
-        pools=(Pool(chip="tpu-v6e", quota_chips=16), Pool(chip="h100", quota_chips=64)), periods=2)
+        models=(
+            PlanModel(
+                model="llama3-8b",
+                demand_qps=(10.0, 80.0),
+                slo_ms=20,
+                prompt_len=1024,
+                weights=("int8", "fp8"),
+                kv=("int8", "fp8"),
+            ),
+        ),
+        pools=(Pool(chip="tpu-v6e", quota_chips=16), Pool(chip="h100", quota_chips=64)),
+        periods=2,
+    )
     result = plan(spec, workers=1)
     assert result.status == "optimal"
     text = " ".join(result.binding)
@@ -164,7 +212,9 @@ def test_quota_binding_is_explained_and_pushes_to_the_next_pool():
 def test_infeasible_plans_name_the_model_and_period():
     spec = PlanSpec(
         models=(PlanModel(model="llama3-8b", demand_qps=(1.0, 500.0), slo_ms=20, prompt_len=1024),),
-        pools=(Pool(chip="tpu-v5e", quota_chips=16),), periods=2)
+        pools=(Pool(chip="tpu-v5e", quota_chips=16),),
+        periods=2,
+    )
     result = plan(spec, workers=1)
     assert result.status == "infeasible"
     assert "llama3-8b in month 2" in result.reason and "quotas" in result.reason
@@ -176,9 +226,14 @@ def test_infeasible_plans_name_the_model_and_period():
 
 def test_maximize_served_under_a_budget():
     spec = PlanSpec(
-        models=(PlanModel(model="llama3-8b", demand_qps=(50.0, 100.0), slo_ms=20, prompt_len=1024),
-                PlanModel(model="llama3-70b", demand_qps=(5.0, 10.0), slo_ms=50, prompt_len=1024)),
-        pools=(Pool(chip="tpu-v5e", quota_chips=512),), periods=2, budget_per_period=20000.0)
+        models=(
+            PlanModel(model="llama3-8b", demand_qps=(50.0, 100.0), slo_ms=20, prompt_len=1024),
+            PlanModel(model="llama3-70b", demand_qps=(5.0, 10.0), slo_ms=50, prompt_len=1024),
+        ),
+        pools=(Pool(chip="tpu-v5e", quota_chips=512),),
+        periods=2,
+        budget_per_period=20000.0,
+    )
     assert plan(spec, workers=1).status == "infeasible"
     result = plan(spec, maximize_served=True, workers=1)
     assert result.status in ("optimal", "feasible")
@@ -214,20 +269,35 @@ def test_cli_text_and_out_file(tmp_path):
 
 
 BAD = [
-    ("models[0].demand_qps[1] must be zero or more", {"models": [{"model": "llama3-8b", "demand_qps": [1, -5],
-                                                                   "slo_ms": 20}]}),
+    (
+        "models[0].demand_qps[1] must be zero or more",
+        {"models": [{"model": "llama3-8b", "demand_qps": [1, -5], "slo_ms": 20}]},
+    ),
     ("unknown chip in pools[0].chip 'tpu-v9'", {"pools": [{"chip": "tpu-v9", "quota_chips": 8}]}),
-    ("models[0].demand_qps has 3 values but the plan has 2 periods",
-     {"models": [{"model": "llama3-8b", "demand_qps": [1, 2, 3], "slo_ms": 20}]}),
+    (
+        "models[0].demand_qps has 3 values but the plan has 2 periods",
+        {"models": [{"model": "llama3-8b", "demand_qps": [1, 2, 3], "slo_ms": 20}]},
+    ),
     ("pools[0].quota_chips must be positive, got 0", {"pools": [{"chip": "tpu-v5e", "quota_chips": 0}]}),
     ("models[0].model: unknown model 'llama9'", {"models": [{"model": "llama9", "demand_qps": 1, "slo_ms": 20}]}),
-    ("pools[0].shapes: '3x3' is not a tpu-v5e slice", {"pools": [{"chip": "tpu-v5e", "quota_chips": 8,
-                                                                  "shapes": ["3x3"]}]}),
-    ("pools[0].commitments[0].discount must be a fraction", {"pools": [{"chip": "tpu-v5e", "quota_chips": 8,
-        "commitments": [{"name": "1y", "term_periods": 12, "discount": 1.5}]}]}),
+    (
+        "pools[0].shapes: '3x3' is not a tpu-v5e slice",
+        {"pools": [{"chip": "tpu-v5e", "quota_chips": 8, "shapes": ["3x3"]}]},
+    ),
+    (
+        "pools[0].commitments[0].discount must be a fraction",
+        {
+            "pools": [
+                {
+                    "chip": "tpu-v5e",
+                    "quota_chips": 8,
+                    "commitments": [{"name": "1y", "term_periods": 12, "discount": 1.5}],
+                }
+            ]
+        },
+    ),
     ("share_slices = true is not supported", {"share_slices": True}),
-    ("models[0] has unknown key 'slo'", {"models": [{"model": "llama3-8b", "demand_qps": 1, "slo_ms": 20,
-                                                      "slo": 3}]}),
+    ("models[0] has unknown key 'slo'", {"models": [{"model": "llama3-8b", "demand_qps": 1, "slo_ms": 20, "slo": 3}]}),
     ("period_name must be a non-empty string", {"period_name": 3}),
     ("models[0].name must be", {"models": [{"model": "llama3-8b", "name": 5, "demand_qps": 1, "slo_ms": 20}]}),
     ("pools[0].name must be a string", {"pools": [{"chip": "tpu-v5e", "quota_chips": 8, "name": 5}]}),
@@ -253,8 +323,11 @@ def _toml(data: dict) -> str:
 
 @pytest.mark.parametrize("message,change", BAD, ids=[b[0][:40] for b in BAD])
 def test_bad_input_is_one_line_naming_the_field(tmp_path, message, change):
-    data = {"periods": 2, "models": [{"model": "llama3-8b", "demand_qps": 1, "slo_ms": 20}],
-            "pools": [{"chip": "tpu-v5e", "quota_chips": 8}]}
+    data = {
+        "periods": 2,
+        "models": [{"model": "llama3-8b", "demand_qps": 1, "slo_ms": 20}],
+        "pools": [{"chip": "tpu-v5e", "quota_chips": 8}],
+    }
     data.update(change)
     path = tmp_path / "plan.toml"
     path.write_text(_toml(data))
@@ -272,8 +345,8 @@ def test_api_rejects_bad_arguments():
         plan(spec, time_limit_s=0)
     with pytest.raises(ValueError, match="plan must be a PlanSpec"):
         plan(42)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="models\\[0\\].slo_ms"):
-        plan(replace(spec, models=(replace(spec.models[0], slo_ms=-1),) + spec.models[1:]))
+    with pytest.raises(ValueError, match=r"models\[0\]\.slo_ms"):
+        plan(replace(spec, models=(replace(spec.models[0], slo_ms=-1), *spec.models[1:])))
 
 
 def test_cheapest_cover_matches_enumeration():
@@ -282,8 +355,11 @@ def test_cheapest_cover_matches_enumeration():
         items = [(rng.randint(1, 30), rng.randint(1, 20)) for _ in range(rng.randint(1, 3))]
         q = rng.randint(0, 60)
         ranges = [range(-(-q // r) + 1) for _, r in items]
-        best = min(sum(w * n for (w, _), n in zip(items, ns)) for ns in itertools.product(*ranges)
-                   if sum(r * n for (_, r), n in zip(items, ns)) >= q)
+        best = min(
+            sum(w * n for (w, _), n in zip(items, ns))
+            for ns in itertools.product(*ranges)
+            if sum(r * n for (_, r), n in zip(items, ns)) >= q
+        )
         cost, counts, proven = cheapest_cover(q, items)
         assert proven and cost == best
         assert sum(items[k][1] * n for k, n in counts.items()) >= q
@@ -293,7 +369,7 @@ def test_readme_python_example_runs():
     text = (ROOT / "README.md").read_text()
     block = text.split("From Python (`PlanSpec`")[1].split("```python\n")[1].split("```")[0]
     namespace: dict = {}
-    exec(compile(block, "README plan example", "exec"), namespace)  # noqa: S102
+    exec(compile(block, "README plan example", "exec"), namespace)
     result = namespace["result"]
     assert result.status == "optimal"
     assert FleetPlan.from_dict(result.to_dict()) == result
@@ -301,9 +377,11 @@ def test_readme_python_example_runs():
 
 def test_cli_infeasible_is_an_answer_and_maximize_served_runs(tmp_path):
     path = tmp_path / "tight.toml"
-    path.write_text('periods = 2\nbudget_per_period = 20000\n'
-                    '[[models]]\nmodel = "llama3-8b"\ndemand_qps = [50, 100]\nslo_ms = 20\nprompt_len = 1024\n'
-                    '[[pools]]\nchip = "tpu-v5e"\nquota_chips = 512\n')
+    path.write_text(
+        "periods = 2\nbudget_per_period = 20000\n"
+        '[[models]]\nmodel = "llama3-8b"\ndemand_qps = [50, 100]\nslo_ms = 20\nprompt_len = 1024\n'
+        '[[pools]]\nchip = "tpu-v5e"\nquota_chips = 512\n'
+    )
     res = CliRunner().invoke(main, ["plan", str(path), "--workers", "1"])
     assert res.exit_code == 0, res.output
     assert "status infeasible" in res.output and "reason: the quotas and the budget cannot serve" in res.output
@@ -326,22 +404,50 @@ def test_load_split_over_dtype_pairs_is_found(chips):
     rng = random.Random(5)
     cases = [([(4, 10.0, "A"), (3, 6.0, "B")], 16.0)]
     for _ in range(10):
-        cases.append(([(rng.randint(1, 6), round(rng.uniform(2, 12), 2), rng.choice("AB")) for _ in range(3)],
-                      round(rng.uniform(5, 30), 2)))
+        cases.append(
+            (
+                [(rng.randint(1, 6), round(rng.uniform(2, 12), 2), rng.choice("AB")) for _ in range(3)],
+                round(rng.uniform(5, 30), 2),
+            )
+        )
     for offers_spec, qps in cases:
-        spec = PlanSpec(models=(PlanModel(model="llama3-8b", demand_qps=qps, slo_ms=20, serving="decode-only"),),
-                        pools=(Pool(chip="h100", quota_chips=64),))
+        spec = PlanSpec(
+            models=(PlanModel(model="llama3-8b", demand_qps=qps, slo_ms=20, serving="decode-only"),),
+            pools=(Pool(chip="h100", quota_chips=64),),
+        )
         rp = resolve(spec, chips)
-        offers = [SliceOffer(0, 0, "decode", g, c, r, {"chip": "h100", "topology": str(c), "chips": c, "tp": c,
-                                                        "n_axes": 1, "replicas": 1, "weights": g, "kv": g}, batch=1,
-                             step_ms=1.0) for c, r, g in offers_spec]
+        offers = [
+            SliceOffer(
+                0,
+                0,
+                "decode",
+                g,
+                c,
+                r,
+                {
+                    "chip": "h100",
+                    "topology": str(c),
+                    "chips": c,
+                    "tp": c,
+                    "n_axes": 1,
+                    "replicas": 1,
+                    "weights": g,
+                    "kv": g,
+                },
+                batch=1,
+                step_ms=1.0,
+            )
+            for c, r, g in offers_spec
+        ]
         po = PlanOffers([load_model("llama3-8b")], [offers], len(offers))
         out = solve_plan(rp, po, __import__("time").perf_counter() + 10, 1, False)
         assert out.status == "optimal"
         got = tally(rp, po, out.solution).used[0][0]
-        best = min(sum(n * o.chips for n, o in zip(ns, offers))
-                   for ns in itertools.product(*[range(_math.ceil(qps / o.rate) + 1) for o in offers])
-                   if sum(n * o.rate for n, o in zip(ns, offers)) >= qps)
+        best = min(
+            sum(n * o.chips for n, o in zip(ns, offers))
+            for ns in itertools.product(*[range(_math.ceil(qps / o.rate) + 1) for o in offers])
+            if sum(n * o.rate for n, o in zip(ns, offers)) >= qps
+        )
         assert got == best, (offers_spec, qps)
         if offers_spec is cases[0][0]:
             assert got == 7  # one slice of each pair
@@ -352,14 +458,30 @@ def test_budgets_with_commitments_equal_brute_force(seed):
     """A budget bills committed chips in every period they are held: the brute force tries
     every combination of the pools' commitment vectors under it."""
     rng = random.Random(300 + seed)
-    model = PlanModel(model="llama3-8b", demand_qps=(round(rng.uniform(0, 6), 2), round(rng.uniform(4, 12), 2)),
-                      slo_ms=20, prompt_len=1024, weights=("int8",), kv=("int8",),
-                      serving=rng.choice(["decode-only", "disaggregated"]))
+    model = PlanModel(
+        model="llama3-8b",
+        demand_qps=(round(rng.uniform(0, 6), 2), round(rng.uniform(4, 12), 2)),
+        slo_ms=20,
+        prompt_len=1024,
+        weights=("int8",),
+        kv=("int8",),
+        serving=rng.choice(["decode-only", "disaggregated"]),
+    )
     term = rng.choice([1, 2, 3])
-    spec = PlanSpec(models=(model,), periods=2, commitment_accounting=rng.choice(["full-term", "horizon"]),
-                    pools=(Pool(chip="tpu-v5e", quota_chips=8, shapes=("2x2", "2x4"),
-                                commitments=(Commitment("c", term, round(rng.uniform(0.3, 0.6), 2)),)),
-                           Pool(chip="h100", quota_chips=2, shapes=("1", "2"))))
+    spec = PlanSpec(
+        models=(model,),
+        periods=2,
+        commitment_accounting=rng.choice(["full-term", "horizon"]),
+        pools=(
+            Pool(
+                chip="tpu-v5e",
+                quota_chips=8,
+                shapes=("2x2", "2x4"),
+                commitments=(Commitment("c", term, round(rng.uniform(0.3, 0.6), 2)),),
+            ),
+            Pool(chip="h100", quota_chips=2, shapes=("1", "2")),
+        ),
+    )
     unlimited = plan(spec, workers=1)
     if unlimited.status != "optimal":
         pytest.skip("the quotas alone make this instance infeasible")
@@ -381,7 +503,9 @@ def test_a_budget_can_make_a_later_commitment_the_cheapest():
     spec = PlanSpec(
         models=(PlanModel(model="llama3-8b", demand_qps=(1.0,) * 3 + (100.0,) * 9, slo_ms=20, prompt_len=1024),),
         pools=(Pool(chip="tpu-v5e", quota_chips=512, commitments=(Commitment("1-year", 12, 0.5),)),),
-        periods=12, budget_per_period=(5000.0,) * 3 + (1e6,) * 9)
+        periods=12,
+        budget_per_period=(5000.0,) * 3 + (1e6,) * 9,
+    )
     result = plan(spec, workers=1)
     assert result.status == "optimal"
     assert any(c.start_period > 1 for c in result.commitments)
@@ -390,8 +514,11 @@ def test_a_budget_can_make_a_later_commitment_the_cheapest():
 
 
 def test_zero_demand_model_that_fits_nowhere_with_a_budget(tmp_path):
-    spec = PlanSpec(models=(PlanModel(model="llama3-405b", demand_qps=0.0, slo_ms=20, prompt_len=1024),),
-                    pools=(Pool(chip="tpu-v5e", quota_chips=8, shapes=("2x2",)),), periods=2,
-                    budget_per_period=100000.0)
+    spec = PlanSpec(
+        models=(PlanModel(model="llama3-405b", demand_qps=0.0, slo_ms=20, prompt_len=1024),),
+        pools=(Pool(chip="tpu-v5e", quota_chips=8, shapes=("2x2",)),),
+        periods=2,
+        budget_per_period=100000.0,
+    )
     result = plan(spec, workers=1)
     assert result.status == "optimal" and result.total_cost_usd == 0

@@ -13,14 +13,34 @@ from optimizer.api import whole_ratio
 
 
 def run(cmd, args):
-    r = CliRunner().invoke(cmd, args)
-    return r
+    return CliRunner().invoke(cmd, args)
 
 
 def test_evaluate_reports_the_chapters_prefill_and_ratio():
     """70B bf16 on 4x4 at batch 42, 8,192-token prompts at 40% MFU: 917 ms, ~3.9 servers per replica."""
-    r = run(main, ["evaluate", "--model", "llama3-70b", "--chip", "tpu-v5e", "--topology", "4x4", "--weights", "bf16",
-                   "--kv", "bf16", "--batch", "42", "--prompt-len", "8192", "--prefill-mfu", "0.4", "--json"])
+    r = run(
+        main,
+        [
+            "evaluate",
+            "--model",
+            "llama3-70b",
+            "--chip",
+            "tpu-v5e",
+            "--topology",
+            "4x4",
+            "--weights",
+            "bf16",
+            "--kv",
+            "bf16",
+            "--batch",
+            "42",
+            "--prompt-len",
+            "8192",
+            "--prefill-mfu",
+            "0.4",
+            "--json",
+        ],
+    )
     d = json.loads(r.output)
     assert d["prefill_ms"] == pytest.approx(916.8229046448731, rel=1e-9)
     assert d["prefill_servers_per_replica"] == pytest.approx(3.8870975809945856, rel=1e-9)
@@ -29,8 +49,22 @@ def test_evaluate_reports_the_chapters_prefill_and_ratio():
 
 def test_prefill_time_scales_inversely_with_mfu_and_chips():
     """T_prefill = 2PT/(Y*C*MFU): halving the MFU doubles it; 4x8 halves it against 4x4."""
-    base = ["evaluate", "--model", "llama3-70b", "--chip", "tpu-v5e", "--weights", "int8", "--kv", "int8",
-            "--batch", "1", "--prompt-len", "4096", "--json"]
+    base = [
+        "evaluate",
+        "--model",
+        "llama3-70b",
+        "--chip",
+        "tpu-v5e",
+        "--weights",
+        "int8",
+        "--kv",
+        "int8",
+        "--batch",
+        "1",
+        "--prompt-len",
+        "4096",
+        "--json",
+    ]
     a = json.loads(run(main, [*base, "--topology", "4x4"]).output)["prefill_ms"]
     b = json.loads(run(main, [*base, "--topology", "4x4", "--prefill-mfu", "0.2"]).output)["prefill_ms"]
     c = json.loads(run(main, [*base, "--topology", "4x8"]).output)["prefill_ms"]
@@ -38,8 +72,9 @@ def test_prefill_time_scales_inversely_with_mfu_and_chips():
     assert a == pytest.approx(2 * 70_552_387_584 * 4096 / (16 * 1.97e14 * 0.4) * 1e3)
 
 
-@pytest.mark.parametrize("ratio,text", [(3.8870975809945856, "4:1"), (9.615, "10:1"), (1.52, "3:2"),
-                                        (0.34, "1:3"), (1.0, "1:1")])
+@pytest.mark.parametrize(
+    "ratio,text", [(3.8870975809945856, "4:1"), (9.615, "10:1"), (1.52, "3:2"), (0.34, "1:3"), (1.0, "1:1")]
+)
 def test_whole_number_ratio_within_5_percent(ratio, text):
     """The smallest whole prefill:decode ratio within 5% of the exact one."""
     assert whole_ratio(ratio) == text
@@ -101,8 +136,9 @@ def test_colocated_step_absorbs_the_prefill_work():
 
 def test_compare_colocated_names_the_cheaper():
     """--compare-colocated solves both modes and names the one with more queries per dollar."""
-    d = json.loads(run(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", "20", "--compare-colocated",
-                                      "--json"]).output)
+    d = json.loads(
+        run(optimize_cmd, ["--model", "llama3-8b", "--slo-ms", "20", "--compare-colocated", "--json"]).output
+    )
     c = d["comparison"]
     qpd = {m: c[m]["queries_per_dollar"] for m in ("colocated", "disaggregated")}
     assert c["cheaper"] == max(qpd, key=qpd.get) and c["by"] == "queries per dollar"
@@ -111,26 +147,46 @@ def test_compare_colocated_names_the_cheaper():
 
 def test_decode_only_matches_the_core_roofline():
     """--decode-only ignores prompts: no prefill, no TTFT, output-token cost only."""
-    d = json.loads(run(optimize_cmd, ["--model", "llama3-405b", "--slo-ms", "15", "--chip", "tpu-v5e",
-                                      "--weights", "int8", "--kv", "int8", "--decode-only", "--json"]).output)
+    d = json.loads(
+        run(
+            optimize_cmd,
+            [
+                "--model",
+                "llama3-405b",
+                "--slo-ms",
+                "15",
+                "--chip",
+                "tpu-v5e",
+                "--weights",
+                "int8",
+                "--kv",
+                "int8",
+                "--decode-only",
+                "--json",
+            ],
+        ).output
+    )
     b = d["best"]
     assert b["prefill"] is None and b["ttft_ms"] is None and b["usd_per_million_input_tokens"] is None
     assert (b["topology"], b["batch"]) == ("8x8", 91)
     assert b["queries_per_dollar"] == pytest.approx(b["decode_queries_per_dollar"])
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--qps", "0"], "'--qps': 0.0 is not in the range x>0"),
-    (["--qps", "-5"], "'--qps': -5.0 is not in the range x>0"),
-    (["--ttft-ms", "-1"], "'--ttft-ms': -1.0 is not in the range x>0"),
-    (["--prefill-mfu", "0"], "'--prefill-mfu': 0.0 is not in the range 0<x<=1"),
-    (["--prefill-mfu", "1.5"], "'--prefill-mfu': 1.5 is not in the range 0<x<=1"),
-    (["--prompt-len", "0"], "'--prompt-len': 0 is not in the range x>=1"),
-    (["--time-limit", "0"], "'--time-limit': 0.0 is not in the range x>0"),
-    (["--colocated", "--decode-only"], "--colocated and --decode-only exclude each other"),
-    (["--decode-only", "--compare-colocated"], "it cannot go with --decode-only"),
-    (["--context", "512", "--decode-len", "512"], "give --prompt-len"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--qps", "0"], "'--qps': 0.0 is not in the range x>0"),
+        (["--qps", "-5"], "'--qps': -5.0 is not in the range x>0"),
+        (["--ttft-ms", "-1"], "'--ttft-ms': -1.0 is not in the range x>0"),
+        (["--prefill-mfu", "0"], "'--prefill-mfu': 0.0 is not in the range 0<x<=1"),
+        (["--prefill-mfu", "1.5"], "'--prefill-mfu': 1.5 is not in the range 0<x<=1"),
+        (["--prompt-len", "0"], "'--prompt-len': 0 is not in the range x>=1"),
+        (["--time-limit", "0"], "'--time-limit': 0.0 is not in the range x>0"),
+        (["--colocated", "--decode-only"], "--colocated and --decode-only exclude each other"),
+        (["--decode-only", "--compare-colocated"], "it cannot go with --decode-only"),
+        (["--context", "512", "--decode-len", "512"], "give --prompt-len"),
+    ],
+)
 def test_prefill_and_demand_bad_input(args, message):
     """Each bad prefill or demand input: exit 2 with one line naming it."""
     r = run(optimize_cmd, ["--model", "llama3-70b", "--slo-ms", "50", *args])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import replace
 
@@ -18,7 +19,7 @@ def qpd(result):
 
 def nondecreasing(values):
     """Monotone up to float noise: configurations equal in exact arithmetic differ by ~1e-16."""
-    return all(b >= a * (1 - 1e-12) for a, b in zip(values, values[1:]))
+    return all(b >= a * (1 - 1e-12) for a, b in itertools.pairwise(values))
 
 
 def cases(n, seed):
@@ -39,16 +40,20 @@ def test_adding_a_chip_type_never_lowers_the_optimum(model, slo, context, chips)
     """Each chip added to the search can only help."""
     names = sorted(chips)
     random.Random(slo).shuffle(names)
-    values = [qpd(optimize(model, slo, chips=chips, chip_names=names[:k], context=context, top=1))
-              for k in range(1, len(names) + 1)]
+    values = [
+        qpd(optimize(model, slo, chips=chips, chip_names=names[:k], context=context, top=1))
+        for k in range(1, len(names) + 1)
+    ]
     assert nondecreasing(values)
 
 
 @pytest.mark.parametrize("model,slo,context", list(cases(8, 3)))
 def test_longer_context_never_raises_the_optimum(model, slo, context, chips):
     """More KV per sequence costs HBM capacity and bandwidth."""
-    values = [qpd(optimize(model, slo, chips=chips, context=c, top=1, prompt_len=256))
-              for c in (context // 4, context, context * 4)]
+    values = [
+        qpd(optimize(model, slo, chips=chips, context=c, top=1, prompt_len=256))
+        for c in (context // 4, context, context * 4)
+    ]
     assert nondecreasing(values[::-1])
 
 
@@ -56,8 +61,12 @@ def test_longer_context_never_raises_the_optimum(model, slo, context, chips):
 def test_more_hbm_never_hurts(model, slo, context, chips):
     """Doubling every chip's HBM capacity never lowers queries per dollar."""
     bigger = {n: replace(c, hbm_bytes=c.hbm_bytes * 2) for n, c in chips.items()}
-    assert nondecreasing([qpd(optimize(model, slo, chips=chips, context=context, top=1)),
-                          qpd(optimize(model, slo, chips=bigger, context=context, top=1))])
+    assert nondecreasing(
+        [
+            qpd(optimize(model, slo, chips=chips, context=context, top=1)),
+            qpd(optimize(model, slo, chips=bigger, context=context, top=1)),
+        ]
+    )
 
 
 def test_same_input_same_answer(chips):

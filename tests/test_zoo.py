@@ -59,13 +59,26 @@ def test_rows_equal_optimize(small_zoo):
     assert len(rows) == 12
     for sc in random.Random(3).sample(scenarios(load_zoo(small_zoo)), 5):
         r = rows[sc["scenario_id"]]
-        res = optimize(sc["model"], sc["slo_ms"], chip_names=sc["chip_set"], context=sc["context"],
-                       ttft_ms=sc["ttft_target_ms"], qps=sc["qps"], top=1)
+        res = optimize(
+            sc["model"],
+            sc["slo_ms"],
+            chip_names=sc["chip_set"],
+            context=sc["context"],
+            ttft_ms=sc["ttft_target_ms"],
+            qps=sc["qps"],
+            top=1,
+        )
         assert r["status"] == res.status
         if res.best:
             b = res.best
             assert (r["chip"], r["topology"], r["tp"], r["weights"], r["kv"], r["batch"]) == (
-                b.chip, b.topology, b.tp, b.weights, b.kv, b.batch)
+                b.chip,
+                b.topology,
+                b.tp,
+                b.weights,
+                b.kv,
+                b.batch,
+            )
             assert r["queries_per_dollar"] == b.queries_per_dollar and r["prefill_chip"] == b.prefill.chip
         if res.deployment:
             assert r["deployment_cost_per_hour"] == res.deployment.cost_per_hour
@@ -103,8 +116,7 @@ def test_killed_run_resumes_to_every_scenario_once(tmp_path):
     out = tmp_path / "zoo.csv"
     zoo = ROOT / "examples" / "zoo.toml"
     cmd = [sys.executable, "-c", "import cli; cli.main()", "zoo", str(zoo), "--out", str(out), "--workers", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 15):
         time.sleep(0.05)
@@ -120,14 +132,14 @@ def test_killed_run_resumes_to_every_scenario_once(tmp_path):
 
 def test_unknown_key_and_bad_values_exit_2(tmp_path):
     """An unknown key in the zoo file names the key; bad values name the value."""
-    for text, msg in (('[grid]\nslo_ms = [10]\nlatency = 3\n[[models]]\nname = "llama3-8b"\n',
-                       "unknown key 'latency' in [grid]"),
-                      ('colour = 1\n[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\n', "unknown key 'colour'"),
-                      ('[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\nspeed = 1\n', "unknown key 'speed'"),
-                      ('[grid]\nslo_ms = [-1]\n[[models]]\nname = "llama3-8b"\n', "slo_ms values must be positive"),
-                      ('[grid]\nslo_ms = [10]\nchips = ["tpu-v9"]\n[[models]]\nname = "llama3-8b"\n',
-                       "unknown chip in"),
-                      ('[grid]\ncontext = [10]\n[[models]]\nname = "llama3-8b"\n', "lacks key 'slo_ms'")):
+    for text, msg in (
+        ('[grid]\nslo_ms = [10]\nlatency = 3\n[[models]]\nname = "llama3-8b"\n', "unknown key 'latency' in [grid]"),
+        ('colour = 1\n[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\n', "unknown key 'colour'"),
+        ('[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\nspeed = 1\n', "unknown key 'speed'"),
+        ('[grid]\nslo_ms = [-1]\n[[models]]\nname = "llama3-8b"\n', "slo_ms values must be positive"),
+        ('[grid]\nslo_ms = [10]\nchips = ["tpu-v9"]\n[[models]]\nname = "llama3-8b"\n', "unknown chip in"),
+        ('[grid]\ncontext = [10]\n[[models]]\nname = "llama3-8b"\n', "lacks key 'slo_ms'"),
+    ):
         f = tmp_path / "z.toml"
         f.write_text(text)
         r = CliRunner().invoke(main, ["zoo", str(f), "--out", str(tmp_path / "o.csv")])
@@ -138,8 +150,10 @@ def test_bad_models_and_scenarios_become_error_rows(tmp_path):
     """A model that fails to load gives error rows; the rest of the zoo still runs."""
     f = tmp_path / "z.toml"
     (tmp_path / "broken.json").write_text('{"hidden_size": 1')
-    f.write_text('[grid]\nslo_ms = [20]\n[[models]]\nname = "llama3-8b"\n[[models]]\nname = "nonesuch-1b"\n'
-                 '[[models]]\npath = "broken.json"\n')
+    f.write_text(
+        '[grid]\nslo_ms = [20]\n[[models]]\nname = "llama3-8b"\n[[models]]\nname = "nonesuch-1b"\n'
+        '[[models]]\npath = "broken.json"\n'
+    )
     out = tmp_path / "o.jsonl"
     r = CliRunner().invoke(main, ["zoo", str(f), "--out", str(out), "--workers", "1"])
     assert r.exit_code == 0
@@ -162,8 +176,19 @@ def test_columns_hold_inputs_status_and_best(small_zoo, tmp_path):
     """Each row has the scenario's inputs, status, reason and the best fields of optimize --json."""
     row = next(iter(solve_zoo(small_zoo, workers=1)))
     assert list(row) == COLUMNS
-    assert {"model", "slo_ms", "context", "status", "reason", "chip", "topology", "batch", "step_ms",
-            "queries_per_dollar", "binding"} <= set(row)
+    assert {
+        "model",
+        "slo_ms",
+        "context",
+        "status",
+        "reason",
+        "chip",
+        "topology",
+        "batch",
+        "step_ms",
+        "queries_per_dollar",
+        "binding",
+    } <= set(row)
 
 
 def test_ray_backend_writes_the_same_rows(small_zoo, tmp_path):
@@ -193,22 +218,33 @@ def test_readme_zoo_example_parses(tmp_path):
     text = (ROOT / "README.md").read_text()
     block = text.split("The zoo file (TOML)")[1].split("```toml\n")[1].split("```")[0]
     (tmp_path / "configs" / "my-model").mkdir(parents=True)
-    (tmp_path / "configs" / "my-model" / "config.json").write_text(json.dumps(
-        {"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4,
-         "vocab_size": 1000}))
+    (tmp_path / "configs" / "my-model" / "config.json").write_text(
+        json.dumps(
+            {
+                "num_hidden_layers": 2,
+                "hidden_size": 256,
+                "intermediate_size": 512,
+                "num_attention_heads": 4,
+                "vocab_size": 1000,
+            }
+        )
+    )
     (tmp_path / "my_chips.toml").write_text("[chips]\n")
     (tmp_path / "zoo.toml").write_text(block)
     zoo = load_zoo(tmp_path / "zoo.toml")
     assert len(scenarios(zoo)) == (4 * 3 * 2 * 3 * 2 * 2 + 2 * 3 * 2 * 3 * 2 * 2) * 2  # x 2 profiles
 
 
-@pytest.mark.parametrize("text,msg", [
-    ('prices = { h100 = "x" }\n[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\n', "price for h100"),
-    ('chips_file = 5\n[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\n', "chips_file must be a path"),
-    ('[grid]\nslo_ms = [10]\n[[models]]\npath = 5\n', "'path' must be a non-empty string"),
-    ('[grid]\nslo_ms = [10]\n[[models]]\nname = ""\n', "'name' must be a non-empty string"),
-    ('[grid]\nslo_ms = [10]\nchips = [[]]\n[[models]]\nname = "llama3-8b"\n', "each chips value must be"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ('prices = { h100 = "x" }\n[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\n', "price for h100"),
+        ('chips_file = 5\n[grid]\nslo_ms = [10]\n[[models]]\nname = "llama3-8b"\n', "chips_file must be a path"),
+        ("[grid]\nslo_ms = [10]\n[[models]]\npath = 5\n", "'path' must be a non-empty string"),
+        ('[grid]\nslo_ms = [10]\n[[models]]\nname = ""\n', "'name' must be a non-empty string"),
+        ('[grid]\nslo_ms = [10]\nchips = [[]]\n[[models]]\nname = "llama3-8b"\n', "each chips value must be"),
+    ],
+)
 def test_wrongly_typed_zoo_values_exit_2_and_keep_the_output(tmp_path, text, msg):
     """Bad types are one-line errors, and an existing --out is left as it was."""
     f = tmp_path / "z.toml"
