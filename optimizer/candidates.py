@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.catalog import DTYPE_BYTES, Chip, Model, parse_topology
-from optimizer.costmodel import Roofline, roofline
+from optimizer.catalog import Chip, Model, parse_topology
+from optimizer.costmodel import Layout, Roofline
 from optimizer.errors import InputError
+from optimizer.profiles import Profile
 from optimizer.workload import Workload
 
 
@@ -36,7 +37,7 @@ def parallel_layouts(shape: tuple[int, ...], kind: str = "tpu") -> list[tuple[in
 
 @dataclass(frozen=True)
 class CandidateTable:
-    """Struct of arrays; row i is one candidate. `cost` holds the book-profile terms."""
+    """Struct of arrays; row i is one candidate. `cost` holds the profile's cost terms."""
 
     chip: np.ndarray  # chip name
     topology: np.ndarray  # slice shape, e.g. "4x8"
@@ -70,55 +71,31 @@ class CandidateTable:
         }
 
 
-def _table(model: Model, workload: Workload, chips: dict[str, Chip], rows: list[tuple]) -> CandidateTable:
+def _table(
+    model: Model, workload: Workload, profile: Profile, chips: dict[str, Chip], rows: list[tuple]
+) -> CandidateTable:
     """rows: (chip name, topology, slice chips, Y, n_axes, weight dtype, kv dtype)."""
     cols: list[tuple] = list(zip(*rows)) if rows else [()] * 7
-    names = sorted(chips)
-    position = {n: k for k, n in enumerate(names)}
-    index = np.array([position[c] for c in cols[0]], dtype=np.int64)
-    chip_objs = [chips[n] for n in names]
     tp = np.array(cols[3], dtype=np.int64)
     slice_chips = np.array(cols[2], dtype=np.int64)
-
-    def per_chip(attr: str) -> np.ndarray:
-        return np.array([getattr(c, attr) for c in chip_objs], dtype=float)[index]
-
-    cost = roofline(
-        model,
-        workload,
+    layout = Layout(
+        chips=[chips[name] for name in cols[0]],
         tp=tp,
         n_axes=np.array(cols[4], dtype=np.int64),
-        weight_bytes_per_param=np.array([DTYPE_BYTES[w] for w in cols[5]], dtype=float),
-        kv_bytes_per_elem=np.array([DTYPE_BYTES[k] for k in cols[6]], dtype=float),
-        flops=per_chip("bf16_flops"),
-        hbm_bytes=per_chip("hbm_bytes"),
-        hbm_bytes_per_s=per_chip("hbm_bytes_per_s"),
-        ici_bytes_per_s=np.array([c.ici_bytes_per_s_per_axis for c in chip_objs], dtype=float)[index],
+        weights=list(cols[5]),
+        kv=list(cols[6]),
     )
-    if workload.profile == "calibrated":
-        from optimizer.calibration import calibrated_roofline
-
-        cost = calibrated_roofline(
-            cost,
-            model,
-            workload,
-            [chip_objs[i] for i in index.tolist()],
-            list(cols[5]),
-            list(cols[6]),
-            tp,
-            np.array(cols[4], dtype=np.int64),
-        )
     return CandidateTable(
         chip=np.array(cols[0], dtype=str),
         topology=np.array(cols[1], dtype=str),
         slice_chips=slice_chips,
         tp=tp,
-        n_axes=np.array(cols[4], dtype=np.int64),
+        n_axes=layout.n_axes,
         replicas=slice_chips // np.maximum(tp, 1),
         weights=np.array(cols[5], dtype=str),
         kv=np.array(cols[6], dtype=str),
-        usd_per_chip_hour=per_chip("usd_per_chip_hour"),
-        cost=cost,
+        usd_per_chip_hour=layout.per_chip("usd_per_chip_hour"),
+        cost=profile.cost_terms(model, workload, layout),
     )
 
 
@@ -126,6 +103,7 @@ def build_table(
     model: Model,
     chips: dict[str, Chip],
     workload: Workload,
+    profile: Profile,
     weights: tuple[str, ...] | None = None,
     kv: tuple[str, ...] | None = None,
 ) -> CandidateTable:
@@ -133,7 +111,7 @@ def build_table(
     (bf16, its native 8-bit format, int4). A replica layout reachable on several slices is
     kept once, on the smallest: the larger slices only add identical replicas."""
     rows = candidate_rows(tuple(chips[n] for n in sorted(chips)), weights, kv)
-    return _table(model, workload, chips, list(rows))
+    return _table(model, workload, profile, chips, list(rows))
 
 
 @functools.lru_cache(maxsize=256)
@@ -165,7 +143,14 @@ def candidate_rows(
 
 
 def single_candidate(
-    model: Model, chip: Chip, topology: str, tp: int | None, weights: str, kv: str, workload: Workload
+    model: Model,
+    chip: Chip,
+    topology: str,
+    tp: int | None,
+    weights: str,
+    kv: str,
+    workload: Workload,
+    profile: Profile,
 ) -> CandidateTable:
     """A one-row table for a fixed configuration; tp None means every chip of the slice."""
     if topology not in chip.topologies:
@@ -180,4 +165,6 @@ def single_candidate(
     if y not in layouts:
         valid = ", ".join(str(v) for v in sorted(layouts))
         raise InputError(f"--tp {y} is not a product of {topology}'s axes; valid: {valid}")
-    return _table(model, workload, {chip.name: chip}, [(chip.name, topology, slice_chips, y, layouts[y], weights, kv)])
+    return _table(
+        model, workload, profile, {chip.name: chip}, [(chip.name, topology, slice_chips, y, layouts[y], weights, kv)]
+    )

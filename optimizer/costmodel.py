@@ -1,4 +1,4 @@
-"""The "book" profile: the seed chapter's roofline, vectorized over candidates (DESIGN.md 3).
+"""The "book" profile: the seed chapter's roofline, vectorized over candidates (docs/cost-model.md).
 
 For one replica of Y chips, weights in dtype w (b_w bytes), KV cache in dtype k, compute
 and activations in bf16:
@@ -19,12 +19,28 @@ prefill B/G prompts per step, adding B * T_prefill/G to the step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.catalog import ACTIVATION_BYTES, Model
+from optimizer.catalog import ACTIVATION_BYTES, DTYPE_BYTES, Chip, Model
 from optimizer.workload import Workload
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the cost model reads of each candidate row: its chip, model-parallel degree Y and
+    axes, weight and KV dtypes (sequences of one length)."""
+
+    chips: Sequence[Chip]
+    tp: np.ndarray
+    n_axes: np.ndarray
+    weights: Sequence[str]
+    kv: Sequence[str]
+
+    def per_chip(self, attr: str) -> np.ndarray:
+        return np.array([getattr(c, attr) for c in self.chips], dtype=float)
 
 
 @dataclass(frozen=True)
@@ -72,10 +88,28 @@ class Roofline:
         return np.floor((self.hbm_capacity_bytes - self.weight_bytes) / self.kv_bytes_per_seq)
 
 
+def book_roofline(model: Model, workload: Workload, layout: Layout, prefill_mfu: float) -> Roofline:
+    """The book profile over the rows of a layout."""
+    return roofline(
+        model,
+        workload,
+        prefill_mfu=prefill_mfu,
+        tp=layout.tp,
+        n_axes=layout.n_axes,
+        weight_bytes_per_param=np.array([DTYPE_BYTES[w] for w in layout.weights], dtype=float),
+        kv_bytes_per_elem=np.array([DTYPE_BYTES[k] for k in layout.kv], dtype=float),
+        flops=layout.per_chip("bf16_flops"),
+        hbm_bytes=layout.per_chip("hbm_bytes"),
+        hbm_bytes_per_s=layout.per_chip("hbm_bytes_per_s"),
+        ici_bytes_per_s=layout.per_chip("ici_bytes_per_s_per_axis"),
+    )
+
+
 def roofline(
     model: Model,
     workload: Workload,
     *,
+    prefill_mfu: float,
     tp: np.ndarray,
     n_axes: np.ndarray,
     weight_bytes_per_param: np.ndarray,
@@ -95,7 +129,7 @@ def roofline(
     kv_token = 2.0 * model.num_kv_heads * model.head_dim * model.num_layers * np.asarray(kv_bytes_per_elem, float)
     weight_bytes = P * b_w
     replica_bw = Y * hbm_bytes_per_s
-    prefill = 2.0 * P * workload.prompt_tokens / (Y * flops * workload.prefill_mfu)
+    prefill = 2.0 * P * workload.prompt_tokens / (Y * flops * prefill_mfu)
     zeros = np.zeros_like(prefill)
     return Roofline(
         weight_bytes=weight_bytes,

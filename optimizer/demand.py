@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from constraints import demand
-from constraints.demand import Offer
+from constraints.demand import Offer, servable_qps
+from optimizer.configuration import infeasible_reason
+from optimizer.metrics import measure
+from optimizer.result import Deployment, DeploymentEntry
+from optimizer.solve import ServingModel
+from optimizer.workload import Workload
+
+HOURS_PER_MONTH = 730.0
 
 USD_UNITS = 10**6  # micro-dollars per hour
 #: Largest demand represented: micro-QPS counts and micro-dollar costs stay far inside int64.
@@ -131,3 +138,73 @@ def solve_demand(
     total = sum(usd_int(o.usd_per_hour) * n for o, n in chosen_d + chosen_p)
     bound = math.ceil(solver.best_objective_bound - 1e-9)
     return DemandPlan(name, chosen_d, chosen_p, total, bound, time.perf_counter() - started)
+
+
+def deployment(sm: ServingModel, workload: Workload, qps: float, time_limit_s: float) -> Deployment:
+    """The cheapest whole deployment serving `qps`, from the model's feasible candidates."""
+    table = sm.table
+    groups = table.dtype_groups
+    rows = sm.feasible_rows
+    batch = sm.cap[rows]
+    m = measure(table, rows, batch, workload.decode_len)
+    slice_usd = table.slice_chips * table.usd_per_chip_hour
+    decode = [
+        Offer(int(r), str(groups[r]), float(table.replicas[r] * q), float(slice_usd[r]))
+        for r, q in zip(rows.tolist(), (batch / (m.step_s * workload.decode_len)).tolist())
+    ]
+    p_rows = sm.prefill_rows_all
+    prefill_offers = [
+        Offer(int(r), str(groups[r]), float(table.replicas[r] / table.cost.prefill_s[r]), float(slice_usd[r]))
+        for r in p_rows.tolist()
+    ]
+    plan = solve_demand(qps, decode, prefill_offers, workload.prefill_servers, time_limit_s)
+    cap = dict(zip(rows.tolist(), batch.tolist()))
+    step = dict(zip(rows.tolist(), m.step_s.tolist()))
+
+    def entry(role: str, offer: Offer, n: int) -> DeploymentEntry:
+        r = table.row(offer.row)
+        per_slice = r.pop("replicas")
+        r.pop("chips")
+        return DeploymentEntry(
+            role=role,
+            **r,
+            chips=int(table.slice_chips[offer.row]),
+            slices=n,
+            replicas=per_slice * n if role == "decode" else 0,
+            servers=per_slice * n if role == "prefill" else 0,
+            batch=int(cap[offer.row]) if role == "decode" else None,
+            step_ms=step[offer.row] * 1e3 if role == "decode" else None,
+            prefill_ms=float(table.cost.prefill_s[offer.row] * 1e3) if role == "prefill" else None,
+            qps_per_slice=offer.qps_per_slice,
+            cost_per_hour=offer.usd_per_hour * n,
+        )
+
+    d_entries = [entry("decode", o, n) for o, n in plan.decode]
+    p_entries = [entry("prefill", o, n) for o, n in plan.prefill]
+    cost = sum(e.cost_per_hour for e in d_entries + p_entries)
+    served = servable_qps(plan.decode, plan.prefill, workload.prefill_servers)
+    reason = None
+    if plan.cost_usd_int is None:
+        reason = (
+            infeasible_reason(sm, workload)
+            if not len(rows)
+            else f"the solver found no deployment within the time limit ({plan.status})"
+        )
+    gap = 0.0
+    if plan.cost_usd_int and plan.bound_usd_int is not None:
+        gap = max(0.0, (plan.cost_usd_int - plan.bound_usd_int) / plan.cost_usd_int)
+    return Deployment(
+        qps=qps,
+        status=plan.status,
+        reason=reason,
+        decode=d_entries,
+        prefill=p_entries,
+        cost_per_hour=cost,
+        cost_per_month=cost * HOURS_PER_MONTH,
+        qps_capacity=served,
+        headroom_qps=served - qps if plan.decode else 0.0,
+        headroom_pct=100.0 * (served - qps) / qps if plan.decode else 0.0,
+        total_chips=sum(e.chips * e.slices for e in d_entries + p_entries),
+        seconds=plan.seconds,
+        gap=gap,
+    )

@@ -1,8 +1,11 @@
-"""The one exception type for bad input: a one-sentence message naming the bad value."""
+"""Bad input: the one exception type, and the small checks that raise it with a one-line
+message naming the bad value."""
 
 from __future__ import annotations
 
 import difflib
+import math
+from typing import Any
 
 
 class InputError(ValueError):
@@ -17,3 +20,34 @@ def unknown_name(kind: str, name: str, valid: list[str]) -> InputError:
         match = next(v for v in valid if v.lower() == close[0])
         hint = f" (did you mean {match!r}?)"
     return InputError(f"unknown {kind} {name!r}{hint}; valid: {', '.join(valid)}")
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (a bool is not a number here, nor NaN or infinity)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def is_positive_number(value: Any) -> bool:
+    return is_number(value) and value > 0
+
+
+def is_positive_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value > 0
+
+
+def check_positive_number(what: str, value: Any, *, at_most: float | None = None) -> None:
+    """`what` names the value as the user gave it, e.g. "qps (--qps)"."""
+    if not is_positive_number(value):
+        raise InputError(f"{what} must be a positive number, got {value!r}")
+    if at_most is not None and value > at_most:
+        raise InputError(f"{what} must be at most {at_most:g}, got {value!r}")
+
+
+def check_positive_int(what: str, value: Any) -> None:
+    if not is_positive_int(value):
+        raise InputError(f"{what} must be a positive integer, got {value!r}")
+
+
+def check_choice(kind: str, value: Any, valid: list[str] | tuple[str, ...]) -> None:
+    if value not in valid:
+        raise unknown_name(kind, str(value), list(valid))

@@ -25,6 +25,7 @@ from optimizer.candidates import build_table, single_candidate
 from optimizer.catalog import DTYPES, Chip, Model
 from optimizer.errors import InputError, unknown_name
 from optimizer.metrics import measure
+from optimizer.profiles import DEFAULT_PROFILE, Profile
 from optimizer.solve import significant
 from optimizer.workload import Workload
 
@@ -61,16 +62,15 @@ class FrontierPoint:
 
 def frontier(
     model: Model,
+    workload: Workload,
+    *,
+    profile: Profile = DEFAULT_PROFILE,
     chips: dict[str, Chip],
-    context: int,
-    decode_len: int = 512,
     weights: tuple[str, ...] | None = None,
     kv: tuple[str, ...] | None = None,
-    profile: str = "book",
-    engine: str | None = None,
-    calibration: str | None = None,
 ) -> list[FrontierPoint]:
-    """The exact Pareto frontier of (step, $/million output tokens), fastest first.
+    """The exact Pareto frontier of (step, $/million output tokens), fastest first, for the
+    workload's context and decode length (decode only: its serving mode and targets are not used).
     Raises InputError for unknown dtypes or dtypes none of the chips supports."""
     for kind, values, attr in (("weights", weights, "weight_dtypes"), ("kv", kv, "kv_dtypes")):
         for v in values or ():
@@ -78,18 +78,12 @@ def frontier(
                 raise unknown_name(f"{kind} dtype", v, DTYPES)
         if values and not any(set(values) & set(getattr(c, attr)) for c in chips.values()):
             raise InputError(f"no chip asked supports the {kind} dtypes {', '.join(values)}")
-    w = Workload(
-        context=context,
-        decode_len=decode_len,
-        serving="decode-only",
-        profile=profile,
-        engine=engine,
-        calibration=calibration,
-    )
-    table = build_table(model, chips, w, weights, kv)
+    w = Workload(context=workload.context, decode_len=workload.decode_len, serving="decode-only")
+    context, decode_len = w.context, w.decode_len
+    table = build_table(model, chips, w, profile, weights, kv)
     c = table.cost
     cap = np.minimum(hbm.batch_caps(table, w), comms.batch_caps(table, w))
-    if profile == "book":
+    if profile.name == "book":
         turn = np.ceil(c.params_s / c.flops_s_per_seq).astype(np.int64)  # first compute-bound batch
         last = np.minimum(cap, np.maximum(turn, 1))
     else:
@@ -160,28 +154,21 @@ class BatchPoint:
 
 def by_batch(
     model: Model,
+    workload: Workload,
+    *,
+    profile: Profile = DEFAULT_PROFILE,
     chip: Chip,
     topology: str,
     tp: int | None,
     weights: str,
     kv: str,
-    context: int,
-    decode_len: int = 512,
     max_batch: int | None = None,
-    profile: str = "book",
-    engine: str | None = None,
-    calibration: str | None = None,
 ) -> list[BatchPoint]:
-    """Step time (and its parts) and throughput per chip for batch 1 .. the largest that fits."""
-    w = Workload(
-        context=context,
-        decode_len=decode_len,
-        serving="decode-only",
-        profile=profile,
-        engine=engine,
-        calibration=calibration,
-    )
-    table = single_candidate(model, chip, topology, tp, weights, kv, w)
+    """Step time (and its parts) and throughput per chip for batch 1 .. the largest that fits,
+    at the workload's context (decode only)."""
+    w = Workload(context=workload.context, decode_len=workload.decode_len, serving="decode-only")
+    context = w.context
+    table = single_candidate(model, chip, topology, tp, weights, kv, w, profile)
     c = table.cost
     fit = int(hbm.batch_caps(table, w)[0])
     top = fit if max_batch is None else min(fit, max_batch)

@@ -23,7 +23,8 @@ from typing import Any
 
 from optimizer.catalog import DTYPES, load_chips, load_model, read_toml
 from optimizer.errors import InputError, unknown_name
-from optimizer.workload import OBJECTIVES, PROFILES, SERVING
+from optimizer.profiles import PROFILES, resolve_profile
+from optimizer.workload import OBJECTIVES, SERVING, Workload
 
 #: Grid axes: each takes a list of alternatives (or a single value).
 GRID_KEYS = (
@@ -324,7 +325,7 @@ def solve_chunk(
     chips_file: str | None, prices: tuple[tuple[str, float], ...], time_limit_s: float, chunk: list[dict]
 ) -> list[dict]:
     """Solve scenarios of one model (in a worker process or a Ray task); errors become rows."""
-    from optimizer.api import optimize
+    from optimizer.api import Search, optimize
 
     try:
         catalog = _catalog(chips_file, prices)
@@ -334,24 +335,24 @@ def solve_chunk(
     rows = []
     for sc in chunk:
         try:
-            result = optimize(
-                model,
-                sc["slo_ms"],
-                chips=catalog,
-                chip_names=sc["chip_set"],
+            workload = Workload(
                 context=sc["context"],
                 decode_len=sc["decode_len"],
-                weights=sc["weight_set"],
-                kv=sc["kv_set"],
-                objective=sc["objective"],
-                top=1,
+                slo_ms=sc["slo_ms"],
                 prompt_len=sc["prompt_len"],
                 ttft_ms=sc["ttft_target_ms"],
                 serving=sc["serving"],
+            )
+            result = optimize(
+                model,
+                workload,
+                profile=resolve_profile(sc["profile"]),
+                search=Search(catalog, sc["chip_set"], sc["weight_set"], sc["kv_set"]),
+                objective=sc["objective"],
+                top=1,
                 qps=sc["qps"],
                 time_limit_s=time_limit_s,
                 alternatives=False,
-                profile=sc["profile"],
             )
             rows.append(_row(sc, result))
         except InputError as e:
@@ -398,10 +399,11 @@ def solve_zoo(
             yield from solve_chunk(*args, chunk)
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-            pending = {pool.submit(solve_chunk, *args, chunk) for chunk in chunks}
+            order = {pool.submit(solve_chunk, *args, chunk): k for k, chunk in enumerate(chunks)}
+            pending = set(order)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in sorted(done, key=id):
+                for f in sorted(done, key=order.__getitem__):  # chunks finished together: in submission order
                     yield from f.result()
 
 

@@ -7,17 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from optimizer import evaluate, load_model, optimize
+from optimizer import load_model
 from optimizer.candidates import single_candidate
 from optimizer.costmodel import prefill_servers_per_replica
+from optimizer.profiles import Book
 from optimizer.workload import Workload
+from tests.helpers import evaluate_one, solve
 
 CASES = {c["id"]: c for c in json.loads((Path(__file__).parent / "data" / "book_visible.json").read_text())["cases"]}
 M70 = "llama3-70b"
 
 
 def ev(topology, dtype, batch, context=8192, kv=None, tp=None):
-    return evaluate(
+    return evaluate_one(
         M70, "tpu-v5e", topology, weights=dtype, kv=kv or dtype, batch=batch, context=context, decode_len=512, tp=tp
     )
 
@@ -78,7 +80,7 @@ def test_ai07_critical_batch_sizes():
 def test_ai08_smallest_slice(dtype):
     """The smallest v5e slice per dtype at 8k context, its free HBM and its batch of 42."""
     exp = CASES[f"ai08_min_slice_{dtype}"]["expected"]
-    r = optimize(M70, 1000, chip_names=["tpu-v5e"], weights=[dtype], kv=[dtype], objective="min-chips")
+    r = solve(M70, 1000, chip_names=["tpu-v5e"], weights=[dtype], kv=[dtype], objective="min-chips")
     assert r.best.topology == exp["min_slice"] and r.best.chips == exp["chips"]
     e = ev(exp["min_slice"], dtype, 1)
     assert e.param_bytes == exp["param_bytes"]
@@ -132,8 +134,9 @@ def test_ai12_sharding_4x8_bf16(chips):
 
 def prefill_s(chips, prompt_len=8192, mfu=0.4):
     """T_prefill of the cost model's own table, for 70B on a v5e 4x4 (16 chips)."""
-    w = Workload(prompt_len=prompt_len, prefill_mfu=mfu)
-    return float(single_candidate(load_model(M70), chips["tpu-v5e"], "4x4", None, "bf16", "bf16", w).cost.prefill_s[0])
+    w = Workload(prompt_len=prompt_len)
+    table = single_candidate(load_model(M70), chips["tpu-v5e"], "4x4", None, "bf16", "bf16", w, Book(mfu))
+    return float(table.cost.prefill_s[0])
 
 
 def test_ai14_prefill_time(chips):
@@ -165,7 +168,7 @@ def test_ai18_pareto_4x4_int8_2k():
 
 def test_405b_int8_on_v5e_is_8x8_capped_by_the_interconnect():
     """The issue's acceptance case: 8x8, 64-way over both axes, step under 15 ms, comms binds."""
-    r = optimize("llama3-405b", 15, chip_names=["tpu-v5e"], weights=["int8"], kv=["int8"])
+    r = solve("llama3-405b", 15, chip_names=["tpu-v5e"], weights=["int8"], kv=["int8"])
     b = r.best
     assert (b.topology, b.tp, b.n_axes) == ("8x8", 64, 2)
     assert b.step_ms < 15 and b.binding == ["comms"] and b.batch == 91

@@ -12,19 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from optimizer import load_model, optimize
-from optimizer.calibration import (
-    CalibratedParams,
-    EngineOverheads,
-    bundled_data,
-    fit,
-    load_measurements,
-    load_params,
-    predict,
-    step_terms,
-    validate,
-)
+from optimizer import load_model
+from optimizer.calibrated import CalibratedParams, EngineOverheads, load_params, step_terms
+from optimizer.calibration import bundled_data, fit, load_measurements, predict, validate
+from optimizer.profiles import Book, Calibrated
 from tests.bruteforce import brute_force, calibrated_params
+from tests.helpers import solve
 
 BUILT_IN = str(bundled_data().with_name("calibrated.toml"))
 
@@ -105,7 +98,7 @@ def test_overheads_and_efficiencies_act_as_their_names_say(chips):
 
 def test_calibrated_meets_the_in_sample_targets_and_beats_the_book(measured):
     """TPOT within 10% overall and 15% in every (model, system, engine) group, in sample."""
-    v = validate(measured, "calibrated")
+    v = validate(measured, Calibrated())
     assert v.overall["tpot_mape"] <= 10.0
     tpot = np.array([r["predicted_tpot_ms"] for r in v.rows])
     meas = measured.tpot_s * 1e3
@@ -113,7 +106,7 @@ def test_calibrated_meets_the_in_sample_targets_and_beats_the_book(measured):
     for key in set(keys):
         mask = np.array([k == key for k in keys])
         assert np.mean(np.abs(tpot[mask] / meas[mask] - 1)) * 100 <= 15.0, key
-    assert validate(measured, "book").overall["tpot_mape"] > 3 * v.overall["tpot_mape"]
+    assert validate(measured, Book()).overall["tpot_mape"] > 3 * v.overall["tpot_mape"]
 
 
 def test_validate_reports_skipped_rows_and_accepts_both_naming_schemes(tmp_path, chips):
@@ -167,7 +160,7 @@ def _instances(n: int):
 
 @pytest.mark.parametrize("inst", list(_instances(24)))
 def test_cp_sat_equals_brute_force_under_the_calibrated_profile(inst, chips, models):
-    result = optimize(
+    result = solve(
         models[inst["model"]],
         inst["slo_ms"],
         chips=chips,
@@ -344,9 +337,7 @@ def test_zoo_and_plan_take_the_profile(tmp_path, chips):
     )
     rows = {r["profile"]: r for r in solve_zoo(load_zoo(zoo))}
     assert set(rows) == {"book", "calibrated"}
-    direct = optimize(
-        "llama3-8b", 20, chips=chips, chip_names=["h100"], top=1, alternatives=False, profile="calibrated"
-    )
+    direct = solve("llama3-8b", 20, chips=chips, chip_names=["h100"], top=1, alternatives=False, profile="calibrated")
     assert rows["calibrated"]["queries_per_dollar"] == pytest.approx(direct.best.queries_per_dollar, rel=1e-12)
     assert rows["calibrated"]["queries_per_dollar"] != rows["book"]["queries_per_dollar"]
     bad = tmp_path / "bad.toml"
@@ -366,7 +357,7 @@ def test_readme_accuracy_table_is_what_validate_prints(measured):
     from pathlib import Path
 
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    book, cal = validate(measured, "book"), validate(measured, "calibrated", leave_one_model_out=True)
+    book, cal = validate(measured, Book()), validate(measured, Calibrated(), leave_one_model_out=True)
     row = (
         f"| **all** | | | | **{len(measured)}** | **{book.overall['tpot_mape']:.1f}%** | "
         f"**{cal.overall['tpot_mape']:.1f}%** | **{book.overall['ttft_mape']:.1f}%** | "

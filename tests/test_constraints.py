@@ -9,13 +9,16 @@ import pytest
 from constraints import FAMILIES, comms, hbm, latency
 from optimizer import load_model
 from optimizer.candidates import build_table, single_candidate
+from optimizer.profiles import Book
 from optimizer.scaling import UNBOUNDED
 from optimizer.solve import ServingModel
 from optimizer.workload import Workload
 
 
 def one(chips, topology, dtype, model="llama3-70b", context=8192, tp=None):
-    return single_candidate(load_model(model), chips["tpu-v5e"], topology, tp, dtype, dtype, Workload(context=context))
+    return single_candidate(
+        load_model(model), chips["tpu-v5e"], topology, tp, dtype, dtype, Workload(context=context), Book()
+    )
 
 
 def test_hbm_satisfied_and_violated(chips):
@@ -58,7 +61,7 @@ def test_latency_satisfied_and_violated(chips):
 def test_solver_respects_each_family_and_checker_agrees(family, chips):
     """Forced onto each row, the solver's batch passes the family's checker; one more fails it."""
     w = Workload(context=4096, slo_ms=20)
-    table = build_table(load_model("llama3-70b"), {"tpu-v5e": chips["tpu-v5e"]}, w)
+    table = build_table(load_model("llama3-70b"), {"tpu-v5e": chips["tpu-v5e"]}, w, Book())
     dm = ServingModel(table, w, "queries-per-dollar")
     for row in dm.rows.tolist():
         others = tuple(int(r) for r in dm.rows if r != row)
@@ -76,7 +79,7 @@ def test_integer_scaling_never_admits_what_the_float_model_rejects(model, contex
     """At every row's integer cap each family's float check passes; one more sequence fails it
     (the scaling is exact enough never to lose a batch the float model allows)."""
     w = Workload(context=context, slo_ms=17.3, prompt_len=1000, serving="colocated")
-    table = build_table(load_model(model), chips, w)
+    table = build_table(load_model(model), chips, w, Book())
     rows = np.arange(len(table))
     for family in FAMILIES:
         caps = family.batch_caps(table, w)

@@ -14,12 +14,14 @@ from click.testing import CliRunner
 from cli import optimize_cmd
 from constraints import demand
 from constraints.demand import Offer
-from optimizer import load_chips, load_model, optimize
+from optimizer import load_chips, load_model
 from optimizer.candidates import build_table
 from optimizer.demand import solve_demand, usd_int
 from optimizer.metrics import measure
+from optimizer.profiles import Book
 from optimizer.solve import ServingModel
 from optimizer.workload import Workload
+from tests.helpers import solve
 
 
 def brute_force_cost(qps, decode, prefill, with_prefill):
@@ -45,7 +47,7 @@ def brute_force_cost(qps, decode, prefill, with_prefill):
 def offers_from_model(model="llama3-70b", slo_ms=50, ttft_ms=1000, chips=None):
     w = Workload(slo_ms=slo_ms, ttft_ms=ttft_ms)
     catalog = load_chips()
-    t = build_table(load_model(model), {c: catalog[c] for c in (chips or catalog)}, w)
+    t = build_table(load_model(model), {c: catalog[c] for c in (chips or catalog)}, w, Book())
     sm = ServingModel(t, w, "queries-per-dollar")
     rows = sm.feasible_rows
     batch = sm.cap[rows]
@@ -120,7 +122,7 @@ def test_issue_example_deployment_covers_100_qps():
 def test_whole_deployment_equals_brute_force_end_to_end():
     """A whole small question (one chip, one dtype pair) against brute force over all its offers."""
     chips = load_chips()
-    r = optimize("llama3-8b", 30, chips=chips, chip_names=["a100"], weights=["int8"], kv=["int8"], ttft_ms=400, qps=7)
+    r = solve("llama3-8b", 30, chips=chips, chip_names=["a100"], weights=["int8"], kv=["int8"], ttft_ms=400, qps=7)
     dec, pre = offers_from_model("llama3-8b", 30, 400, ["a100"])
     dec = [o for o in dec if o.group == "int8/int8"]
     pre = [o for o in pre if o.group == "int8/int8"]
@@ -131,21 +133,21 @@ def test_whole_deployment_equals_brute_force_end_to_end():
 
 def test_colocated_demand_needs_no_prefill_servers():
     """Co-located deployments are decode replicas only, and still cover the demand."""
-    r = optimize("llama3-8b", 30, serving="colocated", qps=50, chip_names=["h100", "tpu-v5e"])
+    r = solve("llama3-8b", 30, serving="colocated", qps=50, chip_names=["h100", "tpu-v5e"])
     d = r.deployment
     assert d.prefill == [] and d.qps_capacity >= 50 and d.status == "optimal"
 
 
 def test_unservable_demand_is_an_answer():
     """A demand whose TTFT no prefill server meets: infeasible with the reason, not an error."""
-    r = optimize("llama3-70b", 50, ttft_ms=10, qps=10)
+    r = solve("llama3-70b", 50, ttft_ms=10, qps=10)
     assert r.status == "infeasible" and r.deployment.status == "infeasible"
     assert "TTFT" in r.deployment.reason
 
 
 def test_compare_colocated_with_demand_uses_deployment_cost():
     """With --qps, the comparison is by whole-deployment cost per hour."""
-    r = optimize("llama3-8b", 30, qps=20, compare_colocated=True, chip_names=["h100", "tpu-v5e"])
+    r = solve("llama3-8b", 30, qps=20, compare_colocated=True, chip_names=["h100", "tpu-v5e"])
     c = r.comparison
     assert c["by"] == "deployment cost per hour"
     costs = {m: c[m]["cost_per_hour"] for m in ("colocated", "disaggregated")}
@@ -178,7 +180,7 @@ def branch_and_bound(q_int, offers, bound):
 def test_issue_example_cost_is_the_single_pair_minimum():
     """The 100-QPS deployment costs no more than the exhaustive optimum of any single dtype pair
     (decode and prefill each covering 100 QPS), and equals it when it uses one pair."""
-    r = optimize("llama3-70b", 50, ttft_ms=1000, qps=100)
+    r = solve("llama3-70b", 50, ttft_ms=1000, qps=100)
     got = usd_int(r.deployment.cost_per_hour)
     q = math.ceil(100 * 10**6)
     per_group = {}

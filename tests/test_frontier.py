@@ -17,6 +17,8 @@ from click.testing import CliRunner
 from cli import main, optimize_cmd
 from optimizer import load_chips, load_model
 from optimizer.frontier import by_batch, frontier
+from optimizer.profiles import Calibrated
+from optimizer.workload import Workload
 from tests.bruteforce import _comms_ok, _dtypes, _layouts, _step, _terms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +70,7 @@ def test_frontier_equals_brute_force_point_for_point(model, names, context):
     m = load_model(model)
     ours = [
         (sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6), p.chips)
-        for p in frontier(m, {n: chips[n] for n in names}, context)
+        for p in frontier(m, Workload(context=context), chips={n: chips[n] for n in names})
     ]
     assert ours == brute_frontier(m, chips, names, context)
     assert len(ours) > 10
@@ -86,7 +88,9 @@ def test_calibrated_frontier_equals_brute_force(model, names, engine):
     m = load_model(model)
     ours = [
         (sig(p.step_ms / 1e3), sig(p.usd_per_million_tokens / 1e6), p.chips)
-        for p in frontier(m, {n: chips[n] for n in names}, 4096, profile="calibrated", engine=engine)
+        for p in frontier(
+            m, Workload(context=4096), profile=Calibrated(engine=engine), chips={n: chips[n] for n in names}
+        )
     ]
     cal = calibrated_params(bundled_data().with_name("calibrated.toml"), engine)
     assert ours == brute_frontier(m, chips, names, 4096, cal=cal)
@@ -95,7 +99,7 @@ def test_calibrated_frontier_equals_brute_force(model, names, engine):
 
 def test_frontier_is_monotone_and_labelled():
     """Faster points cost more; every point carries its configuration and batch."""
-    pts = frontier(load_model("llama3-70b"), load_chips(), 8192)
+    pts = frontier(load_model("llama3-70b"), Workload(context=8192), chips=load_chips())
     assert all(
         a.step_ms < b.step_ms and a.usd_per_million_tokens > b.usd_per_million_tokens
         for a, b in itertools.pairwise(pts)
@@ -105,7 +109,15 @@ def test_frontier_is_monotone_and_labelled():
 
 def test_by_batch_matches_the_chapter():
     """70B int8 on a v5e 4x4 at 2k: 5.4 ms weight-load floor; ~0.89 tokens/ms/chip from batch ~120."""
-    rows = by_batch(load_model("llama3-70b"), load_chips()["tpu-v5e"], "4x4", None, "int8", "int8", 2048)
+    rows = by_batch(
+        load_model("llama3-70b"),
+        Workload(context=2048),
+        chip=load_chips()["tpu-v5e"],
+        topology="4x4",
+        tp=None,
+        weights="int8",
+        kv="int8",
+    )
     assert rows[0].step_ms == pytest.approx(5.403043590243903, rel=1e-9)
     assert rows[0].params_ms == pytest.approx(5.3775, rel=1e-4)
     at120 = rows[119]
@@ -259,6 +271,6 @@ def test_library_frontier_validates_dtypes():
 
     chips = load_chips()
     with pytest.raises(InputError, match="unknown weights dtype 'bogus'"):
-        frontier(load_model("llama3-8b"), chips, 8192, 512, ("bogus",))
+        frontier(load_model("llama3-8b"), Workload(), chips=chips, weights=("bogus",))
     with pytest.raises(InputError, match="no chip asked supports the weights dtypes fp8"):
-        frontier(load_model("llama3-8b"), {"tpu-v5e": chips["tpu-v5e"]}, 8192, 512, ("fp8",))
+        frontier(load_model("llama3-8b"), Workload(), chips={"tpu-v5e": chips["tpu-v5e"]}, weights=("fp8",))

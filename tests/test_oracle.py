@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from optimizer import optimize
 from tests.bruteforce import brute_force
+from tests.helpers import solve
 
 N_INSTANCES = 120
 
@@ -57,7 +57,7 @@ def test_cp_sat_optimum_equals_brute_force(instance, chips, models):
     inst = dict(instance)
     if inst["prompt_len"] is None and inst["context"] <= inst["decode_len"]:
         inst["prompt_len"] = 64
-    result = optimize(
+    result = solve(
         models[inst["model"]],
         inst["slo_ms"],
         chips=chips,

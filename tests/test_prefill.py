@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main, optimize_cmd
-from optimizer import optimize
-from optimizer.api import whole_ratio
+from optimizer.configuration import whole_ratio
+from optimizer.profiles import Book
+from tests.helpers import solve
 
 
 def run(cmd, args):
@@ -84,7 +85,7 @@ def test_whole_number_ratio_within_5_percent(ratio, text):
 
 def test_best_has_the_prefill_keys_and_cost_adds_up():
     """best.prefill and its ratio; queries per dollar counts decode and prefill cost together."""
-    r = optimize("llama3-70b", 30, chip_names=["tpu-v5e", "h100"])
+    r = solve("llama3-70b", 30, chip_names=["tpu-v5e", "h100"])
     b = r.best
     assert {"chip", "topology", "chips", "tp", "weights", "prefill_ms"} <= set(r.to_dict()["best"]["prefill"])
     assert (b.prefill.weights, b.prefill.kv) == (b.weights, b.kv)
@@ -101,15 +102,15 @@ def test_best_has_the_prefill_keys_and_cost_adds_up():
 
 def test_prefill_can_run_on_a_different_chip():
     """Prefill is compute-bound and decode bandwidth-bound: here they land on different chips."""
-    b = optimize("llama3-70b", 50, ttft_ms=1000).best
+    b = solve("llama3-70b", 50, ttft_ms=1000).best
     assert b.prefill.chip != b.chip
 
 
 def test_ttft_target_binds_and_never_helps():
     """A TTFT target keeps every chosen prefill within it, and tightening it never raises the optimum."""
-    free = optimize("llama3-70b", 30).best
+    free = solve("llama3-70b", 30).best
     tight_ms = free.ttft_ms * 0.5
-    tight = optimize("llama3-70b", 30, ttft_ms=tight_ms).best
+    tight = solve("llama3-70b", 30, ttft_ms=tight_ms).best
     assert tight.ttft_ms <= tight_ms < free.ttft_ms
     assert tight.queries_per_dollar < free.queries_per_dollar
 
@@ -124,7 +125,7 @@ def test_impossible_ttft_is_an_answer_with_the_reason():
 
 def test_colocated_step_absorbs_the_prefill_work():
     """Co-located: the step is stretched by B*T_prefill/G, and the SLO applies to the stretched step."""
-    r = optimize("llama3-70b", 40, chip_names=["tpu-v5e"], serving="colocated")
+    r = solve("llama3-70b", 40, chip_names=["tpu-v5e"], serving="colocated")
     b = r.best
     assert b.prefill is None and b.serving == "colocated"
     parts = b.breakdown_ms
@@ -206,17 +207,17 @@ def test_colocated_replicas_must_not_be_comms_bound_on_the_prompt(chips):
     m = load_model("llama3-70b")
     for serving, allowed in (("decode-only", True), ("colocated", False)):
         w = Workload(slo_ms=50, serving=serving)
-        t = single_candidate(m, chips["tpu-v5p"], "16x16x24", None, "bf16", "bf16", w)
+        t = single_candidate(m, chips["tpu-v5p"], "16x16x24", None, "bf16", "bf16", w, Book())
         assert bool(comms.batch_caps(t, w)[0] >= 1) is allowed
     w = Workload(slo_ms=50)
-    t = single_candidate(m, chips["tpu-v5p"], "16x16x24", None, "bf16", "bf16", w)
+    t = single_candidate(m, chips["tpu-v5p"], "16x16x24", None, "bf16", "bf16", w, Book())
     assert not prefill.server_mask(t, w)[0]
     assert comms.comms_bound(t, np.array([0]), np.array([w.prompt_tokens]))[0]
 
 
 def test_prompt_longer_than_the_context_is_noted():
     """A prompt plus output longer than the context is allowed (as the chapter does) but said."""
-    r = optimize("llama3-8b", 20, prompt_len=8192, chip_names=["h100"])
+    r = solve("llama3-8b", 20, prompt_len=8192, chip_names=["h100"])
     assert any("exceed the context" in n for n in r.notes)
 
 

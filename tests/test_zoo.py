@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from optimizer import optimize
 from optimizer.zoo import COLUMNS, load_zoo, scenarios, solve_zoo
 from optimizer.zoo_output import RowWriter
+from tests.helpers import solve
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = """
@@ -59,7 +59,7 @@ def test_rows_equal_optimize(small_zoo):
     assert len(rows) == 12
     for sc in random.Random(3).sample(scenarios(load_zoo(small_zoo)), 5):
         r = rows[sc["scenario_id"]]
-        res = optimize(
+        res = solve(
             sc["model"],
             sc["slo_ms"],
             chip_names=sc["chip_set"],

@@ -1,0 +1,376 @@
+"""The calibrated profile's parameters and step terms: what the optimizer needs.
+
+The model of each term, with its physical meaning, is documented in docs/calibrated-profile.md;
+the measurements, the fit and validation live in optimizer.calibration.
+
+The book profile assumes every byte moves at peak HBM bandwidth and nothing else costs time.
+The calibrated profile keeps the same structure and adds the terms real engines pay, each
+with a physical meaning (symbols per replica of Y GPUs serving a model of L layers, width D):
+
+    T_mem  = (P_lin*b_w + N*S*kv_token) / (Y * W_hbm * eta_hbm[chip])     weights + KV read
+    T_dec  = N * (2*P_lin + 4*L*H*hd*S) / (Y * C[dtype] * eta_flops[chip])   decode matmuls
+    T_comm = 2L*alpha*log2(Y) + (N + N_p) * 2L*2D*(2(Y-1)/Y) / (W_link * eta_link[engine])
+    T_pf   = N_p * (2*P_body + 2*L*H*hd*T) / (Y * C[dtype] * eta_flops[chip])  prefill mixed in
+    T_step = t0[engine] + tseq[engine]*N + max(T_mem, T_dec) + T_pf + T_comm
+
+N sequences decode in the step, S is their mean context, N_p = N*T/G prompt tokens of
+prefill ride along in aggregated serving (a replica finishing N/G queries per step must
+admit as many prompts of T tokens; zero when no prompts arrive), P_lin the weights read per
+step (all but the embedding table), P_body the weights a prompt token multiplies (no
+embedding, no output layer), C[dtype] the peak dense FLOP/s of the weights' dtype (fp8 and
+int8 run at their own peak). The collective term is two all-reduces per layer (attention
+and MLP outputs, ring algorithm): a latency per log2(Y) stage plus bytes over the link,
+exactly zero at Y = 1.
+
+Measured TPOT and TTFT come from a closed-loop load generator with B clients; the model of
+that loop (for validation against such data, not for the optimizer) is:
+    n = min(B, sequences whose KV fits in kv_memory_fraction of HBM beside the weights)
+    s = T * c_p          one prompt's prefill (c_p: prefill FLOPs and collectives per token)
+    Z = (k[engine] + G) * TPOT     time a client spends outside the prompt queue
+    rho solves z*rho^2 - (z+1+n)*rho + n = 0 with z = Z/s (one server, n clients; M/M/1//n)
+    X = rho/s queries/s;  N = min(n, X*G*TPOT) decoding, solved with TPOT as a fixed point
+    TTFT = k[engine]*TPOT + s/(1-rho) + (B-n)/X
+(admission delay of k decode steps, the wait in the prompt queue, and the clients waiting
+for KV space, by Little's law).
+
+The optimizer uses T_step with N = its batch, G the decode length, T the prompt length, and
+prefill servers take T*c_p per prompt. Parameters are per chip type and per engine (an
+engine on a chip may have its own set); chips without measurements (TPUs, A100, B200) take
+the reference chip's fractions, marked `assumed` in the parameter file and overridable.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from optimizer.catalog import DTYPE_BYTES, Chip, Model
+from optimizer.costmodel import Layout, Roofline
+from optimizer.errors import InputError
+from optimizer.workload import Workload
+
+REFERENCE_CHIP = "h100"
+DEFAULT_ENGINE = "vllm"
+#: Fraction of HBM the engines give to weights and KV cache (vLLM's default gpu_memory_utilization).
+KV_MEMORY_FRACTION = 0.9
+
+PRECISION_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0}
+
+
+@dataclass(frozen=True)
+class ChipEfficiency:
+    hbm_efficiency: float  # achieved fraction of peak HBM bandwidth
+    flops_efficiency: float  # achieved fraction of peak dense FLOP/s
+    assumed: bool = False  # not fitted: copied from the reference chip
+
+
+@dataclass(frozen=True)
+class EngineOverheads:
+    step_overhead_s: float  # t0: fixed time per decode step (scheduling, kernel launches)
+    seq_overhead_s: float  # tseq: per sequence per step (sampling, bookkeeping)
+    link_efficiency: float  # achieved fraction of the interconnect bandwidth in all-reduce
+    admission_steps: float  # k: decode steps a new request waits before its prefill starts
+
+
+@dataclass(frozen=True)
+class CalibratedParams:
+    collective_latency_s: float  # alpha: per all-reduce stage
+    chips: dict[str, ChipEfficiency]
+    engines: dict[str, EngineOverheads]  # "vllm" or "vllm@h200" (an engine on one chip)
+    default_engine: str = DEFAULT_ENGINE
+    kv_memory_fraction: float = KV_MEMORY_FRACTION
+    source: str = ""
+
+    def chip(self, name: str) -> ChipEfficiency:
+        return self.chips.get(name) or replace(self.chips[REFERENCE_CHIP], assumed=True)
+
+    def engine(self, engine: str, chip: str) -> EngineOverheads:
+        """The engine's set on this chip, else its set on the reference chip, else the default
+        engine's on this chip or the reference chip (an engine measured only elsewhere)."""
+        if engine not in self.engine_names():
+            raise InputError(f"unknown engine {engine!r}; calibrated engines: {', '.join(self.engine_names())}")
+        for key in (
+            f"{engine}@{chip}",
+            f"{engine}@{REFERENCE_CHIP}",
+            f"{self.default_engine}@{chip}",
+            f"{self.default_engine}@{REFERENCE_CHIP}",
+        ):
+            if key in self.engines:
+                return self.engines[key]
+        return self.engines[sorted(k for k in self.engines if k.split("@")[0] == engine)[0]]
+
+    def engine_names(self) -> list[str]:
+        return sorted({k.split("@")[0] for k in self.engines})
+
+    def to_toml(self) -> str:
+        lines = [
+            f"# {self.source}" if self.source else "# calibrated profile parameters",
+            f"collective_latency_s = {self.collective_latency_s!r}",
+            f'default_engine = "{self.default_engine}"',
+            f"kv_memory_fraction = {self.kv_memory_fraction!r}",
+            "",
+        ]
+        for name, c in sorted(self.chips.items()):
+            lines += [
+                f'[chips."{name}"]',
+                f"hbm_efficiency = {c.hbm_efficiency!r}",
+                f"flops_efficiency = {c.flops_efficiency!r}",
+                f"assumed = {'true' if c.assumed else 'false'}",
+                "",
+            ]
+        for name, e in sorted(self.engines.items()):
+            lines += [
+                f'[engines."{name}"]',
+                f"step_overhead_s = {e.step_overhead_s!r}",
+                f"seq_overhead_s = {e.seq_overhead_s!r}",
+                f"link_efficiency = {e.link_efficiency!r}",
+                f"admission_steps = {e.admission_steps!r}",
+                "",
+            ]
+        return "\n".join(lines)
+
+
+def params_from_toml(text: str, origin: str) -> CalibratedParams:
+    try:
+        data = tomllib.loads(text)
+        chips = {
+            n: ChipEfficiency(float(c["hbm_efficiency"]), float(c["flops_efficiency"]), bool(c.get("assumed", False)))
+            for n, c in data["chips"].items()
+        }
+        engines = {
+            n: EngineOverheads(
+                float(e["step_overhead_s"]),
+                float(e["seq_overhead_s"]),
+                float(e["link_efficiency"]),
+                float(e["admission_steps"]),
+            )
+            for n, e in data["engines"].items()
+        }
+        params = CalibratedParams(
+            float(data["collective_latency_s"]),
+            chips,
+            engines,
+            str(data.get("default_engine", DEFAULT_ENGINE)),
+            float(data.get("kv_memory_fraction", KV_MEMORY_FRACTION)),
+            origin,
+        )
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise InputError(f"{origin}: not a calibrated-profile parameter file ({e})") from None
+    if REFERENCE_CHIP not in chips:
+        raise InputError(f'{origin}: lacks the reference chip [chips."{REFERENCE_CHIP}"]')
+    numbers = [("collective_latency_s", params.collective_latency_s, False)]
+    numbers += [
+        (f"chips.{n}.{k}", getattr(c, k), True)
+        for n, c in chips.items()
+        for k in ("hbm_efficiency", "flops_efficiency")
+    ]
+    numbers += [
+        (f"engines.{n}.{k}", getattr(e, k), k == "link_efficiency")
+        for n, e in engines.items()
+        for k in ("step_overhead_s", "seq_overhead_s", "link_efficiency", "admission_steps")
+    ]
+    for key, value, positive in numbers:
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            raise InputError(f"{origin}: {key} must be {'positive' if positive else 'zero or more'}, got {value!r}")
+    if not 0 < params.kv_memory_fraction <= 1:
+        raise InputError(f"{origin}: kv_memory_fraction must be in (0, 1], got {params.kv_memory_fraction!r}")
+    if params.default_engine not in params.engine_names():
+        raise InputError(f"{origin}: default_engine {params.default_engine!r} has no [engines] entry")
+    return params
+
+
+def load_params(path: str | Path | None = None) -> CalibratedParams:
+    """The calibrated parameters: the built-in file (fitted to the bundled measurements by
+    `servesat calibrate`), or one written by `servesat calibrate --out FILE`. Read at the
+    boundary, once per command: the profile value carries the parsed parameters."""
+    if path is None:
+        return builtin_params()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"calibration file {path}: cannot be read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"calibration file {path}: not a text (TOML) file") from None
+    return params_from_toml(text, str(path))
+
+
+@functools.cache
+def builtin_params() -> CalibratedParams:
+    text = resources.files("optimizer").joinpath("data/calibrated.toml").read_text()
+    return params_from_toml(text, "built-in calibrated.toml")
+
+
+def architecture(models: Sequence[Model]) -> dict[str, np.ndarray]:
+    def col(attr: str) -> np.ndarray:
+        return np.array([float(getattr(m, attr)) for m in models])
+
+    L, D, V = col("num_layers"), col("d_model"), col("vocab")
+    P = np.array([float(m.param_count) for m in models])
+    embed = np.where(col("tie_embeddings") > 0, 1.0, 2.0)
+    # P_lin: what a decode step reads (all but the embedding table, which a tied output layer reuses)
+    return {
+        "L": L,
+        "D": D,
+        "H": col("num_heads"),
+        "hd": col("head_dim"),
+        "P": P,
+        "P_lin": P - (embed - 1.0) * D * V,
+        "P_body": P - embed * D * V,
+        "kv_tok_per_byte": 2 * col("num_kv_heads") * col("head_dim") * L,
+    }
+
+
+def peak_flops(chip: Chip, dtype: str) -> float:
+    """Dense peak of the weights' dtype: 8-bit formats run at the chip's 8-bit peak."""
+    return {"fp8": chip.fp8_flops, "int8": chip.int8_flops}.get(dtype, 0.0) or chip.bf16_flops
+
+
+@dataclass
+class StepTerms:
+    """Per row: constants and per-token slopes of the calibrated step (seconds)."""
+
+    t0: np.ndarray
+    tseq: np.ndarray  # per decoding sequence
+    mem_fixed: np.ndarray  # weights read
+    mem_per_seq: np.ndarray  # KV read per sequence
+    dec_per_seq: np.ndarray  # decode matmuls per sequence
+    pf_per_token: np.ndarray  # prefill per prompt token (matmuls + its collectives)
+    comm_fixed: np.ndarray  # collective latencies
+    comm_per_token: np.ndarray  # collective bytes per token in the step
+
+    def step(self, decoding: np.ndarray, prompt_tokens: np.ndarray) -> np.ndarray:
+        """T_step with `decoding` sequences and `prompt_tokens` tokens of prefill mixed in."""
+        n = np.asarray(decoding, dtype=float)
+        return (
+            self.t0
+            + self.tseq * n
+            + np.maximum(self.mem_fixed + self.mem_per_seq * n, self.dec_per_seq * n)
+            + self.comm_fixed
+            + self.comm_per_token * n
+            + self.pf_per_token * np.asarray(prompt_tokens, float)
+        )
+
+
+def step_terms(
+    models: Sequence[Model],
+    chips: Sequence[Chip],
+    weight_dtype: Sequence[str],
+    kv_bytes: np.ndarray,
+    tp: np.ndarray,
+    link_bytes_per_s: np.ndarray,
+    context: np.ndarray,
+    prompt_len: np.ndarray,
+    chip_eff: Sequence[ChipEfficiency],
+    engine: Sequence[EngineOverheads],
+    alpha: float,
+) -> StepTerms:
+    """The calibrated step's terms for rows of (model, chip, dtypes, Y, link, context, prompt)."""
+    a = architecture(models)
+    Y = np.asarray(tp, dtype=float)
+    b_w = np.array([PRECISION_BYTES.get(w, 0.5) for w in weight_dtype])
+    kv_tok = a["kv_tok_per_byte"] * kv_bytes
+    S = np.asarray(context, dtype=float)
+    T = np.asarray(prompt_len, dtype=float)
+    bw = Y * np.array([c.hbm_bytes_per_s for c in chips]) * np.array([e.hbm_efficiency for e in chip_eff])
+    fl = (
+        Y
+        * np.array([peak_flops(c, w) for c, w in zip(chips, weight_dtype)])
+        * np.array([e.flops_efficiency for e in chip_eff])
+    )
+    ring = 2.0 * (Y - 1.0) / Y  # all-reduce traffic factor: 0 at Y = 1
+    link = np.asarray(link_bytes_per_s, dtype=float) * np.array([e.link_efficiency for e in engine])
+    comm_tok = 2.0 * a["L"] * 2.0 * a["D"] * ring / link
+    attn = 2.0 * a["L"] * a["H"] * a["hd"]
+    return StepTerms(
+        t0=np.array([e.step_overhead_s for e in engine]),
+        tseq=np.array([e.seq_overhead_s for e in engine]),
+        mem_fixed=a["P_lin"] * b_w / bw,
+        mem_per_seq=S * kv_tok / bw,
+        dec_per_seq=(2.0 * a["P_lin"] + 2.0 * attn * S) / fl,
+        pf_per_token=(2.0 * a["P_body"] + attn * T) / fl + comm_tok,
+        comm_fixed=2.0 * a["L"] * alpha * np.log2(Y),
+        comm_per_token=comm_tok,
+    )
+
+
+# ----------------------------------------------------------------------------- the optimizer's profile
+
+
+def calibrated_roofline(
+    book: Roofline,
+    model: Model,
+    workload: Workload,
+    params: CalibratedParams,
+    engine: str,
+    layout: Layout,
+) -> Roofline:
+    """The candidate table's cost terms under the calibrated profile: the book's Roofline with
+    its time terms replaced (the batch is the number of decoding sequences; prefill of the
+    prompt runs at the calibrated prefill rate on prefill servers, or mixed into the step
+    when co-located) and HBM capacity reduced to the engines' memory fraction. The comms
+    family keeps the book's structural check."""
+    chips = layout.chips
+    names = [c.name for c in chips]
+    # GPUs all-reduce over NVLink; a TPU replica over its model-parallel ICI axes
+    link = np.array(
+        [
+            c.link_bytes_per_s if c.kind == "gpu" else c.ici_bytes_per_s_per_axis * max(int(n), 1)
+            for c, n in zip(chips, layout.n_axes)
+        ]
+    )
+    kv_bytes = np.array([DTYPE_BYTES[k] for k in layout.kv])
+    terms = step_terms(
+        [model] * len(chips),
+        chips,
+        list(layout.weights),
+        kv_bytes,
+        layout.tp,
+        link,
+        np.full(len(chips), float(workload.context)),
+        np.full(len(chips), float(workload.prompt_tokens)),
+        [params.chip(n) for n in names],
+        [params.engine(engine, n) for n in names],
+        params.collective_latency_s,
+    )
+    prefill = workload.prompt_tokens * terms.pf_per_token
+    return replace(
+        book,
+        params_s=terms.mem_fixed,
+        kv_s_per_seq=terms.mem_per_seq,
+        flops_s_per_seq=terms.dec_per_seq,
+        prefill_s=prefill,
+        colocated_s_per_seq=prefill / workload.decode_len if workload.colocated else np.zeros(len(chips)),
+        hbm_capacity_bytes=book.hbm_capacity_bytes * params.kv_memory_fraction,
+        fixed_s=terms.t0 + terms.comm_fixed,
+        overhead_s_per_seq=terms.tseq + terms.comm_per_token,
+        kv_in_max=np.ones(len(chips)),
+    )
+
+
+def profile_notes(params: CalibratedParams, engine: str, prompts: bool, chip_names: set[str]) -> list[str]:
+    """What a result under the calibrated profile should say about it (prompts: some prefill
+    is modelled)."""
+    notes = [
+        f"calibrated profile ({engine} engine, {params.source}): step "
+        "times include the fitted efficiencies, collectives and overheads; HBM is the engines' "
+        f"{params.kv_memory_fraction:.0%} share"
+    ]
+    if prompts:
+        notes.append(
+            "prefill runs at the calibrated FLOP/s efficiency of the weights' dtype; --prefill-mfu "
+            "applies to the book profile only"
+        )
+    assumed = sorted(chip_names - {n for n, e in params.chips.items() if not e.assumed})
+    if assumed:
+        notes.append(
+            f"no measurements for {', '.join(assumed)}: their efficiencies are the reference chip's "
+            "(an assumption; override with --calibration FILE)"
+        )
+    return notes

@@ -1,0 +1,115 @@
+"""How a workload is costed: the profile value every command passes next to its Workload.
+
+`Book()` is the chapter's roofline (docs/cost-model.md), exact and a lower bound; prefill
+runs at a stated MFU. `Calibrated(params, engine)` is the same structure with the terms
+fitted to measured serving (docs/calibrated-profile.md), its parameters already parsed.
+`resolve_profile` turns the command-line or file spelling (`--profile`, `--engine`,
+`--calibration`, `--prefill-mfu`) into one of them, once, at the boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from optimizer.calibrated import CalibratedParams, builtin_params, calibrated_roofline, load_params, profile_notes
+from optimizer.catalog import Model
+from optimizer.costmodel import Layout, Roofline, book_roofline
+from optimizer.errors import InputError, check_choice, check_positive_number
+from optimizer.workload import Workload
+
+#: Cost models: the chapter's roofline, or the roofline with the terms fitted to measured serving.
+PROFILES = ("book", "calibrated")
+DEFAULT_PREFILL_MFU = 0.4
+
+
+@dataclass(frozen=True)
+class Book:
+    """The chapter's roofline; prefill at `prefill_mfu` of the bf16 peak (the chapter: 40%)."""
+
+    prefill_mfu: float = DEFAULT_PREFILL_MFU
+    name: ClassVar[str] = "book"
+
+    def __post_init__(self) -> None:
+        check_positive_number("prefill_mfu (--prefill-mfu)", self.prefill_mfu, at_most=1.0)
+
+    def cost_terms(self, model: Model, workload: Workload, layout: Layout) -> Roofline:
+        return book_roofline(model, workload, layout, self.prefill_mfu)
+
+    def breakdown_ms(self, cost: Roofline, row: int, batch: int) -> dict[str, float]:
+        """The step's terms in ms at the batch."""
+        return {
+            "params": float(cost.params_s[row] * 1e3),
+            "kv": float(cost.kv_s_per_seq[row] * batch * 1e3),
+            "flops": float(cost.flops_s_per_seq[row] * batch * 1e3),
+        }
+
+    def critical_batch(self, cost: Roofline, row: int) -> float | None:
+        """C*b_w/(2*W_hbm): where the step turns compute-bound."""
+        return float(cost.critical_batch[row])
+
+    def notes(self, prompts: bool, chip_names: set[str]) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """The roofline fitted to measured serving, for one serving engine (None: the
+    parameters' default engine)."""
+
+    params: CalibratedParams = field(default_factory=builtin_params)
+    engine: str | None = None
+    name: ClassVar[str] = "calibrated"
+
+    def __post_init__(self) -> None:
+        if self.engine is not None and self.engine not in self.params.engine_names():
+            raise InputError(
+                f"unknown engine {self.engine!r}; calibrated engines: {', '.join(self.params.engine_names())}"
+            )
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine or self.params.default_engine
+
+    def cost_terms(self, model: Model, workload: Workload, layout: Layout) -> Roofline:
+        book = book_roofline(model, workload, layout, DEFAULT_PREFILL_MFU)
+        return calibrated_roofline(book, model, workload, self.params, self.engine_name, layout)
+
+    def breakdown_ms(self, cost: Roofline, row: int, batch: int) -> dict[str, float]:
+        """The book's terms plus the fitted overheads and collectives, in ms at the batch."""
+        out = Book().breakdown_ms(cost, row, batch)
+        out["overheads_and_collectives"] = float((cost.fixed_s[row] + cost.overhead_s_per_seq[row] * batch) * 1e3)
+        return out
+
+    def critical_batch(self, cost: Roofline, row: int) -> float | None:
+        """Where B*T_flops1 = T_params + B*kv_in (None: the step never turns compute-bound)."""
+        _, kv_in = cost.slopes()
+        gain = float(cost.flops_s_per_seq[row] - kv_in[row])
+        return float(cost.params_s[row]) / gain if gain > 0 else None
+
+    def notes(self, prompts: bool, chip_names: set[str]) -> list[str]:
+        return profile_notes(self.params, self.engine_name, prompts, chip_names)
+
+
+Profile = Book | Calibrated
+#: What a command runs on when no profile is named.
+DEFAULT_PROFILE: Profile = Book()
+
+
+def resolve_profile(
+    name: str = "book",
+    *,
+    engine: str | None = None,
+    calibration: str | Path | None = None,
+    prefill_mfu: float | None = None,
+) -> Profile:
+    """The profile a command or file asked for; InputError names what does not fit."""
+    check_choice("profile", name, PROFILES)
+    if prefill_mfu is not None:
+        check_positive_number("prefill_mfu (--prefill-mfu)", prefill_mfu, at_most=1.0)
+    if name == "book":
+        if engine is not None or calibration is not None:
+            raise InputError("--engine and --calibration apply to --profile calibrated only")
+        return Book() if prefill_mfu is None else Book(prefill_mfu)
+    return Calibrated(load_params(calibration), engine)  # prefills at its fitted rate, not an MFU
