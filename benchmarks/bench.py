@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from optimizer import load_chips, load_model, optimize  # noqa: E402
+from optimizer.api import Search  # noqa: E402
 from optimizer.candidates import build_table  # noqa: E402
+from optimizer.profiles import Book  # noqa: E402
 from optimizer.solve import ServingModel  # noqa: E402
 from optimizer.workload import Workload  # noqa: E402
 from tests.bruteforce import brute_force  # noqa: E402
@@ -56,7 +58,7 @@ def scaled_catalog(factor: int):
 
 def decode_solve(model, chips, workload):
     """Candidate table, family caps, CP-SAT build and the winner's solve (no alternatives)."""
-    table = build_table(model, chips, workload)
+    table = build_table(model, chips, workload, Book())
     dm = ServingModel(table, workload, "queries-per-dollar")
     status, _ = dm.solve()
     assert status == "optimal"
@@ -99,7 +101,7 @@ def decode(runs: int) -> None:
     n = decode_solve(model, chips, w)
     solve, _ = median_s(lambda: decode_solve(model, chips, w), runs)
     rows.append((f"solve: table + caps + CP-SAT build + solve ({n} candidates)", solve, ""))
-    full, _ = median_s(lambda: optimize(model, 15, chips=chips), runs)
+    full, _ = median_s(lambda: optimize(model, w, search=Search(chips)), runs)
     rows.append(("optimize() in process: winner, 2 runners-up, 7 alternatives (10 solves)", full, ""))
     brute, _ = median_s(
         lambda: brute_force(model, chips, sorted(chips), 15, 8192, 512, serving="disaggregated"), max(3, runs // 2)
@@ -131,17 +133,17 @@ def decode(runs: int) -> None:
 
 def demand(runs: int) -> None:
     """Demand mode: optimize llama3-70b --slo-ms 50 --ttft-ms 1000 --qps Q, solve-only and whole call."""
-    from optimizer.api import _demand
+    from optimizer.demand import deployment
 
     model = load_model("llama3-70b")
     chips = load_chips()
     w = Workload(context=8192, decode_len=512, slo_ms=50, ttft_ms=1000)
-    table = build_table(model, chips, w)
+    table = build_table(model, chips, w, Book())
     sm = ServingModel(table, w, "queries-per-dollar")
     print("| demand (queries/s) | demand solve, median | status | gap | cost/hour | chips |\n|---|---|---|---|---|---|")
     for qps in (1, 100, 10_000):
         deployments: list = []
-        t, _ = median_s(lambda qps=qps, out=deployments: out.append(_demand(sm, w, qps, 5.0)), runs)
+        t, _ = median_s(lambda qps=qps, out=deployments: out.append(deployment(sm, w, qps, 5.0)), runs)
         d = deployments[-1]
         print(f"| {qps:,} | {t * 1e3:.0f} ms | {d.status} | {d.gap:.4%} | ${d.cost_per_hour:,.2f} | {d.total_chips} |")
 

@@ -23,7 +23,7 @@ add = add_caps
 
 
 def comms_bound(table: CandidateTable, rows: np.ndarray, batch: np.ndarray) -> np.ndarray:
-    """True where the replica's collectives outlast its matmul (DESIGN.md 3)."""
+    """True where the replica's collectives outlast its matmul (docs/cost-model.md)."""
     c = table.cost
     b = np.asarray(batch, dtype=float)
     t_ici = c.ici_s_per_seq[rows] * b

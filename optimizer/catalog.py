@@ -10,8 +10,9 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from optimizer.errors import InputError, unknown_name
+from optimizer.errors import InputError, check_choice, is_number, is_positive_number, unknown_name
 
 #: Bytes per element of each dtype name servesat knows.
 DTYPE_BYTES: dict[str, float] = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
@@ -94,7 +95,7 @@ def parse_topology(shape: str) -> tuple[int, ...]:
     return dims
 
 
-def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
+def _check_chip_keys(name: str, table: Any, origin: str) -> None:
     if not isinstance(table, dict):
         raise InputError(f"{origin}: chip {name!r} must be a table [chips.{name}], got {table!r}")
     unknown = set(table) - _CHIP_KEYS
@@ -106,14 +107,20 @@ def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
     missing = [k for k in sorted(_CHIP_KEYS - {"sources", "display_name"}) if k not in table]
     if missing:
         raise InputError(f"{origin}: chip {name!r} lacks key {missing[0]!r}")
+
+
+def _check_chip_numbers(name: str, table: dict, origin: str) -> None:
     for key in _CHIP_NUMBERS:
         value = table[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_number(value):
             raise InputError(f"{origin}: chip {name!r} key {key!r} must be a number, got {value!r}")
         if value < 0 or (key in _CHIP_POSITIVE and value == 0):
             raise InputError(f"{origin}: chip {name!r} key {key!r} must be positive, got {value!r}")
     if isinstance(table["links_per_axis"], float) and not table["links_per_axis"].is_integer():
         raise InputError(f"{origin}: chip {name!r} key 'links_per_axis' must be a whole number")
+
+
+def _check_chip_names(name: str, table: dict, origin: str) -> None:
     for key in ("weight_dtypes", "kv_dtypes", "topologies"):
         if not isinstance(table[key], list) or not all(isinstance(v, str) for v in table[key]):
             raise InputError(f"{origin}: chip {name!r} key {key!r} must be a list of strings")
@@ -124,8 +131,7 @@ def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
         raise InputError(f"{origin}: chip {name!r} kind {table['kind']!r} is not one of: tpu, gpu")
     for key in ("weight_dtypes", "kv_dtypes"):
         for d in table[key]:
-            if d not in DTYPE_BYTES:
-                raise unknown_name(f"dtype in {origin} chip {name!r} {key}", d, DTYPES)
+            check_choice(f"dtype in {origin} chip {name!r} {key}", d, DTYPES)
     if table["eight_bit"] not in ("int8", "fp8"):
         raise InputError(f"{origin}: chip {name!r} eight_bit must be 'int8' or 'fp8'")
     for shape in table["topologies"]:
@@ -137,6 +143,12 @@ def _chip_from_table(name: str, table: dict, origin: str) -> Chip:
             raise InputError(f"{origin}: chip {name!r}: a GPU topology is a GPU count like '8', got {shape!r}")
     if not table["topologies"]:
         raise InputError(f"{origin}: chip {name!r} lists no topologies")
+
+
+def _chip_from_table(name: str, table: Any, origin: str) -> Chip:
+    _check_chip_keys(name, table, origin)
+    _check_chip_numbers(name, table, origin)
+    _check_chip_names(name, table, origin)
     return Chip(
         name=name,
         kind=table["kind"],
@@ -186,7 +198,7 @@ def load_chips(path: str | Path | None = None, prices: dict[str, float] | None =
     for name, usd in (prices or {}).items():
         if name not in chips:
             raise unknown_name("chip in --price", name, sorted(chips))
-        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not (usd > 0 and math.isfinite(usd)):
+        if not is_positive_number(usd):
             raise InputError(f"price for {name} must be a positive number of USD per chip-hour, got {usd}")
         chips[name] = replace(
             chips[name], usd_per_chip_hour=float(usd), sources={**chips[name].sources, "price": "set by the user"}
@@ -196,7 +208,7 @@ def load_chips(path: str | Path | None = None, prices: dict[str, float] | None =
 
 @dataclass(frozen=True)
 class Model:
-    """A dense decoder-only transformer, in the chapter's symbols (DESIGN.md section 2)."""
+    """A dense decoder-only transformer, in the chapter's symbols (docs/cost-model.md)."""
 
     name: str
     num_layers: int  # L

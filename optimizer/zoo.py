@@ -13,7 +13,6 @@ import functools
 import hashlib
 import itertools
 import json
-import math
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from optimizer.catalog import DTYPES, load_chips, load_model, read_toml
-from optimizer.errors import InputError, unknown_name
+from optimizer.errors import InputError, check_positive_int, is_positive_int, is_positive_number, unknown_name
 from optimizer.profiles import PROFILES, resolve_profile
 from optimizer.workload import OBJECTIVES, SERVING, Workload
 
@@ -131,10 +130,10 @@ def _as_list(key: str, value: Any, origin: str) -> list:
 def _check_values(key: str, values: list, origin: str, chips: list[str]) -> None:
     for v in values:
         if key in ("slo_ms", "ttft_ms", "qps") and v is not None:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+            if not is_positive_number(v):
                 raise InputError(f"{origin}: {key} values must be positive numbers, got {v!r}")
         elif key in ("context", "decode_len", "prompt_len") and v is not None:
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            if not is_positive_int(v):
                 raise InputError(f"{origin}: {key} values must be positive integers, got {v!r}")
         elif key == "objective" and v not in OBJECTIVES:
             raise unknown_name(f"objective in {origin}", str(v), list(OBJECTIVES))
@@ -149,6 +148,43 @@ def _check_values(key: str, values: list, origin: str, chips: list[str]) -> None
             for name in v if isinstance(v, list) else [v]:
                 if name not in valid:
                     raise unknown_name(f"{'chip' if key == 'chips' else 'dtype'} in {origin} {key}", str(name), valid)
+
+
+def _model_spec(index: int, m: Any, path: Path, chips: list[str]) -> dict:
+    where = f"{path} models[{index}]"
+    if not isinstance(m, dict):
+        raise InputError(f"{where}: must be a table with 'name' or 'path'")
+    for key in m:
+        if key not in MODEL_KEYS:
+            raise InputError(f"{where}: unknown key {key!r}; valid: {', '.join(MODEL_KEYS)}")
+    if ("name" in m) == ("path" in m):
+        raise InputError(f"{where}: give exactly one of 'name' (built-in) or 'path' (config.json)")
+    which = "name" if "name" in m else "path"
+    if not isinstance(m[which], str) or not m[which].strip():
+        raise InputError(f"{where}: {which!r} must be a non-empty string, got {m[which]!r}")
+    spec = dict(m)
+    if "path" in spec:
+        spec["path"] = str((path.parent / spec["path"]).resolve())
+    for key in GRID_KEYS:
+        if key in spec:
+            spec[key] = _as_list(key, spec[key], where)
+            _check_values(key, spec[key], where, chips)
+    return spec
+
+
+def _grid(data: dict, path: Path, chips: list[str]) -> dict[str, list]:
+    grid_table = data.get("grid", {})
+    if not isinstance(grid_table, dict):
+        raise InputError(f"{path}: [grid] must be a table")
+    for key in grid_table:
+        if key not in GRID_KEYS:
+            raise InputError(f"{path}: unknown key {key!r} in [grid]; valid: {', '.join(GRID_KEYS)}")
+    if "slo_ms" not in grid_table:
+        raise InputError(f"{path}: [grid] lacks key 'slo_ms' (the per-token latency targets)")
+    grid = {k: _as_list(k, grid_table.get(k, GRID_DEFAULTS.get(k)), f"{path} [grid]") for k in GRID_KEYS}
+    for k, values in grid.items():
+        _check_values(k, values, f"{path} [grid]", chips)
+    return grid
 
 
 def load_zoo(path: str | Path) -> Zoo:
@@ -166,48 +202,14 @@ def load_zoo(path: str | Path) -> Zoo:
     prices = data.get("prices", {})
     if not isinstance(prices, dict):
         raise InputError(f"{path}: 'prices' must be a table of CHIP = USD")
-    catalog = load_chips(chips_file, prices)
-    grid_table = data.get("grid", {})
-    if not isinstance(grid_table, dict):
-        raise InputError(f"{path}: [grid] must be a table")
-    for key in grid_table:
-        if key not in GRID_KEYS:
-            raise InputError(f"{path}: unknown key {key!r} in [grid]; valid: {', '.join(GRID_KEYS)}")
-    if "slo_ms" not in grid_table:
-        raise InputError(f"{path}: [grid] lacks key 'slo_ms' (the per-token latency targets)")
-    grid = {k: _as_list(k, grid_table.get(k, GRID_DEFAULTS.get(k)), f"{path} [grid]") for k in GRID_KEYS}
-    for k, values in grid.items():
-        _check_values(k, values, f"{path} [grid]", sorted(catalog))
+    chips = sorted(load_chips(chips_file, prices))
+    grid = _grid(data, path, chips)
     models = data.get("models")
     if not isinstance(models, list) or not models:
         raise InputError(f"{path}: needs at least one [[models]] entry")
-    specs = []
-    for index, m in enumerate(models):
-        where = f"{path} models[{index}]"
-        if not isinstance(m, dict):
-            raise InputError(f"{where}: must be a table with 'name' or 'path'")
-        for key in m:
-            if key not in MODEL_KEYS:
-                raise InputError(f"{where}: unknown key {key!r}; valid: {', '.join(MODEL_KEYS)}")
-        if ("name" in m) == ("path" in m):
-            raise InputError(f"{where}: give exactly one of 'name' (built-in) or 'path' (config.json)")
-        which = "name" if "name" in m else "path"
-        if not isinstance(m[which], str) or not m[which].strip():
-            raise InputError(f"{where}: {which!r} must be a non-empty string, got {m[which]!r}")
-        spec = dict(m)
-        if "path" in spec:
-            spec["path"] = str((path.parent / spec["path"]).resolve())
-        for key in GRID_KEYS:
-            if key in spec:
-                spec[key] = _as_list(key, spec[key], where)
-                _check_values(key, spec[key], where, sorted(catalog))
-        specs.append(spec)
+    specs = [_model_spec(index, m, path, chips) for index, m in enumerate(models)]
     time_limit = data.get("time_limit_s", 5.0)
-    if (
-        isinstance(time_limit, bool)
-        or not isinstance(time_limit, (int, float))
-        or not (time_limit > 0 and math.isfinite(time_limit))
-    ):
+    if not is_positive_number(time_limit):
         raise InputError(f"{path}: time_limit_s must be a positive number")
     return Zoo(
         models=tuple(specs), grid=grid, chips_file=chips_file, prices=dict(prices), time_limit_s=float(time_limit)
@@ -384,8 +386,7 @@ def solve_zoo(
     cluster at `address` (default: a local Ray instance), `pip install servesat[ray]`.
     """
     zoo = load_zoo(zoo) if not isinstance(zoo, Zoo) else zoo
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"workers must be a positive integer, got {workers!r}")
+    check_positive_int("workers", workers)
     if backend not in ("local", "ray"):
         raise unknown_name("backend", backend, ["local", "ray"])
     skipped = set(skip)

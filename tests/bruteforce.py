@@ -1,7 +1,7 @@
 """An independent brute-force oracle for the decode optimizer.
 
-It shares only the data files (chips, models) with the library: the formulas of DESIGN.md
-section 3 are written out again here, every subset of a slice's axes is tried (no
+It shares only the data files (chips, models) with the library: the formulas of docs/cost-model.md
+are written out again here, every subset of a slice's axes is tried (no
 de-duplication), and every batch is enumerated. Batches are enumerated one by one up to
 EXHAUSTIVE; a candidate still feasible there is extended by doubling and bisection on the
 feasibility of the batch (each constraint only tightens as the batch grows).

@@ -29,7 +29,7 @@ def approx(value, rel=None):
 
 
 def test_case_file_is_the_projects_own_copy():
-    """Every case of the chapter is present (the tests never read ../shared)."""
+    """Every case of the chapter is present, read from the project's own copy in tests/data."""
     assert len(CASES) == 14
 
 

@@ -1,4 +1,4 @@
-"""Properties of DESIGN.md section 7: monotonicity of the optimum in the inputs."""
+"""Properties of the optimum: monotone in the latency target, the chips offered, the context and HBM."""
 
 from __future__ import annotations
 
