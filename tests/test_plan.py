@@ -366,7 +366,8 @@ def test_cheapest_cover_matches_enumeration():
 
 
 def test_readme_python_example_runs():
-    text = (ROOT / "README.md").read_text()
+    """The Python example of docs/plan.md runs and its plan round-trips through JSON."""
+    text = (ROOT / "docs" / "plan.md").read_text()
     block = text.split("From Python (`PlanSpec`")[1].split("```python\n")[1].split("```")[0]
     namespace: dict = {}
     exec(compile(block, "README plan example", "exec"), namespace)

@@ -214,8 +214,8 @@ def test_ray_backend_writes_the_same_rows(small_zoo, tmp_path):
 
 
 def test_readme_zoo_example_parses(tmp_path):
-    """The README's zoo file example is valid (with its config path and chips file made real)."""
-    text = (ROOT / "README.md").read_text()
+    """The zoo file example of docs/zoo.md is valid (with its config path and chips file made real)."""
+    text = (ROOT / "docs" / "zoo.md").read_text()
     block = text.split("The zoo file (TOML)")[1].split("```toml\n")[1].split("```")[0]
     (tmp_path / "configs" / "my-model").mkdir(parents=True)
     (tmp_path / "configs" / "my-model" / "config.json").write_text(
