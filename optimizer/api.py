@@ -78,7 +78,7 @@ def _unsupported_dtypes(
     return out
 
 
-def _check_optimize_args(workload: Workload, objective: str, top: int, qps: float | None) -> None:
+def _check_optimize_args(workload: Workload, objective: str, top: int, qps: float | None, time_limit_s: float) -> None:
     if not isinstance(workload, Workload):
         raise InputError(f"workload must be a Workload, got {workload!r}")
     if workload.slo_ms is None:
@@ -92,6 +92,7 @@ def _check_optimize_args(workload: Workload, objective: str, top: int, qps: floa
             )
     check_choice("objective", objective, list(OBJECTIVES))
     check_positive_int("top", top)
+    check_positive_number("time_limit_s (--time-limit)", time_limit_s)
 
 
 def _notes(workload: Workload, profile: Profile, table: CandidateTable) -> list[str]:
@@ -131,7 +132,7 @@ def optimize(
     status "infeasible" and a reason.
     """
     started = time.perf_counter()
-    _check_optimize_args(workload, objective, top, qps)
+    _check_optimize_args(workload, objective, top, qps, time_limit_s)
     mdl = _resolve_model(model)
     catalog, names, weights, kv = search.resolve()
     unserved = _unsupported_dtypes(catalog, names, weights, kv)

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.catalog import DTYPE_BYTES, Chip, Model
+from optimizer.catalog import DTYPE_BYTES, Chip, Model, read_text
 from optimizer.costmodel import Layout, Roofline
 from optimizer.errors import InputError
 from optimizer.workload import Workload
@@ -192,13 +192,7 @@ def load_params(path: str | Path | None = None) -> CalibratedParams:
     boundary, once per command: the profile value carries the parsed parameters."""
     if path is None:
         return builtin_params()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"calibration file {path}: cannot be read ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"calibration file {path}: not a text (TOML) file") from None
-    return params_from_toml(text, str(path))
+    return params_from_toml(read_text(path, "calibration file"), str(path))
 
 
 @functools.cache

@@ -6,6 +6,7 @@ The parameters and step terms themselves live in optimizer.calibrated (what the 
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -24,7 +25,7 @@ from optimizer.calibrated import (
     architecture,
     step_terms,
 )
-from optimizer.catalog import Chip, Model, load_model
+from optimizer.catalog import Chip, Model, load_model, read_text
 from optimizer.costmodel import roofline
 from optimizer.errors import InputError
 from optimizer.profiles import DEFAULT_PREFILL_MFU, Book, Calibrated, Profile
@@ -115,25 +116,43 @@ def bundled_data() -> Path:
     return Path(str(resources.files("optimizer").joinpath("data/calibration.csv")))
 
 
+def read_csv_rows(path: str | Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV with a header holding `columns`; every row must have as many
+    fields as the header, and quotes must close: InputError names the first line that does not."""
+    text = read_text(path, "data file")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        header = next(reader, None)
+        if not header:
+            raise InputError(f"{path}: empty; expected a header with {', '.join(columns)}")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise InputError(f"{path}: missing column {missing[0]!r}; the schema has {', '.join(columns)}")
+        start = reader.line_num + 1
+        for fields in reader:
+            if fields and len(fields) != len(header):
+                raise InputError(
+                    f"{path}: line {start} has {len(fields)} fields, the header {len(header)}"
+                    + ("; a quote may be unterminated" if "\n" in "".join(fields) else "")
+                )
+            if fields:
+                rows.append((start, dict(zip(header, fields))))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise InputError(f"{path}: line {start}: not valid CSV ({e}; a quote may be unterminated)") from None
+    return rows
+
+
 def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
     """Read a CSV in the calibration schema; rows servesat cannot model are skipped with a reason."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(f"{path}: missing column {missing[0]!r}; the schema has {', '.join(COLUMNS)}")
-            raw = list(reader)
-    except FileNotFoundError:
-        raise InputError(f"data file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"{path}: cannot be read ({e})") from None
+    raw = read_csv_rows(path, COLUMNS)
     kept: list[dict[str, str]] = []
     models: list[Model] = []
     chip_list: list[Chip] = []
     skipped: list[tuple[int, str]] = []
     numbers: list[list[float]] = []
-    for line, r in enumerate(raw, start=2):
+    for line, r in raw:
         system = SYSTEM_NAMES.get(r["system"], r["system"])
         try:
             model = load_model(r["model_path"])

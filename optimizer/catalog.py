@@ -70,6 +70,21 @@ _CHIP_POSITIVE = (
     "links_per_axis",
     "usd_per_chip_hour",
 )
+#: Plausible ranges of each figure (units as in chips.toml): a value outside them is a typo or a
+#: unit slip, and would give meaningless (or non-finite) answers downstream. Prices stay within
+#: what the demand and plan models' integer micro-dollars represent.
+MIN_USD_PER_CHIP_HOUR = 1e-6
+MAX_USD_PER_CHIP_HOUR = 1e4
+_CHIP_RANGES = {
+    "bf16_flops": (1e9, 1e18),
+    "int8_flops": (1e9, 1e18),
+    "fp8_flops": (1e9, 1e18),
+    "hbm_bytes": (1e6, 1e14),
+    "hbm_bytes_per_s": (1e6, 1e15),
+    "link_bytes_per_s": (1e3, 1e15),
+    "links_per_axis": (1, 64),
+    "usd_per_chip_hour": (MIN_USD_PER_CHIP_HOUR, MAX_USD_PER_CHIP_HOUR),
+}
 _CHIP_KEYS = set(_CHIP_NUMBERS) | {
     "kind",
     "display_name",
@@ -116,6 +131,11 @@ def _check_chip_numbers(name: str, table: dict, origin: str) -> None:
             raise InputError(f"{origin}: chip {name!r} key {key!r} must be a number, got {value!r}")
         if value < 0 or (key in _CHIP_POSITIVE and value == 0):
             raise InputError(f"{origin}: chip {name!r} key {key!r} must be positive, got {value!r}")
+        low, high = _CHIP_RANGES[key]
+        if value and not low <= value <= high:
+            raise InputError(
+                f"{origin}: chip {name!r} key {key!r} = {value!r} is outside the physical range {low:g} to {high:g}"
+            )
     if isinstance(table["links_per_axis"], float) and not table["links_per_axis"].is_integer():
         raise InputError(f"{origin}: chip {name!r} key 'links_per_axis' must be a whole number")
 
@@ -169,17 +189,34 @@ def _chip_from_table(name: str, table: Any, origin: str) -> Chip:
     )
 
 
+#: Input files (configs, chip catalogs, zoo and plan files) larger than this are refused:
+#: a path like /dev/zero must be an error, not an endless read.
+MAX_INPUT_BYTES = 16 * 2**20
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file (a leading byte-order mark dropped); InputError (naming `what` and the
+    path) if missing, not a regular file, too large, or not text."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise InputError(f"{what} not found: {path}" if not path.exists() else f"{path}: not a regular file")
+        if path.stat().st_size > MAX_INPUT_BYTES:
+            raise InputError(f"{path}: larger than {MAX_INPUT_BYTES // 2**20} MiB; not a {what}")
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
+
+
 def read_toml(path: Path, what: str = "file") -> dict:
     """A TOML file's tables; InputError (naming `what` and the path) if missing or malformed."""
+    text = read_text(path, what)
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{what} not found: {path}") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML ({e})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot be read ({e})") from None
 
 
 def load_chips(path: str | Path | None = None, prices: dict[str, float] | None = None) -> dict[str, Chip]:
@@ -190,16 +227,20 @@ def load_chips(path: str | Path | None = None, prices: dict[str, float] | None =
     if path is not None:
         data = read_toml(Path(path))
         extra = set(data) - {"chips"}
-        if extra or not isinstance(data.get("chips"), dict):
-            key = sorted(extra)[0] if extra else "chips"
-            raise InputError(f"{path}: expected only a [chips.NAME] table, found key {key!r}")
+        if extra:
+            raise InputError(f"{path}: expected only [chips.NAME] tables, found key {sorted(extra)[0]!r}")
+        if not isinstance(data.get("chips"), dict) or not data["chips"]:
+            raise InputError(f"{path}: has no [chips.NAME] table; a chips file adds or replaces chips by name")
         for n, t in data["chips"].items():
             chips[n] = _chip_from_table(n, t, str(path))
     for name, usd in (prices or {}).items():
         if name not in chips:
             raise unknown_name("chip in --price", name, sorted(chips))
-        if not is_positive_number(usd):
-            raise InputError(f"price for {name} must be a positive number of USD per chip-hour, got {usd}")
+        if not is_positive_number(usd) or not MIN_USD_PER_CHIP_HOUR <= usd <= MAX_USD_PER_CHIP_HOUR:
+            raise InputError(
+                f"price for {name} must be a number of USD per chip-hour from {MIN_USD_PER_CHIP_HOUR:g} "
+                f"to {MAX_USD_PER_CHIP_HOUR:g}, got {usd}"
+            )
         chips[name] = replace(
             chips[name], usd_per_chip_hour=float(usd), sources={**chips[name].sources, "price": "set by the user"}
         )
@@ -321,12 +362,9 @@ def load_model(name_or_path: str | Path) -> Model:
     if path.is_dir():
         path = path / "config.json"
     if path.suffix == ".json" or path.exists():
+        text = read_text(path, "model file")
         try:
-            config = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"model file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise InputError(f"{path}: cannot be read ({e})") from None
+            config = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
         if not isinstance(config, dict):

@@ -22,6 +22,14 @@ from optimizer.workload import Workload
 #: Cost models: the chapter's roofline, or the roofline with the terms fitted to measured serving.
 PROFILES = ("book", "calibrated")
 DEFAULT_PREFILL_MFU = 0.4
+#: Below 1% of peak a prefill MFU describes no real deployment (and yields meaningless answers).
+MIN_PREFILL_MFU = 0.01
+
+
+def _check_mfu(mfu: float) -> None:
+    check_positive_number("prefill_mfu (--prefill-mfu)", mfu, at_most=1.0)
+    if mfu < MIN_PREFILL_MFU:
+        raise InputError(f"prefill_mfu (--prefill-mfu) must be at least {MIN_PREFILL_MFU:g}, got {mfu!r}")
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,7 @@ class Book:
     name: ClassVar[str] = "book"
 
     def __post_init__(self) -> None:
-        check_positive_number("prefill_mfu (--prefill-mfu)", self.prefill_mfu, at_most=1.0)
+        _check_mfu(self.prefill_mfu)
 
     def cost_terms(self, model: Model, workload: Workload, layout: Layout) -> Roofline:
         return book_roofline(model, workload, layout, self.prefill_mfu)
@@ -107,7 +115,7 @@ def resolve_profile(
     """The profile a command or file asked for; InputError names what does not fit."""
     check_choice("profile", name, PROFILES)
     if prefill_mfu is not None:
-        check_positive_number("prefill_mfu (--prefill-mfu)", prefill_mfu, at_most=1.0)
+        _check_mfu(prefill_mfu)
     if name == "book":
         if engine is not None or calibration is not None:
             raise InputError("--engine and --calibration apply to --profile calibrated only")
