@@ -133,6 +133,14 @@ def frontier(
     return points
 
 
+def cheapest_within(points: list[FrontierPoint], slo_ms: float, context: int | None = None) -> FrontierPoint | None:
+    """The cheapest point ($ per million output tokens) whose decode step is within slo_ms, among
+    the points of `context` (default: all of them); the first of equals (the fastest, on a
+    frontier); None when no point meets the target."""
+    ok = [p for p in points if (context is None or p.context == context) and p.step_ms <= slo_ms]
+    return min(ok, key=lambda p: p.usd_per_million_tokens) if ok else None
+
+
 @dataclass
 class BatchPoint:
     """The chapter's view of one configuration at one batch."""
