@@ -429,7 +429,7 @@ def chips_cmd(o: Any) -> None:
 @options("calibration")
 def plan_cmd(o: Any) -> None:
     """The cheapest fleet for a demand forecast: what to rent or commit to, per period."""
-    from optimizer.fleet import plan
+    from optimizer.plan import plan
 
     if o.out is not None and Path(o.out).resolve() == Path(o.plan_file).resolve():
         raise InputError(f"--out {o.out} is the plan file itself")

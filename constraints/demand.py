@@ -15,12 +15,33 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ortools.sat.python import cp_model
 
 NAME = "demand"
 #: Rate unit of the integer model: micro-queries per second.
 RATE_UNITS_PER_QPS = 10**6
+
+
+def to_rate_int(qps: float) -> int:
+    """A rate (queries or prompts per second) in integer units, rounded down: a capacity."""
+    return math.floor(qps * RATE_UNITS_PER_QPS)
+
+
+def demand_int(qps: float) -> int:
+    """A demand in integer units, rounded up."""
+    return math.ceil(qps * RATE_UNITS_PER_QPS)
+
+
+class Rated(Protocol):
+    """What the rows need of an offer: its dtype pair and its integer rate per slice."""
+
+    @property
+    def group(self) -> str: ...
+
+    @property
+    def rate_int(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -34,19 +55,15 @@ class Offer:
 
     @property
     def rate_int(self) -> int:
-        return math.floor(self.qps_per_slice * RATE_UNITS_PER_QPS)
-
-
-def demand_int(qps: float) -> int:
-    return math.ceil(qps * RATE_UNITS_PER_QPS)
+        return to_rate_int(self.qps_per_slice)
 
 
 def add(
     model: cp_model.CpModel,
     qps: float,
-    decode: Sequence[Offer],
+    decode: Sequence[Rated],
     decode_slices: Sequence[cp_model.IntVar],
-    prefill: Sequence[Offer],
+    prefill: Sequence[Rated],
     prefill_slices: Sequence[cp_model.IntVar],
     with_prefill: bool,
     served: cp_model.LinearExprT | None = None,
@@ -77,10 +94,21 @@ def servable_qps(
 ) -> float:
     """Solver-free, float: the queries per second a plan serves (per group, the smaller of its
     decode and prefill capacity)."""
+    return capacity_qps(
+        [(o.group, o.qps_per_slice * n) for o, n in decode],
+        [(o.group, o.qps_per_slice * n) for o, n in prefill],
+        with_prefill,
+    )
+
+
+def capacity_qps(
+    decode: Sequence[tuple[str, float]], prefill: Sequence[tuple[str, float]], with_prefill: bool
+) -> float:
+    """servable_qps from (dtype pair, queries or prompts per second) of each deployed offer."""
     total = 0.0
-    for g in {o.group for o, _ in decode}:
-        d = sum(o.qps_per_slice * n for o, n in decode if o.group == g)
-        p = sum(o.qps_per_slice * n for o, n in prefill if o.group == g) if with_prefill else math.inf
+    for g in {group for group, _ in decode}:
+        d = sum(qps for group, qps in decode if group == g)
+        p = sum(qps for group, qps in prefill if group == g) if with_prefill else math.inf
         total += min(d, p)
     return total
 

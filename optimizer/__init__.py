@@ -29,13 +29,13 @@ _EXPORTS = {
     "OBJECTIVES": "optimizer.workload",
     "SERVING": "optimizer.workload",
     "Workload": "optimizer.workload",
-    "plan": "optimizer.fleet",
-    "FleetPlan": "optimizer.plan_result",
-    "PlanSpec": "optimizer.plan_spec",
-    "PlanModel": "optimizer.plan_spec",
-    "Pool": "optimizer.plan_spec",
-    "Commitment": "optimizer.plan_spec",
-    "load_plan": "optimizer.plan_spec",
+    "plan": "optimizer.plan",
+    "FleetPlan": "optimizer.plan",
+    "PlanSpec": "optimizer.plan",
+    "PlanModel": "optimizer.plan",
+    "Pool": "optimizer.plan",
+    "Commitment": "optimizer.plan",
+    "load_plan": "optimizer.plan",
 }
 
 __all__ = [
@@ -69,9 +69,7 @@ if TYPE_CHECKING:
     from optimizer.api import evaluate, optimize
     from optimizer.catalog import Chip, Model, builtin_models, load_chips, load_model
     from optimizer.errors import InputError
-    from optimizer.fleet import plan
-    from optimizer.plan_result import FleetPlan
-    from optimizer.plan_spec import Commitment, PlanModel, PlanSpec, Pool, load_plan
+    from optimizer.plan import Commitment, FleetPlan, PlanModel, PlanSpec, Pool, load_plan, plan
     from optimizer.result import (
         Configuration,
         Deployment,

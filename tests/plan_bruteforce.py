@@ -1,4 +1,4 @@
-"""An independent brute-force oracle for procurement plans (optimizer.fleet).
+"""An independent brute-force oracle for procurement plans (optimizer.plan).
 
 It takes the unpruned offers (each configuration's rate per slice comes from the cost model,
 which the decode oracle checks) and shares nothing else with the planner: per model and
@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from constraints.demand import Offer, servable_qps
+from constraints.demand import capacity_qps
 
 
 def _counts(items: list[tuple[int, float]], q: float) -> list[dict[int, int]]:
@@ -47,9 +47,9 @@ def covers(offers, q: float, with_prefill: bool, n_pools: int) -> list[tuple[tup
             for p in _counts(pre, q) if with_prefill else [{}]:
                 counts = {**d, **p}
                 # recheck with the library's float rule (per pair, the smaller capacity)
-                dd = [(Offer(k, g, offers[k].rate, 0.0), n) for k, n in d.items()]
-                pp = [(Offer(k, g, offers[k].rate, 0.0), n) for k, n in p.items()]
-                assert servable_qps(dd, pp, with_prefill) >= q
+                dd = [(g, offers[k].rate * n) for k, n in d.items()]
+                pp = [(g, offers[k].rate * n) for k, n in p.items()]
+                assert capacity_qps(dd, pp, with_prefill) >= q
                 use = [0] * n_pools
                 for k, n in counts.items():
                     use[offers[k].pool] += n * offers[k].chips

@@ -15,11 +15,10 @@ from click.testing import CliRunner
 
 from cli import main
 from optimizer.catalog import load_model
-from optimizer.fleet import build_offers, plan
-from optimizer.offers import cheapest_cover, model_offers
-from optimizer.plan_report import Solution, check_plan
-from optimizer.plan_result import FleetPlan
-from optimizer.plan_spec import Commitment, PlanModel, PlanSpec, Pool, load_plan, resolve
+from optimizer.plan import FleetPlan, plan
+from optimizer.plan.check import Solution, violations
+from optimizer.plan.offers import build_offers, cheapest_cover, model_offers
+from optimizer.plan.spec import Commitment, PlanModel, PlanSpec, Pool, load_plan, resolve
 from tests.plan_bruteforce import plan_optimum
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +121,7 @@ def test_small_plans_equal_brute_force(seed):
     assert result.status == "optimal", result.reason
     assert result.total_cost_usd == pytest.approx(expected, rel=1e-9, abs=1e-6)
     po = build_offers(rp)
-    assert check_plan(rp, po, as_solution(result, rp, po)) == []
+    assert violations(rp, po, as_solution(result, rp, po)) == []
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -156,12 +155,12 @@ def test_checker_catches_broken_plans():
     po = build_offers(rp)
     result = plan(spec, workers=1)
     sol = as_solution(result, rp, po)
-    assert check_plan(rp, po, sol) == []
+    assert violations(rp, po, sol) == []
     some = next(iter(sol.slices))
     fewer = Solution({k: v for k, v in sol.slices.items() if k != some}, sol.commit)
-    assert any("below" in v for v in check_plan(rp, po, fewer))
+    assert any("below" in v for v in violations(rp, po, fewer))
     more = Solution({**sol.slices, some: sol.slices[some] + 1000}, sol.commit)
-    assert any("quota" in v for v in check_plan(rp, po, more))
+    assert any("quota" in v for v in violations(rp, po, more))
 
 
 def test_commitments_are_bought_when_they_pay_off_and_not_otherwise():
@@ -242,7 +241,7 @@ def test_maximize_served_under_a_budget():
     assert all(c.total_usd <= 20000.0 + 1e-6 for c in result.costs)
     rp = resolve(spec)
     po = build_offers(rp)
-    assert check_plan(rp, po, as_solution(result, rp, po), serve_all=False) == []
+    assert violations(rp, po, as_solution(result, rp, po), serve_all=False) == []
 
 
 def test_json_round_trip_and_example_runs():
@@ -257,7 +256,7 @@ def test_json_round_trip_and_example_runs():
     assert json.loads(out.output)["status"] == "optimal"
     rp = resolve(load_plan(EXAMPLE))
     po = build_offers(rp)
-    assert check_plan(rp, po, as_solution(result, rp, po)) == []
+    assert violations(rp, po, as_solution(result, rp, po)) == []
 
 
 def test_cli_text_and_out_file(tmp_path):
@@ -398,9 +397,9 @@ def test_load_split_over_dtype_pairs_is_found(chips):
     Synthetic offers; the brute force tries every count vector; the cover cuts stay valid."""
     import math as _math
 
-    from optimizer.fleet import solve_plan
-    from optimizer.offers import SliceOffer
-    from optimizer.plan_report import PlanOffers, tally
+    from optimizer.plan.check import tally
+    from optimizer.plan.offers import PlanOffers, SliceOffer
+    from optimizer.plan.solve import solve_plan
 
     rng = random.Random(5)
     cases = [([(4, 10.0, "A"), (3, 6.0, "B")], 16.0)]

@@ -1,4 +1,5 @@
-"""What a plan can buy for each model: slice offers built from the model's candidate tables.
+"""What a plan can buy for each model: slice offers built from the model's candidate tables,
+and the cheapest integer covers of a load by them.
 
 A decode offer is one configuration (pool, slice, model-parallel axes, dtypes) at its best
 feasible batch (the largest every decode family allows: it maximizes queries per chip); it
@@ -20,14 +21,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from constraints import prefill
-from constraints.demand import RATE_UNITS_PER_QPS
-from optimizer.candidates import build_table
-from optimizer.catalog import Chip, Model
+from constraints.demand import to_rate_int
+from optimizer.catalog import Chip, Model, load_model
+from optimizer.errors import InputError
 from optimizer.metrics import measure
+from optimizer.plan.spec import ResolvedPlan, candidate_table
 from optimizer.solve import MAX_BATCH, family_caps
 from optimizer.workload import Workload
 
@@ -45,6 +48,11 @@ class SliceOffer:
     step_ms: float | None = None  # decode
     prefill_ms: float | None = None  # prefill: one prompt
 
+    @cached_property
+    def rate_int(self) -> int:
+        """The rate per slice in the integer model's units (rounded down)."""
+        return to_rate_int(self.rate)
+
 
 def model_offers(
     m: int,
@@ -57,7 +65,7 @@ def model_offers(
     """Every feasible decode and prefill offer of one model on every pool (unpruned)."""
     offers: list[SliceOffer] = []
     for p, chip in enumerate(pools):
-        table = build_table(model, {chip.name: chip}, workload, weights, kv)
+        table = candidate_table(model, {chip.name: chip}, workload, weights, kv)
         if not len(table):
             continue
         cap = np.minimum(np.minimum.reduce(list(family_caps(table, workload).values())), MAX_BATCH)
@@ -97,6 +105,37 @@ def model_offers(
                     )
                 )
     return offers
+
+
+@dataclass
+class PlanOffers:
+    """Per model, the offers the solver chooses from."""
+
+    models: list[Model]
+    offers: list[list[SliceOffer]]
+    before_pruning: int
+
+    @property
+    def count(self) -> int:
+        return sum(len(o) for o in self.offers)
+
+
+def build_offers(rp: ResolvedPlan) -> PlanOffers:
+    """Every model's offers on the plan's pools, dominated ones pruned."""
+    models = []
+    offers = []
+    raw = 0
+    for k, pm in enumerate(rp.spec.models):
+        try:
+            mdl = load_model(pm.model)
+        except InputError as e:
+            raise InputError(f"models[{k}].model: {e}") from None
+        models.append(mdl)
+        wl = rp.spec.workload(pm)
+        found = model_offers(k, mdl, wl, rp.chips, pm.weights, pm.kv)
+        raw += len(found)
+        offers.append(prune(found, wl.prefill_servers))
+    return PlanOffers(models, offers, raw)
 
 
 def _dominates(q: SliceOffer, o: SliceOffer) -> bool:
@@ -191,10 +230,10 @@ def cover_lower_bound(
     every pair's offers, costs no more than any plan."""
     total = 0
     for role in ("decode", "prefill") if with_prefill else ("decode",):
-        ks = [k for k in live if offers[k].role == role and math.floor(offers[k].rate * RATE_UNITS_PER_QPS) > 0]
+        ks = [k for k in live if offers[k].role == role and offers[k].rate_int > 0]
         if not ks:
             return 0
-        cost, _, _ = cheapest_cover(q, [(weight[k], math.floor(offers[k].rate * RATE_UNITS_PER_QPS)) for k in ks])
+        cost, _, _ = cheapest_cover(q, [(weight[k], offers[k].rate_int) for k in ks])
         total += cost
     return total
 
@@ -211,19 +250,11 @@ def cheapest_deployment(
         total: int | None = 0
         chosen: dict[int, int] = {}
         for role in ("decode", "prefill") if with_prefill else ("decode",):
-            ks = [
-                k
-                for k in live
-                if offers[k].group == g
-                and offers[k].role == role
-                and math.floor(offers[k].rate * RATE_UNITS_PER_QPS) > 0
-            ]
+            ks = [k for k in live if offers[k].group == g and offers[k].role == role and offers[k].rate_int > 0]
             if not ks:
                 total = None
                 break
-            cost, counts, _ = cheapest_cover(
-                q, [(weight[k], math.floor(offers[k].rate * RATE_UNITS_PER_QPS)) for k in ks]
-            )
+            cost, counts, _ = cheapest_cover(q, [(weight[k], offers[k].rate_int) for k in ks])
             total = (total or 0) + cost
             chosen.update({ks[i]: n for i, n in counts.items()})
         if total is not None and (best is None or total < best[0]):

@@ -1,0 +1,446 @@
+"""Procurement-plan input: models with demand forecasts, chip pools with quotas and price
+tiers, and plan-wide options. Frozen dataclasses, loadable from a TOML file (load_plan) or
+built in Python.
+
+A PlanSpec validates itself and everything in it on construction (InputError, a ValueError,
+naming the field: `models[1].slo_ms`, `pools[0].commitments[2].discount`): each PlanModel,
+Pool and Commitment checks its own fields when the PlanSpec that holds it (and so knows its
+place) is built. The pools' chips and shapes are checked against the catalog by `resolve`.
+
+The cost model of the offers (profile, engine, calibration, the Workload each model is
+costed with) is read here only: PlanModel.workload, the PlanSpec methods below it, and
+candidate_table (the plan's one call into the candidate tables).
+
+Units: demand in queries per second per period; prices in USD per chip-hour; a period lasts
+`period_hours` (730: a month); a commitment's term is a whole number of periods.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from optimizer.candidates import CandidateTable, build_table
+from optimizer.catalog import DTYPES, Chip, Model, load_chips, read_toml
+from optimizer.errors import InputError, unknown_name
+from optimizer.workload import PROFILES, SERVING, Workload
+
+#: How a commitment whose term runs past the plan's last period is charged: every period of
+#: its term ("full-term", the money the decision commits), or only the plan's periods
+#: ("horizon", as if the capacity after the horizon will be worth its price).
+COMMITMENT_ACCOUNTING = ("full-term", "horizon")
+MAX_PERIODS = 120
+#: Largest forecast a plan represents (micro-QPS and micro-dollar sums stay inside int64).
+MAX_PLAN_QPS = 1e6
+Dtypes = tuple[str, ...] | None  # dtype names; None: each chip's defaults
+
+
+def _is_number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _is_integer(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise InputError(message)
+
+
+def _number(where: str, value: Any, *, positive: bool = False) -> None:
+    """A finite number (not a bool), above zero with `positive`."""
+    ok = _is_number(value) and (not positive or value > 0)
+    _require(ok, f"{where} must be a {'positive ' if positive else ''}number, got {value!r}")
+
+
+def _string(where: str, value: Any, *, what: str = "a string", empty: bool = True) -> None:
+    _require(isinstance(value, str) and (empty or bool(value)), f"{where} must be {what}, got {value!r}")
+
+
+def _choice(kind: str, value: Any, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise unknown_name(kind, str(value), list(valid))
+
+
+def _per_period(where: str, value: Any, periods: int, *, integer: bool = False, positive: bool = False) -> tuple:
+    """One value (every period) or a list of exactly `periods` values."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * periods
+    if len(values) != periods:
+        raise InputError(
+            f"{where} has {len(values)} values but the plan has {periods} periods (give one value, or one per period)"
+        )
+    kind = "integer" if integer else "number"
+    for k, v in enumerate(values):
+        at = f"{where}[{k}]" if isinstance(value, (list, tuple)) else where
+        if not _is_number(v) or (integer and not float(v).is_integer()):
+            raise InputError(f"{at} must be a {'positive ' if positive else ''}{kind}, got {v!r}")
+        if v < 0 or (positive and v == 0):
+            raise InputError(f"{at} must be {'positive' if positive else 'zero or more'}, got {v!r}")
+    return tuple(int(v) if integer else float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class PlanModel:
+    """One served model: its forecast and its targets. `model` is a catalog name or a
+    config.json path; `name` labels it in the plan (default: `model`)."""
+
+    model: str
+    demand_qps: tuple[float, ...] | float
+    slo_ms: float
+    name: str = ""
+    ttft_ms: float | None = None
+    context: int = 8192
+    decode_len: int = 512
+    prompt_len: int | None = None
+    prefill_mfu: float = 0.4
+    serving: str = "disaggregated"
+    weights: Dtypes = None
+    kv: Dtypes = None
+
+    def workload(self, profile: str = "book", engine: str | None = None, calibration: str | None = None) -> Workload:
+        return Workload(
+            context=self.context,
+            decode_len=self.decode_len,
+            slo_ms=self.slo_ms,
+            prompt_len=self.prompt_len,
+            prefill_mfu=self.prefill_mfu,
+            ttft_ms=self.ttft_ms,
+            serving=self.serving,
+            profile=profile,
+            engine=engine,
+            calibration=calibration,
+        )
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.model)
+
+    def check(self, where: str) -> None:
+        """Validate the entry's own fields (InputError naming `where`.field)."""
+        _string(f"{where}.model", self.model, what="a non-empty string", empty=False)
+        _string(f"{where}.name", self.name, what="a non-empty string")
+        _number(f"{where}.slo_ms", self.slo_ms, positive=True)
+        _choice(f"{where}.serving", self.serving, SERVING)
+        for kind, values in (("weights", self.weights), ("kv", self.kv)):
+            for v in values or ():
+                _choice(f"{where}.{kind} dtype", v, DTYPES)
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """A committed-use tier: `discount` off the on-demand price, paid for every chip every
+    period of the term, used or not."""
+
+    name: str
+    term_periods: int
+    discount: float
+
+    def check(self, where: str, names: list[str]) -> None:
+        """Validate (InputError naming `where`.field); `names`: every tier name of the pool."""
+        _require(
+            bool(self.name) and names.count(self.name) == 1,
+            f"{where}.name must be a unique non-empty name, got {self.name!r}",
+        )
+        _require(
+            _is_integer(self.term_periods) and self.term_periods >= 1,
+            f"{where}.term_periods must be a positive integer, got {self.term_periods!r}",
+        )
+        _require(
+            _is_number(self.discount) and 0 <= self.discount < 1,
+            f"{where}.discount must be a fraction from 0 to below 1 (0.37 for 37%), got {self.discount!r}",
+        )
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Chips of one type the plan may use: at most `quota_chips` held in a period (one number
+    or one per period), on demand and/or under commitments, in the listed slice shapes."""
+
+    chip: str
+    quota_chips: tuple[int, ...] | int
+    name: str = ""
+    shapes: tuple[str, ...] | None = None  # None: every slice of the chip
+    usd_per_chip_hour: float | None = None  # None: the catalog's on-demand price
+    on_demand: bool = True
+    commitments: tuple[Commitment, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.name or self.chip
+
+    def check(self, where: str, periods: int) -> None:
+        """Validate the pool's own fields (InputError naming `where`.field); its chip and
+        shapes against the catalog are checked by `chip_in`."""
+        for key in ("chip", "name"):
+            _string(f"{where}.{key}", getattr(self, key))
+        _per_period(f"{where}.quota_chips", self.quota_chips, periods, integer=True, positive=True)
+        if self.shapes is not None and not self.shapes:
+            raise InputError(f"{where}.shapes is empty; leave it out for every slice of {self.chip}")
+        if self.usd_per_chip_hour is not None:
+            _number(f"{where}.usd_per_chip_hour", self.usd_per_chip_hour, positive=True)
+        _require(isinstance(self.on_demand, bool), f"{where}.on_demand must be true or false, got {self.on_demand!r}")
+        _require(
+            isinstance(self.commitments, (tuple, list)), f"{where}.commitments must be a list, got {self.commitments!r}"
+        )
+        _require(
+            self.on_demand or bool(self.commitments),
+            f"{where} allows neither on-demand chips nor any commitment: nothing can be used",
+        )
+        names = [c.name for c in self.commitments]
+        for j, c in enumerate(self.commitments):
+            c.check(f"{where}.commitments[{j}]", names)
+
+    def chip_in(self, where: str, catalog: dict[str, Chip]) -> Chip:
+        """The catalog chip with the pool's shapes and price."""
+        if self.chip not in catalog:
+            raise unknown_name(f"chip in {where}.chip", str(self.chip), sorted(catalog))
+        chip = catalog[self.chip]
+        if self.shapes is not None:
+            for s in self.shapes:
+                _require(
+                    isinstance(s, str) and s in chip.topologies,
+                    f"{where}.shapes: {s!r} is not a {chip.name} slice; valid: {', '.join(chip.topologies)}",
+                )
+            chip = replace(chip, topologies=tuple(dict.fromkeys(self.shapes)))
+        if self.usd_per_chip_hour is not None:
+            chip = replace(chip, usd_per_chip_hour=float(self.usd_per_chip_hour))
+        return chip
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    models: tuple[PlanModel, ...]
+    pools: tuple[Pool, ...]
+    periods: int = 1
+    period_hours: float = 730.0
+    headroom: float = 0.0  # serve (1 + headroom) x the forecast
+    budget_per_period: tuple[float, ...] | float | None = None  # USD
+    share_slices: bool = False
+    commitment_accounting: str = "full-term"
+    period_name: str = "month"
+    profile: str = "book"  # the cost model of every model's offers: "book" or "calibrated"
+    engine: str | None = None  # calibrated profile: the serving engine
+    calibration: str | None = None  # calibrated profile: a parameter file
+
+    def __post_init__(self) -> None:
+        self._check_options()
+        self._check_models()
+        labels = [q.label for q in self.pools]
+        for k, pool in enumerate(self.pools):
+            pool.check(f"pools[{k}]", self.periods)
+            _require(
+                labels.count(pool.label) == 1,
+                f"pools[{k}]: name {pool.label!r} is used twice; give each pool its own name",
+            )
+        if self.budget_per_period is not None:
+            _per_period("budget_per_period", self.budget_per_period, self.periods, positive=True)
+
+    def _check_options(self) -> None:
+        p = self.periods
+        _require(
+            _is_integer(p) and 1 <= p <= MAX_PERIODS, f"periods must be an integer from 1 to {MAX_PERIODS}, got {p!r}"
+        )
+        _number("period_hours", self.period_hours, positive=True)
+        _require(
+            _is_number(self.headroom) and self.headroom >= 0,
+            f"headroom must be a number >= 0 (0.2 for 20%), got {self.headroom!r}",
+        )
+        _choice("commitment_accounting", self.commitment_accounting, COMMITMENT_ACCOUNTING)
+        _choice("profile", self.profile, PROFILES)
+        _require(
+            not self.share_slices,
+            "share_slices = true is not supported: each slice serves one model "
+            "(several models per slice needs a shared-HBM cost model servesat does not have)",
+        )
+        _string("period_name", self.period_name, what="a non-empty string", empty=False)
+        _require(
+            self.calibration is None or isinstance(self.calibration, str),
+            f"calibration must be a file path, got {self.calibration!r}",
+        )
+        _require(bool(self.models), "the plan has no models: add at least one [[models]] entry")
+        _require(bool(self.pools), "the plan has no pools: add at least one [[pools]] entry")
+
+    def _check_models(self) -> None:
+        labels = [m.label for m in self.models]
+        for k, m in enumerate(self.models):
+            where = f"models[{k}]"
+            m.check(where)
+            _require(
+                labels.count(m.label) == 1,
+                f"{where}: name {m.label!r} is used twice; give each model entry its own name",
+            )
+            try:
+                self.workload(m)
+            except InputError as e:
+                raise InputError(f"{where}: {e}") from None
+            demand = _per_period(f"{where}.demand_qps", m.demand_qps, self.periods)
+            for t, d in enumerate(demand):
+                _require(
+                    d * (1 + self.headroom) <= MAX_PLAN_QPS,
+                    f"{where}.demand_qps[{t}] with headroom is above {MAX_PLAN_QPS:g} queries/s, "
+                    "beyond what the plan's integers represent exactly",
+                )
+
+    # The cost model, in one place.
+
+    def workload(self, m: PlanModel) -> Workload:
+        return m.workload(self.profile, self.engine, self.calibration)
+
+    def with_profile(self, profile: str | None, engine: str | None, calibration: str | None) -> PlanSpec:
+        """This plan with its cost model overridden where an argument is given."""
+        if profile is None and engine is None and calibration is None:
+            return self
+        return replace(
+            self,
+            profile=profile or self.profile,
+            engine=engine or self.engine,
+            calibration=calibration or self.calibration,
+        )
+
+    def profile_notes(self, chip_names: set[str]) -> list[str]:
+        """What the report says about the cost model (nothing for the book profile)."""
+        if self.profile != "calibrated":
+            return []
+        from optimizer.calibration import profile_notes
+
+        return profile_notes(
+            self.calibration,
+            self.engine,
+            any(m.serving != "decode-only" for m in self.models),
+            chip_names,
+        )
+
+
+def candidate_table(
+    model: Model, chips: dict[str, Chip], workload: Workload, weights: Dtypes, kv: Dtypes
+) -> CandidateTable:
+    """A model's candidates on `chips`, costed as `workload` (from PlanSpec.workload) says."""
+    return build_table(model, chips, workload, weights, kv)
+
+
+@dataclass(frozen=True)
+class ResolvedPlan:
+    """A validated PlanSpec with per-period values expanded and the pools' chips resolved."""
+
+    spec: PlanSpec
+    demand: tuple[tuple[float, ...], ...]  # [model][period], QPS, forecast
+    quota: tuple[tuple[int, ...], ...]  # [pool][period], chips
+    budget: tuple[float, ...] | None
+    chips: tuple[Chip, ...]  # per pool: the catalog chip with the pool's shapes and price
+
+    @property
+    def periods(self) -> int:
+        return self.spec.periods
+
+    @cached_property
+    def required_qps(self) -> list[list[float]]:
+        """The forecast times (1 + headroom), per model and period."""
+        return [[d * (1.0 + self.spec.headroom) for d in row] for row in self.demand]
+
+    @cached_property
+    def prefill_servers(self) -> list[bool]:
+        """Per model: whether its prompts run on separate prefill servers."""
+        return [self.spec.workload(m).prefill_servers for m in self.spec.models]
+
+    def charged_periods(self, start: int, term: int) -> int:
+        """Periods of a commitment's term the plan's total counts (see COMMITMENT_ACCOUNTING)."""
+        return term if self.spec.commitment_accounting == "full-term" else min(term, self.periods - start)
+
+
+def resolve(spec: PlanSpec, catalog: dict[str, Chip] | None = None) -> ResolvedPlan:
+    """Per-period values expanded, the pools' chips checked against the catalog (InputError)."""
+    catalog = catalog if catalog is not None else load_chips()
+    p = spec.periods
+    demand = tuple(_per_period(f"models[{k}].demand_qps", m.demand_qps, p) for k, m in enumerate(spec.models))
+    quota = tuple(
+        _per_period(f"pools[{k}].quota_chips", pool.quota_chips, p, integer=True, positive=True)
+        for k, pool in enumerate(spec.pools)
+    )
+    chips = tuple(pool.chip_in(f"pools[{k}]", catalog) for k, pool in enumerate(spec.pools))
+    budget = None
+    if spec.budget_per_period is not None:
+        budget = _per_period("budget_per_period", spec.budget_per_period, p, positive=True)
+    return ResolvedPlan(spec=spec, demand=demand, quota=quota, budget=budget, chips=chips)
+
+
+_MODEL_KEYS = set(PlanModel.__dataclass_fields__)
+_POOL_KEYS = set(Pool.__dataclass_fields__)
+_COMMITMENT_KEYS = set(Commitment.__dataclass_fields__)
+_PLAN_KEYS = set(PlanSpec.__dataclass_fields__)
+
+
+def _table(where: str, value: Any, keys: set[str], required: tuple[str, ...]) -> dict:
+    if not isinstance(value, dict):
+        raise InputError(f"{where} must be a table, got {value!r}")
+    unknown = sorted(set(value) - keys)
+    if unknown:
+        raise InputError(f"{where} has unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(keys))}")
+    for key in required:
+        if key not in value:
+            raise InputError(f"{where} lacks {key!r}")
+    return value
+
+
+def _strings(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _model_from_dict(k: int, data: Any) -> PlanModel:
+    m = dict(_table(f"models[{k}]", data, _MODEL_KEYS, ("model", "demand_qps", "slo_ms")))
+    for key in ("weights", "kv"):
+        if key in m:
+            m[key] = _strings(f"models[{k}].{key}", m[key])
+    if isinstance(m["demand_qps"], list):
+        m["demand_qps"] = tuple(m["demand_qps"])
+    return PlanModel(**m)
+
+
+def _pool_from_dict(k: int, data: Any) -> Pool:
+    q = dict(_table(f"pools[{k}]", data, _POOL_KEYS, ("chip", "quota_chips")))
+    if "shapes" in q:
+        q["shapes"] = _strings(f"pools[{k}].shapes", q["shapes"])
+    if isinstance(q["quota_chips"], list):
+        q["quota_chips"] = tuple(q["quota_chips"])
+    tiers = q.get("commitments", [])
+    if not isinstance(tiers, list):
+        raise InputError(f"pools[{k}].commitments must be a list of tables, got {tiers!r}")
+    q["commitments"] = tuple(
+        Commitment(**_table(f"pools[{k}].commitments[{j}]", c, _COMMITMENT_KEYS, ("name", "term_periods", "discount")))
+        for j, c in enumerate(tiers)
+    )
+    return Pool(**q)
+
+
+def spec_from_dict(data: dict, origin: str = "plan") -> PlanSpec:
+    """A PlanSpec from the TOML file's tables (field names as in the dataclasses)."""
+    data = _table(origin, data, _PLAN_KEYS, ("models", "pools"))
+    tables = {key: v if isinstance(v, list) else [v] for key, v in data.items() if key in ("models", "pools")}
+    models = tuple(_model_from_dict(k, m) for k, m in enumerate(tables["models"]))
+    pools = tuple(_pool_from_dict(k, q) for k, q in enumerate(tables["pools"]))
+    rest = {key: data[key] for key in data if key not in ("models", "pools")}
+    if isinstance(rest.get("budget_per_period"), list):
+        rest["budget_per_period"] = tuple(rest["budget_per_period"])
+    return PlanSpec(models=models, pools=pools, **rest)
+
+
+def load_plan(path: str | Path) -> PlanSpec:
+    """A plan file; a model given as a relative config.json path is read from the file's folder."""
+    spec = spec_from_dict(read_toml(Path(path), "plan file"), str(path))
+    folder = Path(path).parent
+    models = tuple(
+        replace(m, model=str(folder / m.model))
+        if isinstance(m.model, str) and m.model.endswith(".json") and not Path(m.model).is_absolute()
+        else m
+        for m in spec.models
+    )
+    calibration = spec.calibration
+    if isinstance(calibration, str) and not Path(calibration).is_absolute():
+        calibration = str(folder / calibration)
+    return replace(spec, models=models, calibration=calibration)
