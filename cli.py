@@ -175,12 +175,27 @@ def main() -> None:
     """servesat: choose how to serve an LLM (chip, slice, sharding, dtypes, batch), proven optimal."""
 
 
+def _profile(o: Any) -> Any:
+    """The cost profile named by --profile/--engine/--calibration (and --prefill-mfu)."""
+    from optimizer.profiles import resolve_profile
+
+    mfu = getattr(o, "prefill_mfu", None)
+    return resolve_profile(o.profile, engine=o.engine, calibration=o.calibration, prefill_mfu=mfu)
+
+
+def _workload(o: Any, context: int | None = None, **served: Any) -> Any:
+    from optimizer.workload import Workload
+
+    return Workload(context=context or o.context, decode_len=o.decode_len, **served)
+
+
 @command("optimize", main)
 @options("model", "slo-ms", "chips", "context", "decode-len", "dtypes", "objective", "top", "prompt", "ttft-ms")
 @options("colocated", "decode-only", "compare", "qps", "time-limit", "plot", "catalog", "cost-model", "json")
 def optimize_cmd(o: Any) -> None:
     """The configuration with the most queries per dollar whose every output token meets --slo-ms."""
-    from optimizer.api import optimize
+    from optimizer.api import Search, optimize
+    from optimizer.plots import check_plot_path
 
     if o.colocated and o.decode_only:
         raise click.UsageError("--colocated and --decode-only exclude each other")
@@ -188,59 +203,31 @@ def optimize_cmd(o: Any) -> None:
     if o.compare_colocated and o.decode_only:
         raise click.UsageError("--compare-colocated compares prefill modes; it cannot go with --decode-only")
     if o.plot_path is not None:
-        _check_plot_path(o.plot_path)
-    catalog = _catalog(o.chips_file, o.prices)
+        check_plot_path(o.plot_path)
+    workload = _workload(o, slo_ms=o.slo_ms, prompt_len=o.prompt_len, ttft_ms=o.ttft_ms, serving=serving)
+    search = Search(_catalog(o.chips_file, o.prices), o.chip_names or None, o.weights or None, o.kv or None)
+    profile = _profile(o)
     result = optimize(
-        o.model,
-        o.slo_ms,
-        chips=catalog,
-        chip_names=o.chip_names or None,
-        context=o.context,
-        decode_len=o.decode_len,
-        weights=o.weights or None,
-        kv=o.kv or None,
-        objective=o.objective,
-        top=o.top,
-        prompt_len=o.prompt_len,
-        prefill_mfu=o.prefill_mfu,
-        ttft_ms=o.ttft_ms,
-        serving=serving,
-        qps=o.qps,
-        compare_colocated=o.compare_colocated,
-        time_limit_s=o.time_limit,
-        profile=o.profile,
-        engine=o.engine,
-        calibration=o.calibration,
-    )
+        o.model, workload, profile=profile, search=search, objective=o.objective, top=o.top, qps=o.qps,
+        compare_colocated=o.compare_colocated, time_limit_s=o.time_limit,
+    )  # fmt: skip
     if o.plot_path is not None:
-        _plot_optimum(result, catalog, o)
+        _plot_optimum(o.model, result, workload, profile, search, o.plot_path)
     click.echo(render.json_text(result.to_dict()) if o.as_json else render.optimize_result(result))
 
 
-def _check_plot_path(plot_path: str) -> None:
-    from optimizer.plots import PLOT_SUFFIXES, _pyplot
-
-    if Path(plot_path).suffix.lower() not in PLOT_SUFFIXES:
-        raise InputError(f"--plot {plot_path}: unknown suffix; valid: .png, .svg")
-    folder = Path(plot_path).resolve().parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise InputError(f"--plot {plot_path}: cannot be written (no writable folder {folder})")
-    _pyplot()  # fail before solving if matplotlib is missing
-
-
-def _plot_optimum(result: Any, catalog: dict, o: Any) -> None:
+def _plot_optimum(model: str, result: Any, workload: Any, profile: Any, search: Any, path: str) -> None:
     """The decode frontier for optimize's inputs, with the chosen replica and the SLO marked."""
     from optimizer import load_model
     from optimizer.frontier import frontier
     from optimizer.plots import plot_frontier
 
-    selected = {n: catalog[n] for n in (o.chip_names or sorted(catalog))}
-    points = frontier(
-        load_model(o.model), selected, o.context, o.decode_len, tuple(o.weights) or None, tuple(o.kv) or None
-    )
+    catalog, names, weights, kv = search.resolve()
+    chips = {n: catalog[n] for n in names}
+    points = frontier(load_model(model), workload, profile=profile, chips=chips, weights=weights, kv=kv)
     b = result.best
     chosen = [] if b is None else [(b.step_ms, b.usd_per_million_output_tokens, render.optimum_label(b))]
-    plot_frontier(points, o.plot_path, render.optimum_plot_title(result), chosen=chosen, slo_ms=o.slo_ms)
+    plot_frontier(points, path, render.optimum_plot_title(result), chosen=chosen, slo_ms=workload.slo_ms)
 
 
 @command("evaluate", main)
@@ -251,22 +238,9 @@ def evaluate_cmd(o: Any) -> None:
     from optimizer.api import evaluate
 
     e = evaluate(
-        o.model,
-        o.chip,
-        o.topology,
-        weights=o.weights,
-        kv=o.kv,
-        batch=o.batch,
-        tp=o.tp,
-        context=o.context,
-        decode_len=o.decode_len,
-        prompt_len=o.prompt_len,
-        prefill_mfu=o.prefill_mfu,
-        chips=_catalog(o.chips_file, o.prices),
-        profile=o.profile,
-        engine=o.engine,
-        calibration=o.calibration,
-    )
+        o.model, _workload(o, prompt_len=o.prompt_len, serving="decode-only"), profile=_profile(o), chip=o.chip,
+        topology=o.topology, weights=o.weights, kv=o.kv, batch=o.batch, tp=o.tp, chips=_catalog(o.chips_file, o.prices),
+    )  # fmt: skip
     click.echo(render.json_text(e.to_dict()) if o.as_json else render.evaluation(e))
 
 
@@ -297,30 +271,20 @@ def _frontier_conflicts(o: Any, catalog: dict) -> None:
 def frontier_cmd(o: Any) -> None:
     """The latency-cost Pareto frontier (decode), or one configuration against batch (--by-batch)."""
     from optimizer import load_model
-    from optimizer.frontier import by_batch as batch_view
-    from optimizer.frontier import cheapest_within, frontier
+    from optimizer.frontier import by_batch, cheapest_within, frontier
     from optimizer.plots import PLOT_SUFFIXES, plot_by_batch, plot_frontier
 
     catalog = _catalog(o.chips_file, o.prices)
     mdl = load_model(o.model)
     contexts = o.contexts or (8192,)
     _frontier_conflicts(o, catalog)
+    profile = _profile(o)
+    workloads = [_workload(o, context, serving="decode-only") for context in contexts]
     points: list = []
     if o.by_batch:
-        for context in contexts:
-            points += batch_view(
-                mdl,
-                catalog[o.chip_names[0]],
-                o.topology,
-                o.tp,
-                o.weights[0],
-                o.kv[0],
-                context,
-                o.decode_len,
-                profile=o.profile,
-                engine=o.engine,
-                calibration=o.calibration,
-            )
+        one = {"chip": catalog[o.chip_names[0]], "topology": o.topology, "tp": o.tp, "weights": o.weights[0]}
+        for w in workloads:
+            points += by_batch(mdl, w, profile=profile, kv=o.kv[0], **one)
         what = (mdl.name, o.chip_names[0], o.topology, o.weights[0], o.kv[0])
         if not points:
             click.echo(render.no_batches(*what, contexts))
@@ -328,18 +292,8 @@ def frontier_cmd(o: Any) -> None:
         plot = functools.partial(plot_by_batch, points, title=render.by_batch_title(*what, points[0].tp, o.profile))
     else:
         selected = {n: catalog[n] for n in (o.chip_names or sorted(catalog))}
-        for context in contexts:
-            points += frontier(
-                mdl,
-                selected,
-                context,
-                o.decode_len,
-                tuple(o.weights) or None,
-                tuple(o.kv) or None,
-                profile=o.profile,
-                engine=o.engine,
-                calibration=o.calibration,
-            )
+        for w in workloads:
+            points += frontier(mdl, w, profile=profile, chips=selected, weights=o.weights or None, kv=o.kv or None)
         if not points:
             click.echo(render.no_frontier(mdl.name, contexts))
             return
@@ -429,20 +383,13 @@ def chips_cmd(o: Any) -> None:
 @options("calibration")
 def plan_cmd(o: Any) -> None:
     """The cheapest fleet for a demand forecast: what to rent or commit to, per period."""
-    from optimizer.plan import plan
+    from optimizer.plan import load_plan, plan
 
     if o.out is not None and Path(o.out).resolve() == Path(o.plan_file).resolve():
         raise InputError(f"--out {o.out} is the plan file itself")
-    result = plan(
-        o.plan_file,
-        chips=load_chips(o.chips_file) if o.chips_file else None,
-        time_limit_s=o.time_limit,
-        maximize_served=o.maximize_served,
-        workers=o.workers,
-        profile=o.profile,
-        engine=o.engine,
-        calibration=o.calibration,
-    )
+    spec = load_plan(o.plan_file).with_profile(o.profile, o.engine, o.calibration)
+    catalog = load_chips(o.chips_file) if o.chips_file else None
+    result = plan(spec, chips=catalog, time_limit_s=o.time_limit, maximize_served=o.maximize_served, workers=o.workers)
     if o.out is not None:
         _write(o.out, render.json_text(result.to_dict()) + "\n")
     click.echo(render.json_text(result.to_dict()) if o.as_json else render.fleet_plan(result, o.plan_file))
@@ -453,13 +400,14 @@ def plan_cmd(o: Any) -> None:
 def calibrate_cmd(o: Any) -> None:
     """Fit the calibrated profile's parameters to measured TPOT and TTFT; print and write them."""
     from optimizer.calibration import bundled_data, fit, load_measurements, validate, with_catalog
+    from optimizer.profiles import Calibrated
 
     catalog = load_chips(o.chips_file)
     path = Path(o.data) if o.data else bundled_data()
     m = load_measurements(path, catalog)
     params = with_catalog(fit(m, f"fitted by servesat calibrate to {path.name} ({len(m)} rows)"), catalog)
     _write(o.out, params.to_toml())
-    check = validate(m, "calibrated", params)
+    check = validate(m, Calibrated(params))
     text = render.calibration(params, check, path, m, o.out)
     click.echo(render.calibration_json(params, check, o.out) if o.as_json else text)
 
@@ -468,13 +416,13 @@ def calibrate_cmd(o: Any) -> None:
 @options("data-csv", "check-profile", "calibration", "lomo", "chips-file", "json")
 def validate_cmd(o: Any) -> None:
     """Predicted TPOT and TTFT of every row of a measurements CSV, and their errors."""
-    from optimizer.calibration import load_measurements, load_params, validate
+    from optimizer.calibration import load_measurements, validate
+    from optimizer.profiles import resolve_profile
 
     if o.profile == "book" and (o.calibration or o.lomo):
         raise InputError("--calibration and --lomo apply to --profile calibrated")
     m = load_measurements(o.data, load_chips(o.chips_file))
-    params = load_params(o.calibration) if o.profile == "calibrated" else None
-    result = validate(m, o.profile, params, leave_one_model_out=o.lomo)
+    result = validate(m, resolve_profile(o.profile, calibration=o.calibration), leave_one_model_out=o.lomo)
     click.echo(render.json_text(result.to_dict()) if o.as_json else render.validation(result, o.data, m))
 
 

@@ -146,7 +146,7 @@ def optimize(
     best = config(choice) if choice else None
     runners: list[Configuration] = []
     alts: list[Configuration] = []
-    reason = infeasible_reason(sm, workload) if choice is None else None
+    reason = infeasible_reason(sm.table, sm.caps, workload) if choice is None else None
     taken = [choice.row] if choice is not None else []
     while choice is not None and len(runners) < top - 1:
         _, nxt = sm.solve(exclude=tuple(taken))
@@ -159,7 +159,7 @@ def optimize(
             continue
         _, alt = sm.solve(chip=n)
         if alt is None:
-            unserved[n] = infeasible_reason(sm, workload, table.chip == n)
+            unserved[n] = infeasible_reason(sm.table, sm.caps, workload, table.chip == n)
         elif choice is not None:
             alts.append(config(alt))
     demand = deployment(sm, workload, qps, time_limit_s) if qps is not None else None

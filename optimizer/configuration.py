@@ -12,7 +12,7 @@ from optimizer.costmodel import prefill_servers_per_replica
 from optimizer.metrics import measure, prefill_usd_per_query
 from optimizer.profiles import Profile
 from optimizer.result import Configuration, PrefillServer
-from optimizer.solve import Choice, ServingModel
+from optimizer.solve import Choice
 from optimizer.workload import Workload
 
 
@@ -98,9 +98,11 @@ def _describe(table: CandidateTable, i: int) -> str:
     return f"{r['chip']} {r['topology']}, {r['tp']}-way model parallel, {r['weights']} weights, {r['kv']} KV"
 
 
-def infeasible_reason(sm: ServingModel, workload: Workload, mask: np.ndarray | None = None) -> str:
-    """Why no row under `mask` serves even one sequence: the tightest family, with numbers."""
-    table, caps = sm.table, sm.caps
+def infeasible_reason(
+    table: CandidateTable, caps: dict[str, np.ndarray], workload: Workload, mask: np.ndarray | None = None
+) -> str:
+    """Why no row under `mask` serves even one sequence (`caps`: the batch cap of each
+    constraint family, as ServingModel.caps): the tightest family, with numbers."""
     mask = np.ones(len(table), bool) if mask is None else mask
     if not mask.any():
         return "no candidate configurations to consider"

@@ -186,7 +186,7 @@ def deployment(sm: ServingModel, workload: Workload, qps: float, time_limit_s: f
     reason = None
     if plan.cost_usd_int is None:
         reason = (
-            infeasible_reason(sm, workload)
+            infeasible_reason(sm.table, sm.caps, workload)
             if not len(rows)
             else f"the solver found no deployment within the time limit ({plan.status})"
         )

@@ -1,7 +1,12 @@
-"""PNG/SVG plots of the frontier and the by-batch view (matplotlib, an optional extra)."""
+"""PNG/SVG plots of the frontier and the by-batch view (matplotlib, an optional extra).
+
+Figures are made with matplotlib's object API (matplotlib.figure.Figure), never pyplot: no
+global backend is switched and no figure registry grows in a process that embeds servesat.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,15 +17,29 @@ from optimizer.frontier import BatchPoint, FrontierPoint
 PLOT_SUFFIXES = (".png", ".svg")
 
 
-def _pyplot() -> Any:
+def require_matplotlib() -> Any:
+    """matplotlib's Figure class, or an InputError saying how to install it."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise InputError("PNG/SVG output needs matplotlib: pip install 'servesat[plot]'") from None
-    return plt
+    return Figure
+
+
+def _colormap(name: str) -> Any:
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+def check_plot_path(path: str | Path, flag: str = "--plot") -> None:
+    """Before any solving: a known suffix, a writable folder, matplotlib installed."""
+    if Path(path).suffix.lower() not in PLOT_SUFFIXES:
+        raise InputError(f"{flag} {path}: unknown suffix; valid: {', '.join(PLOT_SUFFIXES)}")
+    folder = Path(path).resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise InputError(f"{flag} {path}: cannot be written (no writable folder {folder})")
+    require_matplotlib()
 
 
 def _save(fig: Any, path: str | Path) -> None:
@@ -40,10 +59,10 @@ def plot_frontier(
 ) -> None:
     """$ per million output tokens against per-token latency, one line per context, points
     coloured by chip; each `chosen` (step_ms, $/Mtok, label) and the SLO are marked."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(11, 5.4))
+    fig = require_matplotlib()(figsize=(11, 5.4))
+    ax = fig.subplots()
     chips = sorted({p.chip for p in points})
-    colours = {c: plt.get_cmap("tab10")(k % 10) for k, c in enumerate(chips)}
+    colours = {c: _colormap("tab10")(k % 10) for k, c in enumerate(chips)}
     contexts = sorted({p.context for p in points})
     styles = ["-", "--", "-.", ":"]
     for k, context in enumerate(contexts):
@@ -98,16 +117,15 @@ def plot_frontier(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_by_batch(rows: Sequence[BatchPoint], path: str | Path, title: str) -> None:
     """Left: decode step and its parts against batch; right: throughput per chip. One colour
     per context; the compute-bound region (T_flops >= T_params) shaded."""
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig = require_matplotlib()(figsize=(12, 4.8))
+    left, right = fig.subplots(1, 2)
     contexts = sorted({r.context for r in rows})
-    colours = {c: plt.get_cmap("viridis")(k / max(len(contexts) - 1, 1) * 0.85) for k, c in enumerate(contexts)}
+    colours = {c: _colormap("viridis")(k / max(len(contexts) - 1, 1) * 0.85) for k, c in enumerate(contexts)}
     turn = min((r.batch for r in rows if r.compute_bound), default=None)
     longest = max(rows, key=lambda r: r.batch)
     for context in contexts:
@@ -142,4 +160,3 @@ def plot_by_batch(rows: Sequence[BatchPoint], path: str | Path, title: str) -> N
     right.legend(fontsize=8, loc="upper left")
     fig.suptitle(title, fontsize=11)
     _save(fig, path)
-    plt.close(fig)

@@ -347,9 +347,12 @@ def test_zoo_and_plan_take_the_profile(tmp_path, chips):
         models=(PlanModel(model="llama3-8b", demand_qps=20.0, slo_ms=20, prompt_len=1024),),
         pools=(Pool(chip="h100", quota_chips=64),),
     )
-    book, calibrated = plan(spec, workers=1), plan(spec, workers=1, profile="calibrated", engine="trtllm")
+    book, calibrated = plan(spec, workers=1), plan(spec, workers=1, profile=Calibrated(engine="trtllm"))
     assert book.status == calibrated.status == "optimal"
     assert calibrated.total_cost_usd != book.total_cost_usd
+    by_name = plan(spec.with_profile("calibrated", "trtllm", None), workers=1)
+    assert by_name.total_cost_usd == calibrated.total_cost_usd
+    assert (by_name.profile, by_name.engine) == ("calibrated", "trtllm")
 
 
 def test_readme_accuracy_table_is_what_validate_prints(measured):

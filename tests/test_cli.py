@@ -239,7 +239,7 @@ BAD = [
     (["--model", "llama3-405b", "--slo-ms", "15", "--top", "0"], "'--top': 0 is not in the range"),
     (["--model", "llama3-405b", "--slo-ms", "15", "--objective", "fast"], "unknown objective 'fast'"),
     (["--model", "llama3-405b", "--slo-ms", "15", "--price", "tpu-v5e=abc"], "is not CHIP=USD"),
-    (["--model", "llama3-405b", "--slo-ms", "15", "--price", "tpu-v5e=0"], "price for tpu-v5e must be a positive"),
+    (["--model", "llama3-405b", "--slo-ms", "15", "--price", "tpu-v5e=0"], "tpu-v5e must be a number of USD per"),
     (["--model", "llama3-405b", "--slo-ms", "15", "--price", "tpu-v9=1"], "unknown chip in --price 'tpu-v9'"),
     (["--model", "llama3-405b", "--slo-ms", "15", "--chips", "/no/such.toml"], "file not found: /no/such.toml"),
     (["--model", "llama3-405b"], "Missing option '--slo-ms'"),

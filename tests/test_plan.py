@@ -77,9 +77,7 @@ def small_spec(rng: random.Random) -> PlanSpec:
 
 def raw_offers(spec: PlanSpec):
     rp = resolve(spec)
-    return rp, [
-        model_offers(k, load_model(m.model), m.workload(), rp.chips, m.weights, m.kv) for k, m in enumerate(spec.models)
-    ]
+    return rp, [model_offers(spec, k, load_model(m.model), rp.chips) for k, m in enumerate(spec.models)]
 
 
 def as_solution(result: FleetPlan, rp, po) -> Solution:

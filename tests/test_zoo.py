@@ -229,7 +229,9 @@ def test_readme_zoo_example_parses(tmp_path):
             }
         )
     )
-    (tmp_path / "my_chips.toml").write_text("[chips]\n")
+    builtin = (ROOT / "optimizer" / "data" / "chips.toml").read_text()
+    h100 = builtin.split("[chips.h100]\n")[1].split("\n\n")[0]  # its figures, without sources
+    (tmp_path / "my_chips.toml").write_text(f"[chips.my-gpu]\n{h100}\n")
     (tmp_path / "zoo.toml").write_text(block)
     zoo = load_zoo(tmp_path / "zoo.toml")
     assert len(scenarios(zoo)) == (4 * 3 * 2 * 3 * 2 * 2 + 2 * 3 * 2 * 3 * 2 * 2) * 2  # x 2 profiles

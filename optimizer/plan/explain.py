@@ -4,19 +4,12 @@ short, which models no pool can serve at all, and period ranges as text."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
 
 from constraints import budget
 from constraints.demand import demand_int
 from optimizer.plan.check import Solution, Tally, tally
 from optimizer.plan.offers import PlanOffers, cheapest_deployment
-from optimizer.plan.spec import ResolvedPlan, candidate_table
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from optimizer.candidates import CandidateTable
-    from optimizer.solve import ServingModel
+from optimizer.plan.spec import ResolvedPlan
 
 
 def periods_text(rp: ResolvedPlan, periods: list[int]) -> str:
@@ -33,17 +26,9 @@ def periods_text(rp: ResolvedPlan, periods: list[int]) -> str:
     return f"{name}{'s' if plural else ''} {', '.join(parts)}"
 
 
-@dataclass
-class _Candidates:
-    """A candidate table and its per-family batch caps: what infeasible_reason reads."""
-
-    table: CandidateTable
-    caps: dict[str, np.ndarray]
-
-
 def unservable(rp: ResolvedPlan, po: PlanOffers) -> str | None:
     """A model with demand that no pool can serve at all, and why (None: every model can)."""
-    from optimizer.api import infeasible_reason
+    from optimizer.configuration import infeasible_reason
     from optimizer.solve import family_caps
 
     for mi, offers in enumerate(po.offers):
@@ -51,12 +36,11 @@ def unservable(rp: ResolvedPlan, po: PlanOffers) -> str | None:
             continue
         pm = rp.spec.models[mi]
         wl = rp.spec.workload(pm)
-        table = candidate_table(po.models[mi], {c.name: c for c in rp.chips}, wl, pm.weights, pm.kv)
+        table = rp.spec.candidate_table(pm, po.models[mi], rp.chips)
         if not len(table):
             why = "none of the pools' chips supports its weight and KV dtypes"
         else:
-            candidates = _Candidates(table, family_caps(table, wl))
-            why = infeasible_reason(cast("ServingModel", candidates), wl)
+            why = infeasible_reason(table, family_caps(table, wl), wl)
         served = [t for t, d in enumerate(rp.demand[mi]) if d > 0]
         return f"{pm.label} cannot be served on any pool ({periods_text(rp, served)} have demand): {why}"
     return None

@@ -30,9 +30,8 @@ from constraints.demand import to_rate_int
 from optimizer.catalog import Chip, Model, load_model
 from optimizer.errors import InputError
 from optimizer.metrics import measure
-from optimizer.plan.spec import ResolvedPlan, candidate_table
+from optimizer.plan.spec import PlanModel, PlanSpec, ResolvedPlan
 from optimizer.solve import MAX_BATCH, family_caps
-from optimizer.workload import Workload
 
 
 @dataclass(frozen=True)
@@ -54,18 +53,13 @@ class SliceOffer:
         return to_rate_int(self.rate)
 
 
-def model_offers(
-    m: int,
-    model: Model,
-    workload: Workload,
-    pools: Sequence[Chip],
-    weights: tuple[str, ...] | None,
-    kv: tuple[str, ...] | None,
-) -> list[SliceOffer]:
-    """Every feasible decode and prefill offer of one model on every pool (unpruned)."""
+def model_offers(spec: PlanSpec, m: int, model: Model, pools: Sequence[Chip]) -> list[SliceOffer]:
+    """Every feasible decode and prefill offer of the plan's model `m` on every pool (unpruned)."""
+    pm: PlanModel = spec.models[m]
+    workload = spec.workload(pm)
     offers: list[SliceOffer] = []
     for p, chip in enumerate(pools):
-        table = candidate_table(model, {chip.name: chip}, workload, weights, kv)
+        table = spec.candidate_table(pm, model, [chip])
         if not len(table):
             continue
         cap = np.minimum(np.minimum.reduce(list(family_caps(table, workload).values())), MAX_BATCH)
@@ -131,10 +125,9 @@ def build_offers(rp: ResolvedPlan) -> PlanOffers:
         except InputError as e:
             raise InputError(f"models[{k}].model: {e}") from None
         models.append(mdl)
-        wl = rp.spec.workload(pm)
-        found = model_offers(k, mdl, wl, rp.chips, pm.weights, pm.kv)
+        found = model_offers(rp.spec, k, mdl, rp.chips)
         raw += len(found)
-        offers.append(prune(found, wl.prefill_servers))
+        offers.append(prune(found, rp.spec.workload(pm).prefill_servers))
     return PlanOffers(models, offers, raw)
 
 

@@ -16,6 +16,7 @@ from optimizer.plan.check import Solution, Tally, tally
 from optimizer.plan.explain import binding, shortfalls
 from optimizer.plan.offers import PlanOffers
 from optimizer.plan.spec import ResolvedPlan
+from optimizer.profiles import Calibrated
 
 
 @dataclass
@@ -206,8 +207,8 @@ def fleet_plan(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: floa
             variables=outcome.variables,
             constraints=outcome.constraints,
         ),
-        profile=spec.profile,
-        engine=spec.engine,
+        profile=spec.base_profile.name,
+        engine=spec.base_profile.engine if isinstance(spec.base_profile, Calibrated) else None,
     )
     if outcome.solution is not None:
         _fill(result, rp, po, outcome, outcome.solution)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ortools.sat.python import cp_model
@@ -18,6 +19,7 @@ from optimizer.plan.offers import PlanOffers, build_offers
 from optimizer.plan.result import FleetPlan, Outcome, fleet_plan
 from optimizer.plan.spec import PlanSpec, ResolvedPlan, load_plan, resolve
 from optimizer.plan.start import apply_hint, greedy_start
+from optimizer.profiles import Profile
 from optimizer.solve_status import SOLVED, status_name
 
 
@@ -28,12 +30,11 @@ def plan(
     time_limit_s: float = 10.0,
     maximize_served: bool = False,
     workers: int = 2,
-    profile: str | None = None,
-    engine: str | None = None,
-    calibration: str | None = None,
+    profile: Profile | None = None,
 ) -> FleetPlan:
     """The cheapest fleet (or, with maximize_served, the most demand served and then the
-    cheapest such fleet) for a plan; profile/engine/calibration override the plan's cost model.
+    cheapest such fleet) for a plan; a `profile` (Book(), Calibrated(params, engine)) replaces
+    the plan's cost model (PlanSpec.with_profile overrides it by name, as the command line does).
     Raises InputError (a ValueError) naming the bad field;
     a plan that cannot be met is a FleetPlan with status "infeasible" and the reason."""
     started = time.perf_counter()
@@ -45,7 +46,8 @@ def plan(
         raise InputError(f"time_limit_s (--time-limit) must be a positive number of seconds, got {time_limit_s!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be a positive integer, got {workers!r}")
-    spec = spec.with_profile(profile, engine, calibration)
+    if profile is not None:
+        spec = replace(spec, profile=profile, engine=None, calibration=None)
     rp = resolve(spec, chips if chips is not None else load_chips())
     po = build_offers(rp)
     objective = "max-served" if maximize_served else "min-cost"

@@ -7,9 +7,9 @@ naming the field: `models[1].slo_ms`, `pools[0].commitments[2].discount`): each 
 Pool and Commitment checks its own fields when the PlanSpec that holds it (and so knows its
 place) is built. The pools' chips and shapes are checked against the catalog by `resolve`.
 
-The cost model of the offers (profile, engine, calibration, the Workload each model is
-costed with) is read here only: PlanModel.workload, the PlanSpec methods below it, and
-candidate_table (the plan's one call into the candidate tables).
+The cost model of the offers is read here only: PlanModel.workload (what is served),
+PlanSpec.cost_profile (how it is costed: the plan's profile, resolved once) and
+PlanSpec.candidate_table (the plan's one call into the candidate tables).
 
 Units: demand in queries per second per period; prices in USD per chip-hour; a period lasts
 `period_hours` (730: a month); a commitment's term is a whole number of periods.
@@ -27,7 +27,8 @@ from typing import Any
 from optimizer.candidates import CandidateTable, build_table
 from optimizer.catalog import DTYPES, Chip, Model, load_chips, read_toml
 from optimizer.errors import InputError, unknown_name
-from optimizer.workload import PROFILES, SERVING, Workload
+from optimizer.profiles import PROFILES, Book, Calibrated, Profile, resolve_profile
+from optimizer.workload import SERVING, Workload
 
 #: How a commitment whose term runs past the plan's last period is charged: every period of
 #: its term ("full-term", the money the decision commits), or only the plan's periods
@@ -97,23 +98,19 @@ class PlanModel:
     context: int = 8192
     decode_len: int = 512
     prompt_len: int | None = None
-    prefill_mfu: float = 0.4
+    prefill_mfu: float | None = None  # book profile: this model's prefill MFU (None: the profile's)
     serving: str = "disaggregated"
     weights: Dtypes = None
     kv: Dtypes = None
 
-    def workload(self, profile: str = "book", engine: str | None = None, calibration: str | None = None) -> Workload:
+    def workload(self) -> Workload:
         return Workload(
             context=self.context,
             decode_len=self.decode_len,
             slo_ms=self.slo_ms,
             prompt_len=self.prompt_len,
-            prefill_mfu=self.prefill_mfu,
             ttft_ms=self.ttft_ms,
             serving=self.serving,
-            profile=profile,
-            engine=engine,
-            calibration=calibration,
         )
 
     @property
@@ -223,9 +220,11 @@ class PlanSpec:
     share_slices: bool = False
     commitment_accounting: str = "full-term"
     period_name: str = "month"
-    profile: str = "book"  # the cost model of every model's offers: "book" or "calibrated"
-    engine: str | None = None  # calibrated profile: the serving engine
-    calibration: str | None = None  # calibrated profile: a parameter file
+    # The cost model of every model's offers: "book" or "calibrated" (with engine and
+    # calibration, as in a plan file), or a profile value (Book(), Calibrated(params, engine)).
+    profile: str | Profile = "book"
+    engine: str | None = None  # calibrated profile by name: the serving engine
+    calibration: str | None = None  # calibrated profile by name: a parameter file
 
     def __post_init__(self) -> None:
         self._check_options()
@@ -251,7 +250,13 @@ class PlanSpec:
             f"headroom must be a number >= 0 (0.2 for 20%), got {self.headroom!r}",
         )
         _choice("commitment_accounting", self.commitment_accounting, COMMITMENT_ACCOUNTING)
-        _choice("profile", self.profile, PROFILES)
+        if isinstance(self.profile, (Book, Calibrated)):
+            _require(
+                self.engine is None and self.calibration is None,
+                "engine and calibration name a calibrated profile; a profile value carries its own",
+            )
+        else:
+            _choice("profile", self.profile, PROFILES)
         _require(
             not self.share_slices,
             "share_slices = true is not supported: each slice serves one model "
@@ -276,6 +281,7 @@ class PlanSpec:
             )
             try:
                 self.workload(m)
+                self.cost_profile(m)
             except InputError as e:
                 raise InputError(f"{where}: {e}") from None
             demand = _per_period(f"{where}.demand_qps", m.demand_qps, self.periods)
@@ -289,38 +295,43 @@ class PlanSpec:
     # The cost model, in one place.
 
     def workload(self, m: PlanModel) -> Workload:
-        return m.workload(self.profile, self.engine, self.calibration)
+        return m.workload()
+
+    @cached_property
+    def base_profile(self) -> Profile:
+        """The plan's cost profile, resolved once (a calibration file is read here)."""
+        if isinstance(self.profile, (Book, Calibrated)):
+            return self.profile
+        return resolve_profile(self.profile, engine=self.engine, calibration=self.calibration)
+
+    def cost_profile(self, m: PlanModel) -> Profile:
+        """How model `m`'s offers are costed: the plan's profile, with the model's own prefill
+        MFU under the book profile (the calibrated profile prefills at its fitted rate)."""
+        base = self.base_profile
+        if isinstance(base, Book) and m.prefill_mfu is not None:
+            return Book(m.prefill_mfu)
+        return base
+
+    def candidate_table(self, m: PlanModel, model: Model, chips: Sequence[Chip]) -> CandidateTable:
+        """Model `m`'s candidates on `chips`, costed as this plan says."""
+        return build_table(model, {c.name: c for c in chips}, m.workload(), self.cost_profile(m), m.weights, m.kv)
 
     def with_profile(self, profile: str | None, engine: str | None, calibration: str | None) -> PlanSpec:
-        """This plan with its cost model overridden where an argument is given."""
+        """This plan with its cost model overridden where an argument is given (the command
+        line's --profile, --engine, --calibration over the plan file's)."""
         if profile is None and engine is None and calibration is None:
             return self
+        named = self.profile if isinstance(self.profile, str) else self.profile.name
         return replace(
             self,
-            profile=profile or self.profile,
+            profile=profile or named,
             engine=engine or self.engine,
             calibration=calibration or self.calibration,
         )
 
     def profile_notes(self, chip_names: set[str]) -> list[str]:
         """What the report says about the cost model (nothing for the book profile)."""
-        if self.profile != "calibrated":
-            return []
-        from optimizer.calibration import profile_notes
-
-        return profile_notes(
-            self.calibration,
-            self.engine,
-            any(m.serving != "decode-only" for m in self.models),
-            chip_names,
-        )
-
-
-def candidate_table(
-    model: Model, chips: dict[str, Chip], workload: Workload, weights: Dtypes, kv: Dtypes
-) -> CandidateTable:
-    """A model's candidates on `chips`, costed as `workload` (from PlanSpec.workload) says."""
-    return build_table(model, chips, workload, weights, kv)
+        return self.base_profile.notes(any(m.serving != "decode-only" for m in self.models), chip_names)
 
 
 @dataclass(frozen=True)
