@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,7 +14,7 @@ import click
 from click import argument, option
 
 from optimizer import render
-from optimizer.catalog import DTYPES, builtin_models, load_chips
+from optimizer.catalog import DTYPES, builtin_models, load_chips, parse_prices
 from optimizer.errors import InputError
 from optimizer.workload import OBJECTIVES
 
@@ -151,16 +150,7 @@ def command(name: str, group: click.Group | None = None) -> Callable[[Callable[[
 
 def _catalog(chips_file: str | None, prices: tuple[str, ...]):
     """The chip catalog (built-in, or with --chips FILE) with the --price CHIP=USD overrides."""
-    parsed = {}
-    for v in prices:
-        name, sep, usd = (part.strip() for part in v.partition("="))
-        try:
-            parsed[name] = float(usd)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise InputError(f"--price {v!r} is not CHIP=USD (for example tpu-v5e=1.2)")
-    return load_chips(chips_file, parsed)
+    return load_chips(chips_file, parse_prices(prices))
 
 
 def _write(out: str, text: str, newline: str | None = None, failure: str = "cannot write") -> None:
@@ -328,39 +318,16 @@ def _progress(rows: Iterable[dict], total: int) -> contextlib.AbstractContextMan
 @options("zoo-file", "rows-out", "processes", "resume", "backend", "address")
 def zoo_cmd(o: Any) -> None:
     """Solve every model x scenario of a zoo file, one row per scenario, as optimize would."""
-    import importlib.util
+    from optimizer.zoo_output import zoo_run
 
-    from optimizer.zoo import load_zoo, scenarios, solve_zoo
-    from optimizer.zoo_output import RowWriter, read_rows
-
-    if o.backend == "local" and o.address is not None:
-        raise InputError("--address is for --backend ray")
-    if o.backend == "ray" and o.workers is not None:
-        raise InputError("--workers is for the local backend; Ray schedules on the cluster's CPUs")
-    if o.backend == "ray" and importlib.util.find_spec("ray") is None:
-        raise InputError("the ray backend needs Ray: pip install 'servesat[ray]'")
-    if Path(o.out).resolve() == Path(o.zoo_file).resolve():
-        raise InputError(f"--out {o.out} is the zoo file itself")
-    zoo = load_zoo(o.zoo_file)
-    every = scenarios(zoo)
-    # every check is done: only now may an existing --out be replaced (or appended to)
-    with contextlib.closing(RowWriter(o.out, o.resume)) as writer:
-        todo = [s for s in every if s["scenario_id"] not in writer.done]
-        rows = solve_zoo(
-            zoo,
-            workers=o.workers or max(os.cpu_count() or 1, 1),
-            backend=o.backend,
-            address=o.address,
-            skip=writer.done,
-        )
-        solved = 0
-        with _progress(rows, len(todo)) as bar:
-            for row in bar:
-                writer.write(row)
-                solved += 1
-    ids = {s["scenario_id"] for s in every}
-    click.echo(render.zoo_solved(solved, len(every) - len(todo), len(every), o.out))
-    click.echo(render.zoo_summary([r for r in read_rows(o.out) if r["scenario_id"] in ids]))
+    run_args = {"workers": o.workers, "backend": o.backend, "address": o.address}
+    with (
+        zoo_run(o.zoo_file, o.out, resume=o.resume, **run_args) as run,
+        _progress(run.rows, run.total - run.skipped) as bar,
+    ):
+        solved = sum(1 for _ in bar)
+    click.echo(render.zoo_solved(solved, run.skipped, run.total, o.out))
+    click.echo(render.zoo_summary(run.summary_rows()))
 
 
 @command("models", main)

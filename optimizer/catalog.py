@@ -7,6 +7,7 @@ import json
 import math
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -217,6 +218,20 @@ def read_toml(path: Path, what: str = "file") -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML ({e})") from None
+
+
+def parse_prices(values: Iterable[str]) -> dict[str, float]:
+    """`--price CHIP=USD` values as {chip: USD per chip-hour} (the values are checked by load_chips)."""
+    parsed = {}
+    for v in values:
+        name, sep, usd = (part.strip() for part in v.partition("="))
+        try:
+            parsed[name] = float(usd)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(f"--price {v!r} is not CHIP=USD (for example tpu-v5e=1.2)")
+    return parsed
 
 
 def load_chips(path: str | Path | None = None, prices: dict[str, float] | None = None) -> dict[str, Chip]:

@@ -1,17 +1,22 @@
 """Zoo output files: CSV, JSON Lines or Markdown by suffix; rows appended and flushed as they
-finish, and read back on --resume (a line cut short by a kill is dropped and re-solved)."""
+finish, and read back on --resume (a line cut short by a kill is dropped and re-solved).
+`zoo_run` is `servesat zoo` without the printing: checks, then the solve, writing each row."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import importlib.util
 import io
 import json
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from optimizer.errors import InputError
-from optimizer.zoo import COLUMNS
+from optimizer.zoo import COLUMNS, load_zoo, scenarios, solve_zoo
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".md": "md"}
 
@@ -123,3 +128,58 @@ def read_rows(path: str | Path) -> list[dict]:
         if len(cells) == len(COLUMNS):
             rows.append(_typed(dict(zip(COLUMNS, cells))))
     return rows
+
+
+@dataclass
+class ZooRun:
+    """A zoo run under way: `rows` yields each solved row once it is written to `out`."""
+
+    out: Path
+    total: int  # scenarios in the zoo file
+    skipped: int  # already in `out` (--resume)
+    rows: Iterator[dict]
+    ids: set[str]
+
+    def summary_rows(self) -> list[dict]:
+        """The rows of `out` that belong to this zoo file (all of them, once the run is done)."""
+        return [r for r in read_rows(self.out) if r["scenario_id"] in self.ids]
+
+
+def _check_run(zoo_file: str | Path, out: str | Path, workers: int | None, backend: str, address: str | None) -> None:
+    if backend == "local" and address is not None:
+        raise InputError("--address is for --backend ray")
+    if backend == "ray" and workers is not None:
+        raise InputError("--workers is for the local backend; Ray schedules on the cluster's CPUs")
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise InputError("the ray backend needs Ray: pip install 'servesat[ray]'")
+    if Path(out).resolve() == Path(zoo_file).resolve():
+        raise InputError(f"--out {out} is the zoo file itself")
+
+
+@contextlib.contextmanager
+def zoo_run(
+    zoo_file: str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    workers: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+) -> Iterator[ZooRun]:
+    """Solve every scenario of a zoo file into `out` (workers None: every core). Every check
+    is made before an existing `out` is replaced or appended to."""
+    _check_run(zoo_file, out, workers, backend, address)
+    zoo = load_zoo(zoo_file)
+    every = scenarios(zoo)
+    with contextlib.closing(RowWriter(out, resume)) as writer:
+        skipped = sum(s["scenario_id"] in writer.done for s in every)
+        solved = solve_zoo(
+            zoo, workers=workers or max(os.cpu_count() or 1, 1), backend=backend, address=address, skip=writer.done
+        )
+
+        def written() -> Iterator[dict]:
+            for row in solved:
+                writer.write(row)
+                yield row
+
+        yield ZooRun(Path(out), len(every), skipped, written(), {s["scenario_id"] for s in every})
