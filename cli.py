@@ -350,7 +350,7 @@ def chips_cmd(o: Any) -> None:
 @options("calibration")
 def plan_cmd(o: Any) -> None:
     """The cheapest fleet for a demand forecast: what to rent or commit to, per period."""
-    from optimizer.plan import load_plan, plan
+    from optimizer.planning import load_plan, plan
 
     if o.out is not None and Path(o.out).resolve() == Path(o.plan_file).resolve():
         raise InputError(f"--out {o.out} is the plan file itself")

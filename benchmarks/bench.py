@@ -256,7 +256,7 @@ def plans(runs: int) -> None:
     months at two demand scales, with growth in models and periods (time limit 10 s)."""
     import tempfile
 
-    from optimizer.plan import plan
+    from optimizer.planning import plan
 
     tmp = Path(tempfile.mkdtemp())
     example = ROOT / "examples" / "plan.toml"

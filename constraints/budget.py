@@ -14,17 +14,14 @@ from collections.abc import Sequence
 
 from ortools.sat.python import cp_model
 
+from optimizer.scaling import usd_limit_int
+
 NAME = "budget"
-USD_UNITS = 10**6  # micro-dollars
-
-
-def usd_int(usd: float) -> int:
-    return round(usd * USD_UNITS)
 
 
 def add(model: cp_model.CpModel, period_cost: Sequence[cp_model.LinearExprT], budget: Sequence[float]) -> None:
     for cost, limit in zip(period_cost, budget):
-        model.add(cost <= int(limit * USD_UNITS))
+        model.add(cost <= usd_limit_int(limit))
 
 
 def check(period_cost_usd: Sequence[float], budget: Sequence[float], tolerance_usd: float = 1e-3) -> list[str]:

@@ -19,19 +19,9 @@ from typing import Protocol
 
 from ortools.sat.python import cp_model
 
+from optimizer.scaling import demand_int, rate_int
+
 NAME = "demand"
-#: Rate unit of the integer model: micro-queries per second.
-RATE_UNITS_PER_QPS = 10**6
-
-
-def to_rate_int(qps: float) -> int:
-    """A rate (queries or prompts per second) in integer units, rounded down: a capacity."""
-    return math.floor(qps * RATE_UNITS_PER_QPS)
-
-
-def demand_int(qps: float) -> int:
-    """A demand in integer units, rounded up."""
-    return math.ceil(qps * RATE_UNITS_PER_QPS)
 
 
 class Rated(Protocol):
@@ -55,7 +45,7 @@ class Offer:
 
     @property
     def rate_int(self) -> int:
-        return to_rate_int(self.qps_per_slice)
+        return rate_int(self.qps_per_slice)
 
 
 def add(

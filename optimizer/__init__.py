@@ -1,6 +1,6 @@
 """servesat: the cheapest way to serve an LLM, chosen by CP-SAT over a roofline cost model.
 
-    from optimizer import optimize, evaluate, load_model, load_chips
+    from optimizer import Book, Calibrated, Search, Workload, optimize, evaluate, load_chips
 
 Names are imported on first use (PEP 562), so the constraint families can import the
 library's building blocks (optimizer.candidates, optimizer.scaling, ...) without a cycle.
@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "optimize": "optimizer.api",
     "evaluate": "optimizer.api",
+    "Search": "optimizer.api",
+    "Book": "optimizer.profiles",
+    "Calibrated": "optimizer.profiles",
+    "Profile": "optimizer.profiles",
+    "resolve_profile": "optimizer.profiles",
+    "frontier": "optimizer.frontier",
+    "by_batch": "optimizer.frontier",
     "Chip": "optimizer.catalog",
     "Model": "optimizer.catalog",
     "builtin_models": "optimizer.catalog",
@@ -29,18 +36,20 @@ _EXPORTS = {
     "OBJECTIVES": "optimizer.workload",
     "SERVING": "optimizer.workload",
     "Workload": "optimizer.workload",
-    "plan": "optimizer.plan",
-    "FleetPlan": "optimizer.plan",
-    "PlanSpec": "optimizer.plan",
-    "PlanModel": "optimizer.plan",
-    "Pool": "optimizer.plan",
-    "Commitment": "optimizer.plan",
-    "load_plan": "optimizer.plan",
+    "plan": "optimizer.planning",
+    "FleetPlan": "optimizer.planning",
+    "PlanSpec": "optimizer.planning",
+    "PlanModel": "optimizer.planning",
+    "Pool": "optimizer.planning",
+    "Commitment": "optimizer.planning",
+    "load_plan": "optimizer.planning",
 }
 
 __all__ = [
     "OBJECTIVES",
     "SERVING",
+    "Book",
+    "Calibrated",
     "Chip",
     "Commitment",
     "Configuration",
@@ -54,22 +63,29 @@ __all__ = [
     "PlanSpec",
     "Pool",
     "PrefillServer",
+    "Profile",
+    "Search",
     "SolveStats",
     "Workload",
     "builtin_models",
+    "by_batch",
     "evaluate",
+    "frontier",
     "load_chips",
     "load_model",
     "load_plan",
     "optimize",
     "plan",
+    "resolve_profile",
 ]
 
 if TYPE_CHECKING:
-    from optimizer.api import evaluate, optimize
+    from optimizer.api import Search, evaluate, optimize
     from optimizer.catalog import Chip, Model, builtin_models, load_chips, load_model
     from optimizer.errors import InputError
-    from optimizer.plan import Commitment, FleetPlan, PlanModel, PlanSpec, Pool, load_plan, plan
+    from optimizer.frontier import by_batch, frontier
+    from optimizer.planning import Commitment, FleetPlan, PlanModel, PlanSpec, Pool, load_plan, plan
+    from optimizer.profiles import Book, Calibrated, Profile, resolve_profile
     from optimizer.result import (
         Configuration,
         Deployment,

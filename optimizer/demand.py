@@ -11,7 +11,6 @@ are taken to 6 decimals), with the routing and capacity rows of constraints.dema
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,19 +22,15 @@ from constraints.demand import Offer, servable_qps
 from optimizer.configuration import infeasible_reason
 from optimizer.metrics import measure
 from optimizer.result import Deployment, DeploymentEntry
+from optimizer.scaling import demand_int, objective_bound_int, usd_int
 from optimizer.solve import ServingModel
+from optimizer.solve_status import SOLVED, status_name
 from optimizer.workload import Workload
 
 HOURS_PER_MONTH = 730.0
 
-USD_UNITS = 10**6  # micro-dollars per hour
 #: Largest demand represented: micro-QPS counts and micro-dollar costs stay far inside int64.
 MAX_QPS = 1e6
-STATUS = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible", cp_model.INFEASIBLE: "infeasible"}
-
-
-def usd_int(usd_per_hour: float) -> int:
-    return round(usd_per_hour * USD_UNITS)
 
 
 def undominated(offers: Sequence[Offer]) -> list[Offer]:
@@ -86,7 +81,7 @@ def solve_demand(
         served_groups = {o.group for o in p_offers}
         d_offers = [o for o in d_offers if o.group in served_groups]
         p_offers = [o for o in p_offers if o.group in {d.group for d in d_offers}]
-    q = demand.demand_int(qps)
+    q = demand_int(qps)
 
     # A feasible plan to start from: per dtype group, the cheapest single decode offer and the
     # cheapest single prefill offer that each cover the demand alone; the best group's cost
@@ -126,17 +121,14 @@ def solve_demand(
     # a deterministic limit, so the same input gives the same plan; wall time only as a backstop
     solver.parameters.max_deterministic_time = time_limit_s
     solver.parameters.max_time_in_seconds = 2 * time_limit_s
-    if model.validate():  # cannot happen below MAX_QPS; reported, never a traceback
-        return DemandPlan("model_invalid", [], [], None, None, time.perf_counter() - started)
     solver.parameters.linearization_level = 2  # the LP relaxation's cuts close knapsack-cover gaps fast
-    status = solver.solve(model)
-    name = STATUS.get(status, "unknown")
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    name = status_name(solver, solver.solve(model))
+    if name not in SOLVED:
         return DemandPlan(name, [], [], None, None, time.perf_counter() - started)
     chosen_d = [(o, solver.value(n)) for o, n in zip(d_offers, d_vars) if solver.value(n) > 0]
     chosen_p = [(o, solver.value(n)) for o, n in zip(p_offers, p_vars) if solver.value(n) > 0]
     total = sum(usd_int(o.usd_per_hour) * n for o, n in chosen_d + chosen_p)
-    bound = math.ceil(solver.best_objective_bound - 1e-9)
+    bound = objective_bound_int(solver.best_objective_bound)
     return DemandPlan(name, chosen_d, chosen_p, total, bound, time.perf_counter() - started)
 
 

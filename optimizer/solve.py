@@ -30,15 +30,9 @@ import constraints
 from constraints import prefill
 from optimizer.candidates import CandidateTable
 from optimizer.metrics import measure, prefill_usd_per_query
+from optimizer.solve_status import SOLVED, status_name
 from optimizer.workload import Workload
 
-STATUS_NAMES = {
-    cp_model.OPTIMAL: "optimal",
-    cp_model.FEASIBLE: "feasible",
-    cp_model.INFEASIBLE: "infeasible",
-    cp_model.MODEL_INVALID: "model_invalid",
-    cp_model.UNKNOWN: "unknown",
-}
 #: Largest batch the model represents (keeps the lexicographic objective within int64).
 MAX_BATCH = 2**31 - 1
 
@@ -192,10 +186,9 @@ class ServingModel:
                 self.chip_used[chip] = used
             lits.append(self.chip_used[chip])
         m.add_assumptions(lits)
-        status = self.solver.solve(m)
+        name = status_name(self.solver, self.solver.solve(m))
         self.solves += 1
-        name = STATUS_NAMES.get(status, "unknown")
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if name not in SOLVED:
             return name, None
         k = next(k for k, p in enumerate(self.pick) if self.solver.boolean_value(p))
         prefill_row = None

@@ -1,4 +1,4 @@
-"""An independent brute-force oracle for procurement plans (optimizer.plan).
+"""An independent brute-force oracle for procurement plans (optimizer.planning).
 
 It takes the unpruned offers (each configuration's rate per slice comes from the cost model,
 which the decode oracle checks) and shares nothing else with the planner: per model and

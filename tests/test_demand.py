@@ -16,9 +16,10 @@ from constraints import demand
 from constraints.demand import Offer
 from optimizer import load_chips, load_model
 from optimizer.candidates import build_table
-from optimizer.demand import solve_demand, usd_int
+from optimizer.demand import solve_demand
 from optimizer.metrics import measure
 from optimizer.profiles import Book
+from optimizer.scaling import usd_int
 from optimizer.solve import ServingModel
 from optimizer.workload import Workload
 from tests.helpers import solve

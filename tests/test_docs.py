@@ -68,3 +68,27 @@ def test_no_tracked_file_mentions_the_design_notes():
         text = path.read_bytes().decode("utf-8", errors="ignore")
         offenders += [f"{name}: {s}" for s in OUTSIDE if s in text]
     assert not offenders, "tracked files mention the design notes:\n" + "\n".join(offenders)
+
+
+def test_readme_python_example_runs_and_matches_the_cli():
+    """The README's Python API example runs as printed, and its optimum is the one the CLI
+    prints for the same flags."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import main
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Python API")[1].split("```python\n")[1].split("```")[0]
+    namespace: dict = {}
+    exec(compile(block, "README Python API example", "exec"), namespace)
+    result, e = namespace["result"], namespace["e"]
+    assert result.status == "optimal" and result.deployment is not None and e.fits
+    args = ["optimize", "--model", "llama3-70b", "--slo-ms", "20", "--price", "h100=3.99", "--chip", "tpu-v5e"]
+    args += ["--chip", "h100", "--weights", "int8", "--kv", "int8", "--prompt-len", "4096", "--ttft-ms", "800"]
+    args += ["--qps", "50", "--json"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    cli_best = json.loads(r.output)["best"]
+    assert cli_best == result.to_dict()["best"]

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from cli import main
 from optimizer.catalog import load_model
-from optimizer.plan import FleetPlan, plan
-from optimizer.plan.check import Solution, violations
-from optimizer.plan.offers import build_offers, cheapest_cover, model_offers
-from optimizer.plan.spec import Commitment, PlanModel, PlanSpec, Pool, load_plan, resolve
+from optimizer.planning import FleetPlan, plan
+from optimizer.planning.check import Solution, violations
+from optimizer.planning.offers import build_offers, cheapest_cover, model_offers
+from optimizer.planning.spec import Commitment, PlanModel, PlanSpec, Pool, load_plan, resolve
 from tests.plan_bruteforce import plan_optimum
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -395,9 +395,9 @@ def test_load_split_over_dtype_pairs_is_found(chips):
     Synthetic offers; the brute force tries every count vector; the cover cuts stay valid."""
     import math as _math
 
-    from optimizer.plan.check import tally
-    from optimizer.plan.offers import PlanOffers, SliceOffer
-    from optimizer.plan.solve import solve_plan
+    from optimizer.planning.check import tally
+    from optimizer.planning.offers import PlanOffers, SliceOffer
+    from optimizer.planning.solve import solve_plan
 
     rng = random.Random(5)
     cases = [([(4, 10.0, "A"), (3, 6.0, "B")], 16.0)]

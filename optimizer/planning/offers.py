@@ -26,11 +26,11 @@ from functools import cached_property
 import numpy as np
 
 from constraints import prefill
-from constraints.demand import to_rate_int
 from optimizer.catalog import Chip, Model, load_model
 from optimizer.errors import InputError
 from optimizer.metrics import measure
-from optimizer.plan.spec import PlanModel, PlanSpec, ResolvedPlan
+from optimizer.planning.spec import PlanModel, PlanSpec, ResolvedPlan
+from optimizer.scaling import rate_int
 from optimizer.solve import MAX_BATCH, family_caps
 
 
@@ -50,7 +50,7 @@ class SliceOffer:
     @cached_property
     def rate_int(self) -> int:
         """The rate per slice in the integer model's units (rounded down)."""
-        return to_rate_int(self.rate)
+        return rate_int(self.rate)
 
 
 def model_offers(spec: PlanSpec, m: int, model: Model, pools: Sequence[Chip]) -> list[SliceOffer]:

@@ -11,11 +11,11 @@ import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from constraints import budget
-from optimizer.plan.check import Solution, Tally, tally
-from optimizer.plan.explain import binding, shortfalls
-from optimizer.plan.offers import PlanOffers
-from optimizer.plan.spec import ResolvedPlan
+from optimizer import scaling
+from optimizer.planning.check import Solution, Tally, tally
+from optimizer.planning.explain import binding, shortfalls
+from optimizer.planning.offers import PlanOffers
+from optimizer.planning.spec import ResolvedPlan
 from optimizer.profiles import Calibrated
 
 
@@ -227,7 +227,7 @@ def _fill(result: FleetPlan, rp: ResolvedPlan, po: PlanOffers, outcome: Outcome,
     result.models = [_model_period(rp, po, sol, tl, mi, t) for mi in range(len(rp.spec.models)) for t in range(T)]
     result.total_cost_usd = sum(c.on_demand_usd for c in result.costs) + sum(c.total_usd for c in result.commitments)
     if outcome.bound_usd_int is not None:
-        result.bound_usd = outcome.bound_usd_int / budget.USD_UNITS
+        result.bound_usd = outcome.bound_usd_int / scaling.USD_UNITS
         result.gap = max(0.0, (tl.cost_int - outcome.bound_usd_int) / tl.cost_int) if tl.cost_int else 0.0
     result.binding = binding(rp, po, sol, tl)
     result.shortfalls = shortfalls(rp, po, sol)

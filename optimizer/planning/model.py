@@ -2,7 +2,7 @@
 
 Decisions (all integers), for every model m, pool p, period t:
   slices[m,o,t]    slices of offer o (a decode or prefill configuration of m on pool p,
-                   optimizer.plan.offers) held in period t
+                   optimizer.planning.offers) held in period t
   commit[p,c,s]    chips of pool p committed under tier c from period s (held and paid in
                    every period of the term)
   on_demand[p,t]   chips of pool p rented on demand in period t
@@ -11,12 +11,12 @@ over dtype pairs, decode and prefill capacity each covering it, micro-QPS), comm
 (chips used <= committed + on demand), quota (chips used and chips committed <= the
 pool's availability), budget (each period's bill), and valid cover cuts. Objective terms:
 the horizon's cost in micro-dollars (total_cost) and the micro-QPS served (served, with
-maximize_served); optimizer.plan.solve chooses between them.
+maximize_served); optimizer.planning.solve chooses between them.
 
 The integer model is exact for the offers it is given: rates are rounded down and demand
 up (an integer plan serves the forecast in floating point too), prices are rounded to
 micro-dollars per chip-period. Every reported number is recomputed in floating point from
-the chosen integers (optimizer.plan.check).
+the chosen integers (optimizer.planning.check).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from __future__ import annotations
 from ortools.sat.python import cp_model
 
 from constraints import budget, commitments, demand, quota
-from optimizer.plan.offers import PlanOffers, SliceOffer, cover_lower_bound
-from optimizer.plan.spec import ResolvedPlan
+from optimizer import scaling
+from optimizer.planning.offers import PlanOffers, SliceOffer, cover_lower_bound
+from optimizer.planning.spec import ResolvedPlan
 
 
 def starts_first_only(rp: ResolvedPlan, p: int) -> bool:
@@ -52,10 +53,10 @@ class FleetModel:
         self.model = cp_model.CpModel()
         self.required = rp.required_qps
         hours = rp.spec.period_hours
-        self.on_demand_unit = [budget.usd_int(c.usd_per_chip_hour * hours) for c in rp.chips]
+        self.on_demand_unit = [scaling.usd_int(c.usd_per_chip_hour * hours) for c in rp.chips]
         self.tiers = [pool.commitments for pool in rp.spec.pools]
         self.commit_unit = [
-            [budget.usd_int(c.usd_per_chip_hour * (1 - tier.discount) * hours) for tier in tiers]
+            [scaling.usd_int(c.usd_per_chip_hour * (1 - tier.discount) * hours) for tier in tiers]
             for c, tiers in zip(rp.chips, self.tiers)
         ]
         # a lower bound on what a chip costs per period in each pool: committed or on demand
@@ -94,7 +95,7 @@ class FleetModel:
         what the quota holds; None where there is nothing to serve or no room."""
         row: list[cp_model.IntVar | None] = []
         for t in range(self.rp.periods):
-            q = demand.demand_int(self.required[mi][t])
+            q = scaling.demand_int(self.required[mi][t])
             most = min(-(-q // o.rate_int) if o.rate_int else 0, self.rp.quota[o.pool][t] // o.chips)
             row.append(self.model.new_int_var(0, most, f"slices[{mi},{k},{t}]") if q > 0 and most > 0 else None)
         return row
@@ -173,7 +174,7 @@ class FleetModel:
         for mi, offers in enumerate(self.po.offers):
             served_row = []
             for t in range(self.rp.periods):
-                q = demand.demand_int(self.required[mi][t])
+                q = scaling.demand_int(self.required[mi][t])
                 served: cp_model.IntVar | None = None
                 if self.maximize_served:
                     served = self.model.new_int_var(0, q, f"served[{mi},{t}]")
@@ -220,12 +221,12 @@ class FleetModel:
         """Per model and period, a valid inequality that tightens the LP relaxation where slices
         are lumpy: its slices, priced at each pool's cheapest chip-period (committed or on
         demand), cost at least the cheapest integer decode cover plus the cheapest integer
-        prefill cover of its load at those prices (optimizer.plan.offers.cover_lower_bound: over
+        prefill cover of its load at those prices (optimizer.planning.offers.cover_lower_bound: over
         every dtype pair, quotas ignored). Every integer plan satisfies it; the LP relaxation
         alone would buy a fraction of a slice."""
         for mi, offers in enumerate(self.po.offers):
             for t in range(self.rp.periods):
-                q = demand.demand_int(self.required[mi][t])
+                q = scaling.demand_int(self.required[mi][t])
                 live = self.live(mi, t)
                 if q == 0 or not live or self.maximize_served:
                     continue

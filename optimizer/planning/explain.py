@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from constraints import budget
-from constraints.demand import demand_int
-from optimizer.plan.check import Solution, Tally, tally
-from optimizer.plan.offers import PlanOffers, cheapest_deployment
-from optimizer.plan.spec import ResolvedPlan
+from optimizer import scaling
+from optimizer.planning.check import Solution, Tally, tally
+from optimizer.planning.offers import PlanOffers, cheapest_deployment
+from optimizer.planning.spec import ResolvedPlan
 
 
 def periods_text(rp: ResolvedPlan, periods: list[int]) -> str:
@@ -93,11 +92,11 @@ def _pushed(rp: ResolvedPlan, po: PlanOffers, sol: Solution, tl: Tally) -> dict[
     Returns pool -> model -> how it is pushed."""
     names = [pool.label for pool in rp.spec.pools]
     pushed: dict[int, dict[int, _Push]] = {}
-    weight_per_chip = [budget.usd_int(c.usd_per_chip_hour) for c in rp.chips]
+    weight_per_chip = [scaling.usd_int(c.usd_per_chip_hour) for c in rp.chips]
     for mi, offers in enumerate(po.offers):
         weight = {k: o.chips * weight_per_chip[o.pool] for k, o in enumerate(offers)}
         for t in range(rp.periods):
-            q = demand_int(rp.required_qps[mi][t])
+            q = scaling.demand_int(rp.required_qps[mi][t])
             if q == 0 or not offers:
                 continue
             ideal_cost, ideal = cheapest_deployment(offers, q, range(len(offers)), weight, rp.prefill_servers[mi])

@@ -4,7 +4,7 @@ Per period, each model (largest load first) takes the cheapest integer cover of 
 among the pools with chips left; per pool, the commitment from the first period that saves
 the most on the chips so used. Covers are priced at on-demand prices, at each pool's
 cheapest (committed) price, and again as the best plan's commitments price each pool; the
-cheapest valid plan (optimizer.plan.check) is the start.
+cheapest valid plan (optimizer.planning.check) is the start.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from constraints import commitments, demand
-from optimizer.plan.check import Solution, violations
-from optimizer.plan.model import FleetModel
-from optimizer.plan.offers import cheapest_deployment
+from constraints import commitments
+from optimizer import scaling
+from optimizer.planning.check import Solution, violations
+from optimizer.planning.model import FleetModel
+from optimizer.planning.offers import cheapest_deployment
 
 Commits = dict[tuple[int, int, int], int]  # chips per (pool, tier, start period)
 
@@ -64,7 +65,7 @@ def apply_hint(fm: FleetModel, start: Start) -> None:
         groups = {fm.po.offers[mi][k].group for (m2, k, t2) in values if m2 == mi and t2 == t}
         target = min(groups) if groups else None
         for g, var in routed.items():
-            model.add_hint(var, demand.demand_int(fm.required[mi][t]) if g == target else 0)
+            model.add_hint(var, scaling.demand_int(fm.required[mi][t]) if g == target else 0)
     for p, tiers in enumerate(fm.commit):
         for c, starts in enumerate(tiers):
             for s, var in enumerate(starts):
@@ -112,7 +113,7 @@ def _greedy_usage(fm: FleetModel, unit: list[int]) -> tuple[dict[tuple[int, int,
 def _fit(fm: FleetModel, mi: int, t: int, unit: list[int], left: list[int]) -> dict[int, int]:
     """The cheapest cover of model mi's load in period t that fits the chips `left`: pools
     that would overflow are dropped and the cover recomputed ({} if none fits)."""
-    q = demand.demand_int(fm.required[mi][t])
+    q = scaling.demand_int(fm.required[mi][t])
     offers = fm.po.offers[mi]
     live = fm.live(mi, t)
     while q > 0 and live:

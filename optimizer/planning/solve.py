@@ -3,7 +3,6 @@ max-served then min-cost), and why an infeasible plan falls short."""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -12,14 +11,15 @@ from ortools.sat.python import cp_model
 
 from optimizer.catalog import Chip, load_chips
 from optimizer.errors import InputError
-from optimizer.plan.check import Solution
-from optimizer.plan.explain import shortfalls, unservable
-from optimizer.plan.model import FleetModel
-from optimizer.plan.offers import PlanOffers, build_offers
-from optimizer.plan.result import FleetPlan, Outcome, fleet_plan
-from optimizer.plan.spec import PlanSpec, ResolvedPlan, load_plan, resolve
-from optimizer.plan.start import apply_hint, greedy_start
+from optimizer.planning.check import Solution
+from optimizer.planning.explain import shortfalls, unservable
+from optimizer.planning.model import FleetModel
+from optimizer.planning.offers import PlanOffers, build_offers
+from optimizer.planning.result import FleetPlan, Outcome, fleet_plan
+from optimizer.planning.spec import PlanSpec, ResolvedPlan, load_plan, resolve
+from optimizer.planning.start import apply_hint, greedy_start
 from optimizer.profiles import Profile
+from optimizer.scaling import objective_bound_int
 from optimizer.solve_status import SOLVED, status_name
 
 
@@ -79,7 +79,7 @@ def _cheapest(fm: FleetModel, deadline: float, workers: int) -> Outcome:
     if status not in SOLVED:
         reason = None if status == "infeasible" else "the solver found no plan within the time limit"
         return Outcome(status, "min-cost", reason=reason)
-    bound = math.ceil(solver.best_objective_bound - 1e-9)
+    bound = objective_bound_int(solver.best_objective_bound)
     return Outcome(status, "min-cost", solution=_solution(fm, solver), bound_usd_int=bound)
 
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from constraints import budget, commitments, quota
 from constraints.demand import capacity_qps
-from optimizer.plan.offers import PlanOffers
-from optimizer.plan.spec import ResolvedPlan
+from optimizer import scaling
+from optimizer.planning.offers import PlanOffers
+from optimizer.planning.spec import ResolvedPlan
 
 
 @dataclass
@@ -56,7 +57,7 @@ def tally(rp: ResolvedPlan, po: PlanOffers, sol: Solution) -> Tally:
     for (p, c, s), chips in sol.commit.items():
         tier = tiers[p][c]
         per_period = rp.chips[p].usd_per_chip_hour * (1 - tier.discount) * hours
-        cost_int += budget.usd_int(per_period) * chips * rp.charged_periods(s, tier.term_periods)
+        cost_int += scaling.usd_int(per_period) * chips * rp.charged_periods(s, tier.term_periods)
         for t in range(s, min(s + tier.term_periods, T)):
             committed[p][t] += chips
             by_tier[p][t][tier.name] = by_tier[p][t].get(tier.name, 0) + chips
@@ -66,7 +67,7 @@ def tally(rp: ResolvedPlan, po: PlanOffers, sol: Solution) -> Tally:
         per_chip = rp.chips[p].usd_per_chip_hour * hours
         for t in range(T):
             cost[p][t] += per_chip * on_demand[p][t]
-            cost_int += budget.usd_int(per_chip) * on_demand[p][t]
+            cost_int += scaling.usd_int(per_chip) * on_demand[p][t]
     capacity = [[_capacity(rp, po, sol, mi, t) for t in range(T)] for mi in range(len(po.offers))]
     return Tally(used, committed, by_tier, on_demand, cost, capacity, model_chips, cost_int)
 

@@ -13,24 +13,8 @@ several models, chip pools and periods, as one CP-SAT model.
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
-
-from optimizer.plan.result import FleetPlan
-from optimizer.plan.solve import plan
-from optimizer.plan.spec import Commitment, PlanModel, PlanSpec, Pool, load_plan
+from optimizer.planning.result import FleetPlan
+from optimizer.planning.solve import plan
+from optimizer.planning.spec import Commitment, PlanModel, PlanSpec, Pool, load_plan
 
 __all__ = ["Commitment", "FleetPlan", "PlanModel", "PlanSpec", "Pool", "load_plan", "plan"]
-
-
-class _CallablePackage(types.ModuleType):
-    """Once this package is imported, Python binds it to the name `plan` of the optimizer
-    package, where the function plan() is exported too: `from optimizer import plan` can then
-    give the package, so calling the package calls plan()."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> FleetPlan:
-        return plan(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
