@@ -366,7 +366,8 @@ def plan_cmd(o: Any) -> None:
 @options("data", "params-out", "chips-file", "json")
 def calibrate_cmd(o: Any) -> None:
     """Fit the calibrated profile's parameters to measured TPOT and TTFT; print and write them."""
-    from optimizer.calibration import bundled_data, fit, load_measurements, validate, with_catalog
+    from optimizer.calibration import fit, validate, with_catalog
+    from optimizer.measurements import bundled_data, load_measurements
     from optimizer.profiles import Calibrated
 
     catalog = load_chips(o.chips_file)
@@ -383,7 +384,8 @@ def calibrate_cmd(o: Any) -> None:
 @options("data-csv", "check-profile", "calibration", "lomo", "chips-file", "json")
 def validate_cmd(o: Any) -> None:
     """Predicted TPOT and TTFT of every row of a measurements CSV, and their errors."""
-    from optimizer.calibration import load_measurements, validate
+    from optimizer.calibration import validate
+    from optimizer.measurements import load_measurements
     from optimizer.profiles import resolve_profile
 
     if o.profile == "book" and (o.calibration or o.lomo):

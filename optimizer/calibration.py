@@ -1,16 +1,12 @@
-"""Calibrating the calibrated profile: measured serving runs, the fit of its parameters, validation.
+"""Calibrating the calibrated profile: the fit of its parameters to measured serving runs
+(optimizer.measurements), and validation against them.
 
 The parameters and step terms themselves live in optimizer.calibrated (what the optimizer needs).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-from dataclasses import dataclass, field, replace
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,14 +21,13 @@ from optimizer.calibrated import (
     architecture,
     step_terms,
 )
-from optimizer.catalog import Chip, Model, load_model, read_text
+from optimizer.catalog import Chip
 from optimizer.costmodel import roofline
 from optimizer.errors import InputError
+from optimizer.measurements import Measurements
 from optimizer.profiles import DEFAULT_PREFILL_MFU, Book, Calibrated, Profile
 from optimizer.workload import Workload
 
-#: The measurement file's GPU names; servesat's own chip names are accepted as well.
-SYSTEM_NAMES = {"h100_sxm": "h100", "h200_sxm": "h200", "b200_sxm": "b200", "a100_sxm": "a100"}
 #: Chips without measurements take this chip's efficiencies (the stated assumption).
 FIXED_POINT_ITERATIONS = 30
 TTFT_WEIGHT = 0.3  # weight of log-TTFT residuals relative to log-TPOT residuals in the fit
@@ -45,162 +40,6 @@ INITIAL = {
     "link_efficiency": 0.7,
     "admission_steps": 3.0,
 }
-
-
-# ----------------------------------------------------------------------------- measurements
-
-COLUMNS = (
-    "backend",
-    "model_path",
-    "system",
-    "precision",
-    "mode",
-    "isl",
-    "osl",
-    "batch_size",
-    "tp_size",
-    "pp_size",
-    "silicon_ttft_ms",
-    "silicon_tpot_ms",
-)
-
-
-@dataclass
-class Measurements:
-    """Rows of a calibration CSV that servesat can model, as arrays, plus the skipped ones."""
-
-    rows: list[dict[str, str]]  # the kept rows, as read
-    model: list[Model]
-    chip: list[Chip]
-    engine: np.ndarray
-    precision: np.ndarray
-    isl: np.ndarray
-    osl: np.ndarray
-    clients: np.ndarray  # batch_size: concurrent requests of the load generator
-    tp: np.ndarray
-    ttft_s: np.ndarray
-    tpot_s: np.ndarray
-    skipped: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def subset(self, mask: np.ndarray) -> Measurements:
-        idx = np.flatnonzero(mask)
-        pick = idx.tolist()
-        return Measurements(
-            [self.rows[i] for i in pick],
-            [self.model[i] for i in pick],
-            [self.chip[i] for i in pick],
-            self.engine[idx],
-            self.precision[idx],
-            self.isl[idx],
-            self.osl[idx],
-            self.clients[idx],
-            self.tp[idx],
-            self.ttft_s[idx],
-            self.tpot_s[idx],
-            [],
-        )
-
-    @property
-    def model_names(self) -> np.ndarray:
-        return np.array([m.name for m in self.model])
-
-    @property
-    def chip_names(self) -> np.ndarray:
-        return np.array([c.name for c in self.chip])
-
-
-def bundled_data() -> Path:
-    return Path(str(resources.files("optimizer").joinpath("data/calibration.csv")))
-
-
-def read_csv_rows(path: str | Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) of a CSV with a header holding `columns`; every row must have as many
-    fields as the header, and quotes must close: InputError names the first line that does not."""
-    text = read_text(path, "data file")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    rows: list[tuple[int, dict[str, str]]] = []
-    try:
-        header = next(reader, None)
-        if not header:
-            raise InputError(f"{path}: empty; expected a header with {', '.join(columns)}")
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise InputError(f"{path}: missing column {missing[0]!r}; the schema has {', '.join(columns)}")
-        start = reader.line_num + 1
-        for fields in reader:
-            if fields and len(fields) != len(header):
-                raise InputError(
-                    f"{path}: line {start} has {len(fields)} fields, the header {len(header)}"
-                    + ("; a quote may be unterminated" if "\n" in "".join(fields) else "")
-                )
-            if fields:
-                rows.append((start, dict(zip(header, fields))))
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise InputError(f"{path}: line {start}: not valid CSV ({e}; a quote may be unterminated)") from None
-    return rows
-
-
-def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
-    """Read a CSV in the calibration schema; rows servesat cannot model are skipped with a reason."""
-    raw = read_csv_rows(path, COLUMNS)
-    kept: list[dict[str, str]] = []
-    models: list[Model] = []
-    chip_list: list[Chip] = []
-    skipped: list[tuple[int, str]] = []
-    numbers: list[list[float]] = []
-    for line, r in raw:
-        system = SYSTEM_NAMES.get(r["system"], r["system"])
-        try:
-            model = load_model(r["model_path"])
-        except InputError:
-            skipped.append((line, f"unknown model {r['model_path']!r}"))
-            continue
-        if system not in chips:
-            skipped.append((line, f"unknown system {r['system']!r}"))
-            continue
-        if r["precision"] not in PRECISION_BYTES:
-            skipped.append((line, f"unknown precision {r['precision']!r}"))
-            continue
-        if r["mode"] != "agg":
-            skipped.append((line, f"mode {r['mode']!r}: only agg (prefill and decode on the same GPUs) is modelled"))
-            continue
-        try:
-            values = [
-                float(r[c])
-                for c in ("isl", "osl", "batch_size", "tp_size", "pp_size", "silicon_ttft_ms", "silicon_tpot_ms")
-            ]
-        except ValueError:
-            skipped.append((line, "a number column is not a number"))
-            continue
-        if values[4] != 1:
-            skipped.append((line, f"pipeline parallelism {r['pp_size']} is not modelled"))
-            continue
-        if min(values) <= 0 or not all(math.isfinite(v) for v in values):
-            skipped.append((line, "a number column is not positive"))
-            continue
-        kept.append(r)
-        models.append(model)
-        chip_list.append(chips[system])
-        numbers.append(values)
-    a = np.array(numbers, dtype=float).reshape(-1, 7)
-    return Measurements(
-        kept,
-        models,
-        chip_list,
-        np.array([r["backend"] for r in kept], dtype=str),
-        np.array([r["precision"] for r in kept], dtype=str),
-        a[:, 0],
-        a[:, 1],
-        a[:, 2],
-        a[:, 3],
-        a[:, 5] / 1e3,
-        a[:, 6] / 1e3,
-        skipped,
-    )
 
 
 def _measured_terms(m: Measurements, params: CalibratedParams) -> tuple[StepTerms, np.ndarray]:

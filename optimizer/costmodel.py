@@ -45,7 +45,9 @@ class Layout:
 
 @dataclass(frozen=True)
 class Roofline:
-    """Per-row terms of the book profile; arrays of one length (one entry per candidate)."""
+    """Per-row cost terms of a profile (the book roofline, or the calibrated one, which fills
+    the same fields with fitted terms and the extras below); arrays of one length (one entry
+    per candidate)."""
 
     weight_bytes: np.ndarray  # P*b_w
     kv_bytes_per_token: np.ndarray  # 2*K*H*L*b_kv

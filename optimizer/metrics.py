@@ -1,4 +1,4 @@
-"""Throughput and cost of candidates, from the book-profile terms."""
+"""Throughput and cost of candidates, from the cost terms their table carries (either profile)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from cli import main
 from optimizer import load_model
 from optimizer.calibrated import CalibratedParams, EngineOverheads, load_params, step_terms
-from optimizer.calibration import bundled_data, fit, load_measurements, predict, validate
+from optimizer.calibration import fit, predict, validate
+from optimizer.measurements import bundled_data, load_measurements
 from optimizer.profiles import Book, Calibrated
 from tests.bruteforce import brute_force, calibrated_params
 from tests.helpers import solve

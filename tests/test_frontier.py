@@ -81,7 +81,7 @@ def test_frontier_equals_brute_force_point_for_point(model, names, context):
 )
 def test_calibrated_frontier_equals_brute_force(model, names, engine):
     """Under the calibrated profile (every batch enumerated) the frontier is the brute-force one."""
-    from optimizer.calibration import bundled_data
+    from optimizer.measurements import bundled_data
     from tests.bruteforce import calibrated_params
 
     chips = load_chips()

@@ -18,7 +18,8 @@ from optimizer.catalog import load_model
 from optimizer.planning import FleetPlan, plan
 from optimizer.planning.check import Solution, violations
 from optimizer.planning.offers import build_offers, cheapest_cover, model_offers
-from optimizer.planning.spec import Commitment, PlanModel, PlanSpec, Pool, load_plan, resolve
+from optimizer.planning.plan_file import load_plan
+from optimizer.planning.spec import Commitment, PlanModel, PlanSpec, Pool, resolve
 from tests.plan_bruteforce import plan_optimum
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -287,7 +287,8 @@ def test_fleet_plan_sections():
 
 
 def test_validation_and_calibration_reports():
-    from optimizer.calibration import bundled_data, fit, load_measurements, validate, with_catalog
+    from optimizer.calibration import fit, validate, with_catalog
+    from optimizer.measurements import bundled_data, load_measurements
 
     chips = load_chips()
     m = load_measurements(bundled_data(), chips)

@@ -15,8 +15,9 @@ from optimizer.planning.check import Solution
 from optimizer.planning.explain import shortfalls, unservable
 from optimizer.planning.model import FleetModel
 from optimizer.planning.offers import PlanOffers, build_offers
+from optimizer.planning.plan_file import load_plan
 from optimizer.planning.result import FleetPlan, Outcome, fleet_plan
-from optimizer.planning.spec import PlanSpec, ResolvedPlan, load_plan, resolve
+from optimizer.planning.spec import PlanSpec, ResolvedPlan, resolve
 from optimizer.planning.start import apply_hint, greedy_start
 from optimizer.profiles import Profile
 from optimizer.scaling import objective_bound_int

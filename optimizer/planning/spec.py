@@ -1,6 +1,6 @@
 """Procurement-plan input: models with demand forecasts, chip pools with quotas and price
-tiers, and plan-wide options. Frozen dataclasses, loadable from a TOML file (load_plan) or
-built in Python.
+tiers, and plan-wide options. Frozen dataclasses, built in Python or read from a plan file
+(optimizer.planning.plan_file.load_plan).
 
 A PlanSpec validates itself and everything in it on construction (InputError, a ValueError,
 naming the field: `models[1].slo_ms`, `pools[0].commitments[2].discount`): each PlanModel,
@@ -17,16 +17,14 @@ Units: demand in queries per second per period; prices in USD per chip-hour; a p
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from optimizer.candidates import CandidateTable, build_table
-from optimizer.catalog import DTYPES, Chip, Model, load_chips, read_toml
-from optimizer.errors import InputError, unknown_name
+from optimizer.catalog import DTYPES, Chip, Model, load_chips
+from optimizer.errors import InputError, check_choice, is_number, unknown_name
 from optimizer.profiles import PROFILES, Book, Calibrated, Profile, resolve_profile
 from optimizer.workload import SERVING, Workload
 
@@ -40,10 +38,6 @@ MAX_PLAN_QPS = 1e6
 Dtypes = tuple[str, ...] | None  # dtype names; None: each chip's defaults
 
 
-def _is_number(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-
-
 def _is_integer(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, int)
 
@@ -55,17 +49,12 @@ def _require(ok: bool, message: str) -> None:
 
 def _number(where: str, value: Any, *, positive: bool = False) -> None:
     """A finite number (not a bool), above zero with `positive`."""
-    ok = _is_number(value) and (not positive or value > 0)
+    ok = is_number(value) and (not positive or value > 0)
     _require(ok, f"{where} must be a {'positive ' if positive else ''}number, got {value!r}")
 
 
 def _string(where: str, value: Any, *, what: str = "a string", empty: bool = True) -> None:
     _require(isinstance(value, str) and (empty or bool(value)), f"{where} must be {what}, got {value!r}")
-
-
-def _choice(kind: str, value: Any, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise unknown_name(kind, str(value), list(valid))
 
 
 def _per_period(where: str, value: Any, periods: int, *, integer: bool = False, positive: bool = False) -> tuple:
@@ -78,7 +67,7 @@ def _per_period(where: str, value: Any, periods: int, *, integer: bool = False, 
     kind = "integer" if integer else "number"
     for k, v in enumerate(values):
         at = f"{where}[{k}]" if isinstance(value, (list, tuple)) else where
-        if not _is_number(v) or (integer and not float(v).is_integer()):
+        if not is_number(v) or (integer and not float(v).is_integer()):
             raise InputError(f"{at} must be a {'positive ' if positive else ''}{kind}, got {v!r}")
         if v < 0 or (positive and v == 0):
             raise InputError(f"{at} must be {'positive' if positive else 'zero or more'}, got {v!r}")
@@ -122,10 +111,10 @@ class PlanModel:
         _string(f"{where}.model", self.model, what="a non-empty string", empty=False)
         _string(f"{where}.name", self.name, what="a non-empty string")
         _number(f"{where}.slo_ms", self.slo_ms, positive=True)
-        _choice(f"{where}.serving", self.serving, SERVING)
+        check_choice(f"{where}.serving", self.serving, SERVING)
         for kind, values in (("weights", self.weights), ("kv", self.kv)):
             for v in values or ():
-                _choice(f"{where}.{kind} dtype", v, DTYPES)
+                check_choice(f"{where}.{kind} dtype", v, DTYPES)
 
 
 @dataclass(frozen=True)
@@ -148,7 +137,7 @@ class Commitment:
             f"{where}.term_periods must be a positive integer, got {self.term_periods!r}",
         )
         _require(
-            _is_number(self.discount) and 0 <= self.discount < 1,
+            is_number(self.discount) and 0 <= self.discount < 1,
             f"{where}.discount must be a fraction from 0 to below 1 (0.37 for 37%), got {self.discount!r}",
         )
 
@@ -246,17 +235,17 @@ class PlanSpec:
         )
         _number("period_hours", self.period_hours, positive=True)
         _require(
-            _is_number(self.headroom) and self.headroom >= 0,
+            is_number(self.headroom) and self.headroom >= 0,
             f"headroom must be a number >= 0 (0.2 for 20%), got {self.headroom!r}",
         )
-        _choice("commitment_accounting", self.commitment_accounting, COMMITMENT_ACCOUNTING)
+        check_choice("commitment_accounting", self.commitment_accounting, COMMITMENT_ACCOUNTING)
         if isinstance(self.profile, (Book, Calibrated)):
             _require(
                 self.engine is None and self.calibration is None,
                 "engine and calibration name a calibrated profile; a profile value carries its own",
             )
         else:
-            _choice("profile", self.profile, PROFILES)
+            check_choice("profile", self.profile, PROFILES)
         _require(
             not self.share_slices,
             "share_slices = true is not supported: each slice serves one model "
@@ -377,81 +366,3 @@ def resolve(spec: PlanSpec, catalog: dict[str, Chip] | None = None) -> ResolvedP
     if spec.budget_per_period is not None:
         budget = _per_period("budget_per_period", spec.budget_per_period, p, positive=True)
     return ResolvedPlan(spec=spec, demand=demand, quota=quota, budget=budget, chips=chips)
-
-
-_MODEL_KEYS = set(PlanModel.__dataclass_fields__)
-_POOL_KEYS = set(Pool.__dataclass_fields__)
-_COMMITMENT_KEYS = set(Commitment.__dataclass_fields__)
-_PLAN_KEYS = set(PlanSpec.__dataclass_fields__)
-
-
-def _table(where: str, value: Any, keys: set[str], required: tuple[str, ...]) -> dict:
-    if not isinstance(value, dict):
-        raise InputError(f"{where} must be a table, got {value!r}")
-    unknown = sorted(set(value) - keys)
-    if unknown:
-        raise InputError(f"{where} has unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(keys))}")
-    for key in required:
-        if key not in value:
-            raise InputError(f"{where} lacks {key!r}")
-    return value
-
-
-def _strings(where: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InputError(f"{where} must be a list of strings, got {value!r}")
-    return tuple(value)
-
-
-def _model_from_dict(k: int, data: Any) -> PlanModel:
-    m = dict(_table(f"models[{k}]", data, _MODEL_KEYS, ("model", "demand_qps", "slo_ms")))
-    for key in ("weights", "kv"):
-        if key in m:
-            m[key] = _strings(f"models[{k}].{key}", m[key])
-    if isinstance(m["demand_qps"], list):
-        m["demand_qps"] = tuple(m["demand_qps"])
-    return PlanModel(**m)
-
-
-def _pool_from_dict(k: int, data: Any) -> Pool:
-    q = dict(_table(f"pools[{k}]", data, _POOL_KEYS, ("chip", "quota_chips")))
-    if "shapes" in q:
-        q["shapes"] = _strings(f"pools[{k}].shapes", q["shapes"])
-    if isinstance(q["quota_chips"], list):
-        q["quota_chips"] = tuple(q["quota_chips"])
-    tiers = q.get("commitments", [])
-    if not isinstance(tiers, list):
-        raise InputError(f"pools[{k}].commitments must be a list of tables, got {tiers!r}")
-    q["commitments"] = tuple(
-        Commitment(**_table(f"pools[{k}].commitments[{j}]", c, _COMMITMENT_KEYS, ("name", "term_periods", "discount")))
-        for j, c in enumerate(tiers)
-    )
-    return Pool(**q)
-
-
-def spec_from_dict(data: dict, origin: str = "plan") -> PlanSpec:
-    """A PlanSpec from the TOML file's tables (field names as in the dataclasses)."""
-    data = _table(origin, data, _PLAN_KEYS, ("models", "pools"))
-    tables = {key: v if isinstance(v, list) else [v] for key, v in data.items() if key in ("models", "pools")}
-    models = tuple(_model_from_dict(k, m) for k, m in enumerate(tables["models"]))
-    pools = tuple(_pool_from_dict(k, q) for k, q in enumerate(tables["pools"]))
-    rest = {key: data[key] for key in data if key not in ("models", "pools")}
-    if isinstance(rest.get("budget_per_period"), list):
-        rest["budget_per_period"] = tuple(rest["budget_per_period"])
-    return PlanSpec(models=models, pools=pools, **rest)
-
-
-def load_plan(path: str | Path) -> PlanSpec:
-    """A plan file; a model given as a relative config.json path is read from the file's folder."""
-    spec = spec_from_dict(read_toml(Path(path), "plan file"), str(path))
-    folder = Path(path).parent
-    models = tuple(
-        replace(m, model=str(folder / m.model))
-        if isinstance(m.model, str) and m.model.endswith(".json") and not Path(m.model).is_absolute()
-        else m
-        for m in spec.models
-    )
-    calibration = spec.calibration
-    if isinstance(calibration, str) and not Path(calibration).is_absolute():
-        calibration = str(folder / calibration)
-    return replace(spec, models=models, calibration=calibration)

@@ -1,0 +1,79 @@
+"""The text of calibrate and validate: fitted parameters, errors per group."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from optimizer.render.text import json_text, table
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from optimizer.calibrated import CalibratedParams
+    from optimizer.calibration import Validation
+    from optimizer.measurements import Measurements
+
+
+def calibration(params: CalibratedParams, check: Validation, data: Path | str, m: Measurements, out: str) -> str:
+    """calibrate's report: what was fitted to what, the parameters, the in-sample errors."""
+    chips = table(
+        ["chip", "HBM efficiency", "FLOP/s efficiency", "fitted"],
+        [
+            [n, f"{c.hbm_efficiency:.3f}", f"{c.flops_efficiency:.3f}", "no (assumed)" if c.assumed else "yes"]
+            for n, c in sorted(params.chips.items())
+        ],
+    )
+    engines = table(
+        ["engine", "step overhead ms", "per-sequence us", "link efficiency", "admission steps"],
+        [
+            [
+                n,
+                f"{e.step_overhead_s * 1e3:.3f}",
+                f"{e.seq_overhead_s * 1e6:.2f}",
+                f"{e.link_efficiency:.3f}",
+                f"{e.admission_steps:.1f}",
+            ]
+            for n, e in sorted(params.engines.items())
+        ],
+    )
+    return "\n".join(
+        [
+            f"fitted to {len(m)} rows of {data} ({len(m.skipped)} skipped); written to {out}",
+            f"collective latency  {params.collective_latency_s * 1e6:.2f} us per all-reduce stage",
+            chips,
+            engines,
+            f"in-sample MAPE: TPOT {check.overall['tpot_mape']:.2f}%, TTFT {check.overall['ttft_mape']:.2f}%",
+        ]
+    )
+
+
+def calibration_json(params: CalibratedParams, check: Validation, out: str) -> str:
+    return json_text({"params": asdict(params), "in_sample": check.overall, "skipped": check.skipped, "out": out})
+
+
+def _errors(s: dict[str, Any]) -> list[str]:
+    """Rows, TPOT MAPE and TTFT MAPE of a validation summary."""
+    return [str(s["n"]), f"{s['tpot_mape']:.1f}%", f"{s['ttft_mape']:.1f}%"]
+
+
+def validation(v: Validation, data: str, m: Measurements) -> str:
+    """validate's report: the errors per group and overall, leave-one-model-out, skipped lines."""
+    summary = [[g["model"], g["system"], g["engine"], g["precision"], *_errors(g)] for g in v.groups]
+    lines = [
+        f"{v.profile} profile on {data}: {len(m)} rows, {len(m.skipped)} skipped",
+        table(
+            ["model", "system", "engine", "precision", "rows", "TPOT MAPE", "TTFT MAPE"],
+            [*summary, ["all", "", "", "", *_errors(v.overall)]],
+        ),
+    ]
+    if v.leave_one_model_out is not None:
+        lines += [
+            "\nLeave one model out (fit without it, predict it):",
+            table(
+                ["held out", "rows", "TPOT MAPE", "TTFT MAPE"],
+                [[r["model"], *_errors(r)] for r in v.leave_one_model_out],
+            ),
+        ]
+    lines += [f"skipped line {s['line']}: {s['reason']}" for s in v.skipped]
+    return "\n".join(lines)

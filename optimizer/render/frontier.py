@@ -1,0 +1,117 @@
+"""The text of frontier and frontier --by-batch: points, files, titles and messages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import TYPE_CHECKING
+
+from optimizer.render.text import json_text, table
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from optimizer.frontier import BatchPoint, FrontierPoint
+
+
+def frontier_points(points: Sequence[FrontierPoint]) -> str:
+    """The frontier's points as a table, fastest first per context."""
+    return table(
+        ["context", "chip", "slice", "tp", "w/kv", "batch", "step ms", "$/Mtok out"],
+        [
+            [
+                str(p.context),
+                p.chip,
+                p.topology,
+                str(p.tp),
+                f"{p.weights}/{p.kv}",
+                str(p.batch),
+                f"{p.step_ms:.3f}",
+                f"{p.usd_per_million_tokens:.4f}",
+            ]
+            for p in points
+        ],
+    )
+
+
+def batch_points(points: Sequence[BatchPoint]) -> str:
+    """The by-batch view as a table: the step and its parts, throughput per chip, what bounds it."""
+    return table(
+        ["context", "batch", "step ms", "params", "kv", "flops", "tok/ms/chip", "bound"],
+        [
+            [
+                str(p.context),
+                str(p.batch),
+                f"{p.step_ms:.3f}",
+                f"{p.params_ms:.3f}",
+                f"{p.kv_ms:.3f}",
+                f"{p.flops_ms:.3f}",
+                f"{p.tokens_per_ms_per_chip:.4f}",
+                ("compute" if p.compute_bound else "memory") + (", comms" if p.comms_bound else ""),
+            ]
+            for p in points
+        ],
+    )
+
+
+def points_json(points: Sequence[FrontierPoint] | Sequence[BatchPoint]) -> str:
+    """frontier --json."""
+    return json_text({"points": [p.to_dict() for p in points]})
+
+
+def points_file(points: Sequence[FrontierPoint] | Sequence[BatchPoint], suffix: str) -> str:
+    """frontier --out: the points as a JSON list (suffix .json) or CSV with a header row (else).
+    The CSV lines end in CRLF (the csv module's dialect): write the text with newline=""."""
+    rows = [p.to_dict() for p in points]
+    if suffix.lower() == ".json":
+        return json.dumps(rows, indent=2)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["context"])
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def wrote(path: str, n: int) -> str:
+    return f"wrote {path} ({n} points)"
+
+
+def no_frontier(model: str, contexts: Sequence[int]) -> str:
+    """The frontier is empty: the model fits on none of the chips."""
+    return (
+        f"nothing to show: {model} fits on none of the chips asked with one sequence of "
+        f"{', '.join(map(str, contexts))} tokens"
+    )
+
+
+def no_batches(model: str, chip: str, topology: str, weights: str, kv: str, contexts: Sequence[int]) -> str:
+    """The by-batch view is empty: the configuration holds not even one sequence."""
+    return (
+        f"nothing to show: {model} does not fit on {chip} {topology} in "
+        f"{weights}/{kv} with one sequence of any of the contexts asked "
+        f"({', '.join(map(str, contexts))} tokens)"
+    )
+
+
+def none_within(slo_ms: float, context: int) -> str:
+    return f"no configuration meets {slo_ms:g} ms at {context:,} tokens"
+
+
+def cheapest_label(p: FrontierPoint, slo_ms: float) -> str:
+    """frontier --slo-ms: the label of the cheapest point within the target."""
+    return (
+        f"cheapest within {slo_ms:g} ms at {p.context:,} "
+        f"tokens: {p.chip} {p.topology} {p.weights}/{p.kv} batch {p.batch}"
+    )
+
+
+def frontier_title(model: str, profile: str, decode_len: int) -> str:
+    return f"{model}: latency-cost frontier of decode ({profile} profile, {decode_len} output tokens per query)"
+
+
+def by_batch_title(model: str, chip: str, topology: str, weights: str, kv: str, tp: int, profile: str) -> str:
+    return (
+        f"{model} on {chip} {topology} ({tp}-way model parallel), {weights} weights, "
+        f"{kv} KV: decode step and throughput per chip against batch ({profile} profile)"
+    )

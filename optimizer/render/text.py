@@ -1,0 +1,28 @@
+"""Shared text helpers: padded tables, JSON as --json prints it, plurals."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell: the first and last left-aligned, the others right."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    last = len(headers) - 1
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if k in (0, last) else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def json_text(data: Any) -> str:
+    """What --json prints: the data indented by two."""
+    return json.dumps(data, indent=2)
+
+
+def plural(n: int, word: str) -> str:
+    return word if n == 1 else f"{word}s"
