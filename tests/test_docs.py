@@ -92,3 +92,17 @@ def test_readme_python_example_runs_and_matches_the_cli():
     assert r.exit_code == 0, r.output
     cli_best = json.loads(r.output)["best"]
     assert cli_best == result.to_dict()["best"]
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists every package of the source tree: a non-editable install (the
+    Quickstart's) otherwise lacks the subpackages the tests import from the checkout."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for top in ("optimizer", "constraints")
+        for p in (ROOT / top).rglob("__init__.py")
+    }
+    assert found == listed
