@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,12 +21,24 @@ from optimizer.workload import OBJECTIVES
 
 # The solver (ortools, which imports pandas) loads inside the commands that solve, so that
 # `servesat models`, `servesat chips` and --help start in a tenth of the time.
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange without NaN and infinity (NaN passes every range comparison)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{v!r} is not a finite number.", param, ctx)
+        return v
+
+
 POSITIVE_INT = click.IntRange(min=1)
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+POSITIVE_FLOAT = FiniteFloatRange(min=0, min_open=True)
 FILE = click.Path(dir_okay=False)
 PROFILES = click.Choice(["book", "calibrated"])
 DTYPES_HELP = f"dtype ({', '.join(DTYPES)})"
-UNIT = click.FloatRange(0, 1, min_open=True)
+UNIT = FiniteFloatRange(0, 1, min_open=True)
 
 
 class OneLineErrors:
@@ -67,7 +80,7 @@ OPTIONS: dict[str, Callable] = {
     "weights": option("--weights", required=True, help=f"Weight {DTYPES_HELP}."),
     "kv": option("--kv", required=True, help=f"KV-cache {DTYPES_HELP}."),
     "prompt-len": option("--prompt-len", type=POSITIVE_INT, help="Prompt tokens (default: context - decode length)."),
-    "prefill-mfu": option("--prefill-mfu", type=UNIT, default=0.4, help="Prefill's FLOPs utilization."),
+    "prefill-mfu": option("--prefill-mfu", type=UNIT, help="Book profile: prefill's FLOPs utilization [default: 0.4]."),
     "chips-file": option("--chips", "chips_file", type=FILE, help="TOML chips: add to (or replace) the built-in."),
     "price": option("--price", "prices", multiple=True, metavar="CHIP=USD", help="A chip's $/chip-hour (repeatable)."),
     "profile": option(
@@ -190,8 +203,10 @@ def optimize_cmd(o: Any) -> None:
     if o.colocated and o.decode_only:
         raise click.UsageError("--colocated and --decode-only exclude each other")
     serving = "colocated" if o.colocated else "decode-only" if o.decode_only else "disaggregated"
-    if o.compare_colocated and o.decode_only:
-        raise click.UsageError("--compare-colocated compares prefill modes; it cannot go with --decode-only")
+    if o.decode_only and (o.compare_colocated or o.prompt_len or o.prefill_mfu):
+        raise click.UsageError(
+            "--decode-only ignores prompts: it cannot go with --compare-colocated, --prompt-len or --prefill-mfu"
+        )
     if o.plot_path is not None:
         check_plot_path(o.plot_path)
     workload = _workload(o, slo_ms=o.slo_ms, prompt_len=o.prompt_len, ttft_ms=o.ttft_ms, serving=serving)

@@ -120,4 +120,8 @@ def resolve_profile(
         if engine is not None or calibration is not None:
             raise InputError("--engine and --calibration apply to --profile calibrated only")
         return Book() if prefill_mfu is None else Book(prefill_mfu)
-    return Calibrated(load_params(calibration), engine)  # prefills at its fitted rate, not an MFU
+    if prefill_mfu is not None:
+        raise InputError(
+            "--prefill-mfu applies to the book profile; the calibrated profile prefills at its fitted rate"
+        )
+    return Calibrated(load_params(calibration), engine)

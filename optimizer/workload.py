@@ -37,6 +37,16 @@ class Workload:
             check_positive_int("prompt_len (--prompt-len)", self.prompt_len)
         if self.serving not in SERVING:
             raise InputError(f"unknown serving mode {self.serving!r}; valid: {', '.join(SERVING)}")
+        if self.context < self.decode_len:
+            raise InputError(
+                f"context (--context) {self.context} is below decode_len (--decode-len) {self.decode_len}: "
+                "the context is the KV length at the end of decoding, every generated token included"
+            )
+        if self.serving == "decode-only" and self.ttft_ms is not None:
+            raise InputError(
+                f"ttft_ms (--ttft-ms) {self.ttft_ms!r} is a time-to-first-token target, and decode-only "
+                "serving ignores prompts: drop one of them"
+            )
         if self.prompt_len is None and self.context <= self.decode_len and self.serving != "decode-only":
             raise InputError(
                 f"the default prompt length is context - decode_len, and context {self.context} "

@@ -184,7 +184,7 @@ def test_decode_only_matches_the_core_roofline():
         (["--prompt-len", "0"], "'--prompt-len': 0 is not in the range x>=1"),
         (["--time-limit", "0"], "'--time-limit': 0.0 is not in the range x>0"),
         (["--colocated", "--decode-only"], "--colocated and --decode-only exclude each other"),
-        (["--decode-only", "--compare-colocated"], "it cannot go with --decode-only"),
+        (["--decode-only", "--compare-colocated"], "--decode-only ignores prompts"),
         (["--context", "512", "--decode-len", "512"], "give --prompt-len"),
     ],
 )

@@ -158,7 +158,8 @@ def comparison(c: dict[str, Any]) -> str:
         for m, v in c.items()
         if isinstance(v, dict)
     ]
-    return f"\nCompared ({c['by']}): {'; '.join(parts)}; cheaper: {c['cheaper']}"
+    verdict = f"cheaper: {c['cheaper']}" if c["cheaper"] is not None else "neither mode can serve it"
+    return f"\nCompared ({c['by']}): {'; '.join(parts)}; {verdict}"
 
 
 def optimum_label(b: Configuration) -> str:
