@@ -16,7 +16,7 @@ from click import argument, option
 
 from optimizer import render
 from optimizer.catalog import DTYPES, builtin_models, load_chips, parse_prices
-from optimizer.errors import InputError
+from optimizer.errors import InputError, check_not_an_input
 from optimizer.workload import OBJECTIVES
 
 # The solver (ortools, which imports pandas) loads inside the commands that solve, so that
@@ -198,7 +198,7 @@ def _workload(o: Any, context: int | None = None, **served: Any) -> Any:
 def optimize_cmd(o: Any) -> None:
     """The configuration with the most queries per dollar whose every output token meets --slo-ms."""
     from optimizer.api import Search, optimize
-    from optimizer.plots import check_plot_path
+    from optimizer.plots import check_plot_path, plot_optimum
 
     if o.colocated and o.decode_only:
         raise click.UsageError("--colocated and --decode-only exclude each other")
@@ -217,22 +217,8 @@ def optimize_cmd(o: Any) -> None:
         compare_colocated=o.compare_colocated, time_limit_s=o.time_limit,
     )  # fmt: skip
     if o.plot_path is not None:
-        _plot_optimum(o.model, result, workload, profile, search, o.plot_path)
+        plot_optimum(o.model, result, workload, profile, search, o.plot_path)
     click.echo(render.json_text(result.to_dict()) if o.as_json else render.optimize_result(result))
-
-
-def _plot_optimum(model: str, result: Any, workload: Any, profile: Any, search: Any, path: str) -> None:
-    """The decode frontier for optimize's inputs, with the chosen replica and the SLO marked."""
-    from optimizer import load_model
-    from optimizer.frontier import frontier
-    from optimizer.plots import plot_frontier
-
-    catalog, names, weights, kv = search.resolve()
-    chips = {n: catalog[n] for n in names}
-    points = frontier(load_model(model), workload, profile=profile, chips=chips, weights=weights, kv=kv)
-    b = result.best
-    chosen = [] if b is None else [(b.step_ms, b.usd_per_million_output_tokens, render.optimum_label(b))]
-    plot_frontier(points, path, render.optimum_plot_title(result), chosen=chosen, slo_ms=workload.slo_ms)
 
 
 @command("evaluate", main)
@@ -249,13 +235,9 @@ def evaluate_cmd(o: Any) -> None:
     click.echo(render.json_text(e.to_dict()) if o.as_json else render.evaluation(e))
 
 
-def _frontier_conflicts(o: Any, catalog: dict) -> None:
-    from optimizer.errors import unknown_name
+def _frontier_conflicts(o: Any) -> None:
     from optimizer.plots import PLOT_SUFFIXES
 
-    for n in o.chip_names:
-        if n not in catalog:
-            raise unknown_name("chip", n, sorted(catalog))
     suffix = Path(o.out).suffix.lower() if o.out else None
     if suffix is not None and suffix not in (".csv", ".json", *PLOT_SUFFIXES):
         raise InputError(f"--out {o.out}: unknown suffix {suffix!r}; valid: .csv, .json, .png, .svg")
@@ -276,13 +258,14 @@ def _frontier_conflicts(o: Any, catalog: dict) -> None:
 def frontier_cmd(o: Any) -> None:
     """The latency-cost Pareto frontier (decode), or one configuration against batch (--by-batch)."""
     from optimizer import load_model
-    from optimizer.frontier import by_batch, cheapest_within, frontier
+    from optimizer.api import Search
+    from optimizer.frontier import by_batch, frontier
     from optimizer.plots import PLOT_SUFFIXES, plot_by_batch, plot_frontier
 
-    catalog = _catalog(o.chips_file, o.prices)
+    catalog, names, _, _ = Search(_catalog(o.chips_file, o.prices), o.chip_names or None).resolve()
     mdl = load_model(o.model)
     contexts = o.contexts or (8192,)
-    _frontier_conflicts(o, catalog)
+    _frontier_conflicts(o)
     profile = _profile(o)
     workloads = [_workload(o, context, serving="decode-only") for context in contexts]
     points: list = []
@@ -296,19 +279,15 @@ def frontier_cmd(o: Any) -> None:
             return
         plot = functools.partial(plot_by_batch, points, title=render.by_batch_title(*what, points[0].tp, o.profile))
     else:
-        selected = {n: catalog[n] for n in (o.chip_names or sorted(catalog))}
+        selected = {n: catalog[n] for n in names}
         for w in workloads:
             points += frontier(mdl, w, profile=profile, chips=selected, weights=o.weights or None, kv=o.kv or None)
         if not points:
             click.echo(render.no_frontier(mdl.name, contexts))
             return
-        chosen = []
-        for context in contexts if o.slo_ms is not None else ():
-            p = cheapest_within(points, o.slo_ms, context)
-            if p is None:
-                click.echo(render.none_within(o.slo_ms, context))
-            else:
-                chosen.append((p.step_ms, p.usd_per_million_tokens, render.cheapest_label(p, o.slo_ms)))
+        chosen, missing = render.cheapest_marks(points, o.slo_ms, contexts)
+        for line in missing:
+            click.echo(line)
         title = render.frontier_title(mdl.name, o.profile, o.decode_len)
         plot = functools.partial(plot_frontier, points, title=title, chosen=chosen, slo_ms=o.slo_ms)
     if o.out and Path(o.out).suffix.lower() in PLOT_SUFFIXES:
@@ -367,8 +346,7 @@ def plan_cmd(o: Any) -> None:
     """The cheapest fleet for a demand forecast: what to rent or commit to, per period."""
     from optimizer.planning import load_plan, plan
 
-    if o.out is not None and Path(o.out).resolve() == Path(o.plan_file).resolve():
-        raise InputError(f"--out {o.out} is the plan file itself")
+    check_not_an_input(o.out, o.plan_file, o.chips_file, o.calibration)
     spec = load_plan(o.plan_file).with_profile(o.profile, o.engine, o.calibration)
     catalog = load_chips(o.chips_file) if o.chips_file else None
     result = plan(spec, chips=catalog, time_limit_s=o.time_limit, maximize_served=o.maximize_served, workers=o.workers)
@@ -381,18 +359,22 @@ def plan_cmd(o: Any) -> None:
 @options("data", "params-out", "chips-file", "json")
 def calibrate_cmd(o: Any) -> None:
     """Fit the calibrated profile's parameters to measured TPOT and TTFT; print and write them."""
-    from optimizer.calibration import fit, validate, with_catalog
+    from optimizer.calibration import fit, fit_warnings, validate, with_catalog
     from optimizer.measurements import bundled_data, load_measurements
     from optimizer.profiles import Calibrated
 
-    catalog = load_chips(o.chips_file)
     path = Path(o.data) if o.data else bundled_data()
+    check_not_an_input(o.out, path, o.chips_file)
+    catalog = load_chips(o.chips_file)
     m = load_measurements(path, catalog)
     params = with_catalog(fit(m, f"fitted by servesat calibrate to {path.name} ({len(m)} rows)"), catalog)
     _write(o.out, params.to_toml())
     check = validate(m, Calibrated(params))
+    warnings = fit_warnings(m, params)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
     text = render.calibration(params, check, path, m, o.out)
-    click.echo(render.calibration_json(params, check, o.out) if o.as_json else text)
+    click.echo(render.calibration_json(params, check, o.out, warnings) if o.as_json else text)
 
 
 @command("validate", main)

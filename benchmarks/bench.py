@@ -162,7 +162,8 @@ def zoo(runs: int) -> None:
     """servesat zoo: scenarios per second (2 workers), whole command and in process, and growth."""
     import tempfile
 
-    from optimizer.zoo import load_zoo, solve_zoo
+    from optimizer.zoo import load_zoo
+    from optimizer.zoo_solve import solve_zoo
 
     tmp = Path(tempfile.mkdtemp())
     example = ROOT / "examples" / "zoo.toml"

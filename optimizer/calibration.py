@@ -198,6 +198,33 @@ def fit(m: Measurements, source: str = "") -> CalibratedParams:
     return replace(params, default_engine=default)
 
 
+def fit_warnings(m: Measurements, params: CalibratedParams) -> list[str]:
+    """What makes a fit untrustworthy, in words: fewer measured rows than fitted parameters
+    (the parameters then describe those rows, not the chips and engines), and fitted values
+    that no hardware can have (an efficiency above 1, faster than the chip's peak)."""
+    fitted_chips = sorted(n for n, c in params.chips.items() if not c.assumed)
+    n_params = 2 * len(fitted_chips) + 1 + 4 * len(params.engines)
+    out = []
+    if len(m) < n_params:
+        out.append(
+            f"only {len(m)} measured rows for {n_params} fitted parameters: the fit is underdetermined, "
+            "and its parameters reproduce these rows without describing the chips or engines"
+        )
+    for name in fitted_chips:
+        c = params.chips[name]
+        out += [
+            f"{name}: fitted {what} {value:.3g} is above 1, beyond the chip's peak (unphysical)"
+            for what, value in (("hbm_efficiency", c.hbm_efficiency), ("flops_efficiency", c.flops_efficiency))
+            if value > 1
+        ]
+    out += [
+        f"{name}: link_efficiency {e.link_efficiency:.3g} is above 1, beyond the interconnect's peak (unphysical)"
+        for name, e in sorted(params.engines.items())
+        if e.link_efficiency > 1
+    ]
+    return out
+
+
 def with_catalog(params: CalibratedParams, chips: dict[str, Chip]) -> CalibratedParams:
     """Every catalog chip listed: fitted chips as fitted, the others the reference chip's (assumed)."""
     ref = params.chips[REFERENCE_CHIP]

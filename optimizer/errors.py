@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from pathlib import Path
 from typing import Any
 
 
@@ -51,3 +52,10 @@ def check_positive_int(what: str, value: Any) -> None:
 def check_choice(kind: str, value: Any, valid: list[str] | tuple[str, ...]) -> None:
     if value not in valid:
         raise unknown_name(kind, str(value), list(valid))
+
+
+def check_not_an_input(out: str | Path | None, *inputs: str | Path | None) -> None:
+    """--out must not overwrite a file the command reads (its data, zoo, plan or chips file)."""
+    for path in inputs:
+        if out is not None and path is not None and Path(out).resolve() == Path(path).resolve():
+            raise InputError(f"--out {out} is an input of this command ({path}); write to another file")

@@ -9,10 +9,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optimizer.errors import InputError
 from optimizer.frontier import BatchPoint, FrontierPoint
+
+if TYPE_CHECKING:
+    from optimizer.api import Search
+    from optimizer.profiles import Profile
+    from optimizer.result import OptimizeResult
+    from optimizer.workload import Workload
 
 PLOT_SUFFIXES = (".png", ".svg")
 
@@ -117,6 +123,21 @@ def plot_frontier(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     _save(fig, path)
+
+
+def plot_optimum(
+    model: str | Path, result: OptimizeResult, workload: Workload, profile: Profile, search: Search, path: str | Path
+) -> None:
+    """optimize --plot: the decode frontier for optimize's inputs, the chosen replica and the SLO marked."""
+    from optimizer import load_model, render
+    from optimizer.frontier import frontier
+
+    catalog, names, weights, kv = search.resolve()
+    chips = {n: catalog[n] for n in names}
+    points = frontier(load_model(model), workload, profile=profile, chips=chips, weights=weights, kv=kv)
+    b = result.best
+    chosen = [] if b is None else [(b.step_ms, b.usd_per_million_output_tokens, render.optimum_label(b))]
+    plot_frontier(points, path, render.optimum_plot_title(result), chosen=chosen, slo_ms=workload.slo_ms)
 
 
 def plot_by_batch(rows: Sequence[BatchPoint], path: str | Path, title: str) -> None:

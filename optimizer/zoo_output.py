@@ -15,10 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from optimizer.errors import InputError
-from optimizer.zoo import COLUMNS, load_zoo, scenarios, solve_zoo
+from optimizer.errors import InputError, check_not_an_input
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+from optimizer.zoo import COLUMNS, load_zoo, scenarios
+from optimizer.zoo_solve import solve_zoo
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".md": "md"}
+HEADER_LINES = {"csv": 1, "jsonl": 0, "md": 2}
 
 
 def _cell(v: Any) -> str:
@@ -31,52 +38,127 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+def _format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"--out {path}: unknown suffix {path.suffix!r}; valid: .csv, .jsonl, .md")
+    return fmt
+
+
+def _bad_line(path: Path, line: int, why: str) -> InputError:
+    return InputError(
+        f"--resume: {path} line {line} is not a servesat zoo row ({why}); "
+        "remove or fix that line, or write to a new file"
+    )
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, dict]]:
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    if header != COLUMNS:
+        raise _other_columns(path)
+    rows = []
+    for cells in reader:
+        if len(cells) != len(COLUMNS):
+            raise _bad_line(path, reader.line_num, f"{len(cells)} fields, the header {len(COLUMNS)}")
+        rows.append((reader.line_num, _typed(dict(zip(COLUMNS, cells)))))
+    return rows
+
+
+def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict]]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise _bad_line(path, n, "not JSON") from None
+        if not isinstance(row, dict) or list(row) != COLUMNS:
+            if n == 1:
+                raise _other_columns(path)
+            raise _bad_line(path, n, "not an object with the zoo's columns")
+        rows.append((n, row))
+    return rows
+
+
+def _md_rows(path: Path, text: str) -> list[tuple[int, dict]]:
+    lines = text.splitlines()
+    if [c.strip() for c in lines[0].strip().strip("|").split("|")] != COLUMNS:
+        raise _other_columns(path)
+    rows = []
+    for n, line in enumerate(lines[2:], start=3):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != len(COLUMNS):
+            raise _bad_line(path, n, f"{len(cells)} cells, the header {len(COLUMNS)}")
+        rows.append((n, _typed(dict(zip(COLUMNS, cells)))))
+    return rows
+
+
+def _other_columns(path: Path) -> InputError:
+    return InputError(
+        f"--resume: {path} was written with other columns (by another servesat version); write to a new file"
+    )
+
+
+def parse_rows(path: Path, text: str) -> list[tuple[int, dict]]:
+    """(line, row) for every complete line of an output file's text (a last line without its
+    newline, cut short by a kill, is not one). InputError names a line that is not a row or
+    repeats a scenario: a file with those is not resumed."""
+    complete = text[: text.rfind("\n") + 1]
+    if not complete:
+        return []
+    fmt = _format(path)
+    rows = _csv_rows(path, complete) if fmt == "csv" else _jsonl_rows(path, complete) if fmt == "jsonl" else []
+    if fmt == "md":
+        rows = _md_rows(path, complete)
+    first: dict[str, int] = {}
+    for line, row in rows:
+        sid = row.get("scenario_id")
+        if not sid or not row.get("status"):
+            raise _bad_line(path, line, "no scenario_id or status")
+        if sid in first:
+            raise _bad_line(path, line, f"scenario {sid} again, first on line {first[sid]}")
+        first[sid] = line
+    return rows
+
+
 class RowWriter:
-    """Appends rows to one output file; knows which scenario_ids the file already holds."""
+    """Appends rows to one output file, which it holds locked (one run per file); knows which
+    scenario_ids the file already holds. Nothing in an existing file changes until every check
+    has passed: its columns, every line, and that no other run is writing it."""
 
     def __init__(self, path: str | Path, resume: bool) -> None:
         self.path = Path(path)
-        self.format = FORMATS.get(self.path.suffix.lower())
-        if self.format is None:
-            raise InputError(f"--out {self.path}: unknown suffix {self.path.suffix!r}; valid: .csv, .jsonl, .md")
+        self.format = _format(self.path)
         self.done: set[str] = set()
-        existing = resume and self.path.exists() and self.path.stat().st_size > 0
         try:
-            if existing:
-                self._truncate_partial_line()
-                self._check_columns()
-                self.done = self._read_ids()
-                self.file: IO[str] = open(self.path, "a", newline="")  # noqa: SIM115 (kept open across writes; closed in close())
-            else:
-                self.file = open(self.path, "w", newline="")  # noqa: SIM115 (as above)
-                self._header()
+            self.file: IO[str] = open(self.path, "a+", newline="")  # noqa: SIM115 (kept open across writes; closed in close())
         except OSError as e:
             raise InputError(f"--out {self.path}: cannot be written ({e.strerror})") from None
+        try:
+            self._lock()
+            self.file.seek(0)
+            text = self.file.read()
+            if resume and text:
+                if text.count("\n") < HEADER_LINES[self.format]:
+                    raise InputError(f"--resume: {self.path} has no complete header (cut short?); write to a new file")
+                self.done = {row["scenario_id"] for _, row in parse_rows(self.path, text)}
+                self.file.truncate(text.rfind("\n") + 1)  # a line cut short by a kill is solved again
+            else:
+                self.file.truncate(0)
+                self._header()
+        except BaseException:
+            self.file.close()
+            raise
 
-    def _check_columns(self) -> None:
-        """--resume appends rows of today's columns: refuse a file written with other ones."""
-        first = self.path.read_text().split("\n", 1)[0]
-        if self.format == "csv":
-            found = next(csv.reader([first]), [])
-        elif self.format == "md":
-            found = [c.strip() for c in first.strip().strip("|").split("|")]
-        else:
-            found = list(json.loads(first)) if first.strip() else COLUMNS
-        if found != COLUMNS:
+    def _lock(self) -> None:
+        if fcntl is None:  # no advisory locks on this platform: one run per file is the user's to keep
+            return
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             raise InputError(
-                f"--resume: {self.path} was written with other columns (by another servesat version); "
-                "write to a new file"
-            )
-
-    def _truncate_partial_line(self) -> None:
-        data = self.path.read_bytes()
-        if not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
-
-    def _read_ids(self) -> set[str]:
-        return {r["scenario_id"] for r in read_rows(self.path) if r.get("scenario_id")}
+                f"--out {self.path} is being written by another servesat zoo run; wait for it, or write to another file"
+            ) from None
 
     def _header(self) -> None:
         if self.format == "csv":
@@ -89,7 +171,7 @@ class RowWriter:
         if self.format == "csv":
             csv.writer(self.file).writerow([_cell(row[c]) for c in COLUMNS])
         elif self.format == "jsonl":
-            self.file.write(json.dumps({c: row[c] for c in COLUMNS}) + "\n")
+            self.file.write(json.dumps({c: row[c] for c in COLUMNS}, allow_nan=False) + "\n")
         else:
             cells = [_cell(row[c]).replace("|", "/").replace("\n", " ") for c in COLUMNS]
             self.file.write("| " + " | ".join(cells) + " |\n")
@@ -109,25 +191,17 @@ def _typed(row: dict) -> dict:
     out: dict = {c: (row.get(c) or None) for c in COLUMNS}
     for c in ("queries_per_dollar", "usd_per_million_tokens"):
         if out[c] is not None:
-            out[c] = float(out[c])
+            try:
+                out[c] = float(out[c])
+            except ValueError:
+                out[c] = None
     return out
 
 
 def read_rows(path: str | Path) -> list[dict]:
     """Every complete row of an output file (CSV, JSON Lines or Markdown)."""
     path = Path(path)
-    text = path.read_text()
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    if suffix == ".csv":
-        return [_typed(r) for r in csv.DictReader(io.StringIO(text)) if r.get("status")]
-    rows = []
-    for line in text.splitlines()[2:]:
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == len(COLUMNS):
-            rows.append(_typed(dict(zip(COLUMNS, cells))))
-    return rows
+    return [row for _, row in parse_rows(path, path.read_text())]
 
 
 @dataclass
@@ -152,8 +226,7 @@ def _check_run(zoo_file: str | Path, out: str | Path, workers: int | None, backe
         raise InputError("--workers is for the local backend; Ray schedules on the cluster's CPUs")
     if backend == "ray" and importlib.util.find_spec("ray") is None:
         raise InputError("the ray backend needs Ray: pip install 'servesat[ray]'")
-    if Path(out).resolve() == Path(zoo_file).resolve():
-        raise InputError(f"--out {out} is the zoo file itself")
+    check_not_an_input(out, zoo_file)
 
 
 @contextlib.contextmanager

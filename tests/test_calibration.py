@@ -330,7 +330,8 @@ def test_predictions_are_finite_and_positive(measured):
 
 def test_zoo_and_plan_take_the_profile(tmp_path, chips):
     from optimizer.planning import PlanModel, PlanSpec, Pool, plan
-    from optimizer.zoo import load_zoo, solve_zoo
+    from optimizer.zoo import load_zoo
+    from optimizer.zoo_solve import solve_zoo
 
     zoo = tmp_path / "z.toml"
     zoo.write_text(

@@ -302,4 +302,4 @@ def test_validation_and_calibration_reports():
     assert lines[0] == f"fitted to {len(m)} rows of data.csv ({len(m.skipped)} skipped); written to out.toml"
     assert lines[1].startswith("collective latency  ") and lines[2].startswith("chip ")
     assert lines[-1].startswith("in-sample MAPE: TPOT ")
-    assert json.loads(render.calibration_json(params, v, "out.toml"))["out"] == "out.toml"
+    assert json.loads(render.calibration_json(params, v, "out.toml", []))["out"] == "out.toml"

@@ -16,8 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from optimizer.zoo import COLUMNS, load_zoo, scenarios, solve_zoo
+from optimizer.zoo import COLUMNS, load_zoo, scenarios
 from optimizer.zoo_output import RowWriter
+from optimizer.zoo_solve import solve_zoo
 from tests.helpers import solve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,7 +267,7 @@ def test_option_mistakes_exit_2_before_touching_the_output(small_zoo, tmp_path):
         r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(keep), *args])
         assert r.exit_code == 2, r.output
     r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(small_zoo)])
-    assert r.exit_code == 2 and "is the zoo file itself" in r.output
+    assert r.exit_code == 2 and "is an input of this command" in r.output
     assert keep.read_text() == "precious\n"
 
 

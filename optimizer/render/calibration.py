@@ -48,8 +48,9 @@ def calibration(params: CalibratedParams, check: Validation, data: Path | str, m
     )
 
 
-def calibration_json(params: CalibratedParams, check: Validation, out: str) -> str:
-    return json_text({"params": asdict(params), "in_sample": check.overall, "skipped": check.skipped, "out": out})
+def calibration_json(params: CalibratedParams, check: Validation, out: str, warnings: list[str]) -> str:
+    data = {"params": asdict(params), "in_sample": check.overall, "skipped": check.skipped, "out": out}
+    return json_text({**data, "warnings": warnings})
 
 
 def _errors(s: dict[str, Any]) -> list[str]:

@@ -98,6 +98,26 @@ def none_within(slo_ms: float, context: int) -> str:
     return f"no configuration meets {slo_ms:g} ms at {context:,} tokens"
 
 
+def cheapest_marks(
+    points: Sequence[FrontierPoint], slo_ms: float | None, contexts: Sequence[int]
+) -> tuple[list[tuple[float, float, str]], list[str]]:
+    """frontier --slo-ms: per context the cheapest point within the target, as a plot mark
+    (step_ms, $/Mtok, label), or a line saying there is none."""
+    from optimizer.frontier import cheapest_within
+
+    chosen: list[tuple[float, float, str]] = []
+    missing: list[str] = []
+    if slo_ms is None:
+        return chosen, missing
+    for context in contexts:
+        p = cheapest_within(list(points), slo_ms, context)
+        if p is None:
+            missing.append(none_within(slo_ms, context))
+        else:
+            chosen.append((p.step_ms, p.usd_per_million_tokens, cheapest_label(p, slo_ms)))
+    return chosen, missing
+
+
 def cheapest_label(p: FrontierPoint, slo_ms: float) -> str:
     """frontier --slo-ms: the label of the cheapest point within the target."""
     return (
