@@ -365,6 +365,12 @@ def model_aliases() -> dict[str, str]:
     return {a.lower(): n for n, t in _builtin_model_tables().items() for a in t.get("aliases", [])}
 
 
+def is_builtin_model(name: str) -> bool:
+    """A built-in model's name or alias (anything else is a path to a config)."""
+    key = name.lower()
+    return key in _builtin_model_tables() or key in model_aliases()
+
+
 def load_model(name_or_path: str | Path) -> Model:
     """A built-in model by name or alias, or a Hugging Face style config.json by path."""
     text = str(name_or_path)

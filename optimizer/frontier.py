@@ -31,6 +31,8 @@ from optimizer.workload import Workload
 
 #: Most (configuration, batch) points one frontier enumerates.
 MAX_POINTS = 20_000_000
+#: Most batches one by-batch view lists (per context).
+MAX_BATCH_POINTS = 100_000
 
 
 @dataclass
@@ -182,6 +184,11 @@ def by_batch(
     top = fit if max_batch is None else min(fit, max_batch)
     if top < 1:
         return []
+    if top > MAX_BATCH_POINTS:
+        raise InputError(
+            f"the by-batch view would list {top:,} batches (every batch up to the largest that fits at a "
+            f"{context:,}-token context), over {MAX_BATCH_POINTS:,}: give a longer --context"
+        )
     b = np.arange(1, top + 1)
     rows = np.zeros(len(b), dtype=np.int64)
     step = c.step_s(b, rows)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from optimizer.errors import InputError, check_not_an_input
+from optimizer.render.text import strict_json
 
 try:
     import fcntl
@@ -171,7 +172,7 @@ class RowWriter:
         if self.format == "csv":
             csv.writer(self.file).writerow([_cell(row[c]) for c in COLUMNS])
         elif self.format == "jsonl":
-            self.file.write(json.dumps({c: row[c] for c in COLUMNS}, allow_nan=False) + "\n")
+            self.file.write(json.dumps(strict_json({c: row[c] for c in COLUMNS}), allow_nan=False) + "\n")
         else:
             cells = [_cell(row[c]).replace("|", "/").replace("\n", " ") for c in COLUMNS]
             self.file.write("| " + " | ".join(cells) + " |\n")

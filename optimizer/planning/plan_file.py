@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from optimizer.catalog import read_toml
+from optimizer.catalog import is_builtin_model, read_toml
 from optimizer.errors import InputError
 from optimizer.planning.spec import Commitment, PlanModel, PlanSpec, Pool
 
@@ -72,13 +72,21 @@ def spec_from_dict(data: dict, origin: str = "plan") -> PlanSpec:
     return PlanSpec(models=models, pools=pools, **rest)
 
 
+def _is_relative_path(model: str, folder: Path) -> bool:
+    """A relative path to a config (it exists there, or looks like a path), not a model's name."""
+    if is_builtin_model(model) or Path(model).is_absolute():
+        return False
+    return (folder / model).exists() or "/" in model or model.endswith(".json")
+
+
 def load_plan(path: str | Path) -> PlanSpec:
-    """A plan file; a model given as a relative config.json path is read from the file's folder."""
+    """A plan file; a model given by a relative path (a config.json or its folder) and the
+    calibration file are read from the plan file's folder."""
     spec = spec_from_dict(read_toml(Path(path), "plan file"), str(path))
     folder = Path(path).parent
     models = tuple(
         replace(m, model=str(folder / m.model))
-        if isinstance(m.model, str) and m.model.endswith(".json") and not Path(m.model).is_absolute()
+        if _is_relative_path(m.model, folder)
         else m
         for m in spec.models
     )

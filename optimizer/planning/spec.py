@@ -17,11 +17,13 @@ Units: demand in queries per second per period; prices in USD per chip-hour; a p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
+from optimizer import scaling
 from optimizer.candidates import CandidateTable, build_table
 from optimizer.catalog import DTYPES, Chip, Model, load_chips
 from optimizer.errors import InputError, check_choice, is_number, unknown_name
@@ -33,6 +35,16 @@ from optimizer.workload import SERVING, Workload
 #: ("horizon", as if the capacity after the horizon will be worth its price).
 COMMITMENT_ACCOUNTING = ("full-term", "horizon")
 MAX_PERIODS = 120
+#: A period lasts at most a (leap) year.
+MAX_PERIOD_HOURS = 8784.0
+#: A commitment's term is at most ten times the longest plan.
+MAX_TERM_PERIODS = 10 * MAX_PERIODS
+#: Chips a pool may hold in a period, and a period's budget: far above any real fleet, and low
+#: enough that a plan's micro-dollar bill stays inside the solver's 64-bit integers.
+MAX_QUOTA_CHIPS = 1_000_000
+MAX_BUDGET_USD = 1e12
+#: The largest bill (micro-dollars) the integer model holds exactly.
+MAX_BILL_INT = 2**62
 #: Largest forecast a plan represents (micro-QPS and micro-dollar sums stay inside int64).
 MAX_PLAN_QPS = 1e6
 Dtypes = tuple[str, ...] | None  # dtype names; None: each chip's defaults
@@ -57,8 +69,10 @@ def _string(where: str, value: Any, *, what: str = "a string", empty: bool = Tru
     _require(isinstance(value, str) and (empty or bool(value)), f"{where} must be {what}, got {value!r}")
 
 
-def _per_period(where: str, value: Any, periods: int, *, integer: bool = False, positive: bool = False) -> tuple:
-    """One value (every period) or a list of exactly `periods` values."""
+def _per_period(
+    where: str, value: Any, periods: int, *, integer: bool = False, positive: bool = False, at_most: float = math.inf
+) -> tuple:
+    """One value (every period) or a list of exactly `periods` values, each at most `at_most`."""
     values = list(value) if isinstance(value, (list, tuple)) else [value] * periods
     if len(values) != periods:
         raise InputError(
@@ -71,6 +85,8 @@ def _per_period(where: str, value: Any, periods: int, *, integer: bool = False, 
             raise InputError(f"{at} must be a {'positive ' if positive else ''}{kind}, got {v!r}")
         if v < 0 or (positive and v == 0):
             raise InputError(f"{at} must be {'positive' if positive else 'zero or more'}, got {v!r}")
+        if v > at_most:
+            raise InputError(f"{at} must be at most {at_most:g}, got {v!r}")
     return tuple(int(v) if integer else float(v) for v in values)
 
 
@@ -133,8 +149,8 @@ class Commitment:
             f"{where}.name must be a unique non-empty name, got {self.name!r}",
         )
         _require(
-            _is_integer(self.term_periods) and self.term_periods >= 1,
-            f"{where}.term_periods must be a positive integer, got {self.term_periods!r}",
+            _is_integer(self.term_periods) and 1 <= self.term_periods <= MAX_TERM_PERIODS,
+            f"{where}.term_periods must be an integer from 1 to {MAX_TERM_PERIODS}, got {self.term_periods!r}",
         )
         _require(
             is_number(self.discount) and 0 <= self.discount < 1,
@@ -164,7 +180,9 @@ class Pool:
         shapes against the catalog are checked by `chip_in`."""
         for key in ("chip", "name"):
             _string(f"{where}.{key}", getattr(self, key))
-        _per_period(f"{where}.quota_chips", self.quota_chips, periods, integer=True, positive=True)
+        _per_period(
+            f"{where}.quota_chips", self.quota_chips, periods, integer=True, positive=True, at_most=MAX_QUOTA_CHIPS
+        )
         if self.shapes is not None and not self.shapes:
             raise InputError(f"{where}.shapes is empty; leave it out for every slice of {self.chip}")
         if self.usd_per_chip_hour is not None:
@@ -226,7 +244,9 @@ class PlanSpec:
                 f"pools[{k}]: name {pool.label!r} is used twice; give each pool its own name",
             )
         if self.budget_per_period is not None:
-            _per_period("budget_per_period", self.budget_per_period, self.periods, positive=True)
+            _per_period(
+                "budget_per_period", self.budget_per_period, self.periods, positive=True, at_most=MAX_BUDGET_USD
+            )
 
     def _check_options(self) -> None:
         p = self.periods
@@ -234,6 +254,10 @@ class PlanSpec:
             _is_integer(p) and 1 <= p <= MAX_PERIODS, f"periods must be an integer from 1 to {MAX_PERIODS}, got {p!r}"
         )
         _number("period_hours", self.period_hours, positive=True)
+        _require(
+            self.period_hours <= MAX_PERIOD_HOURS,
+            f"period_hours must be at most {MAX_PERIOD_HOURS:g} (a year), got {self.period_hours!r}",
+        )
         _require(
             is_number(self.headroom) and self.headroom >= 0,
             f"headroom must be a number >= 0 (0.2 for 20%), got {self.headroom!r}",
@@ -365,4 +389,22 @@ def resolve(spec: PlanSpec, catalog: dict[str, Chip] | None = None) -> ResolvedP
     budget = None
     if spec.budget_per_period is not None:
         budget = _per_period("budget_per_period", spec.budget_per_period, p, positive=True)
+    _check_largest_bill(spec, quota, chips)
     return ResolvedPlan(spec=spec, demand=demand, quota=quota, budget=budget, chips=chips)
+
+
+def _check_largest_bill(spec: PlanSpec, quota: tuple[tuple[int, ...], ...], chips: tuple[Chip, ...]) -> None:
+    """Every pool's quota on demand in every period, and committed in full at every start for
+    its whole term: a bound on any bill the model can form, which must fit its integers."""
+    bound = 0
+    for pool, q, chip in zip(spec.pools, quota, chips):
+        unit = scaling.usd_int(chip.usd_per_chip_hour * spec.period_hours)
+        terms = 1 + sum(c.term_periods for c in pool.commitments)
+        bound += unit * max(q) * spec.periods * terms
+    if bound > MAX_BILL_INT:
+        raise InputError(
+            f"the plan's largest possible bill (every pool's quota_chips at its price for {spec.periods} "
+            f"period(s) of {spec.period_hours:g} hours, commitments included) is ${bound / scaling.USD_UNITS:.3g}, "
+            f"beyond the ${MAX_BILL_INT / scaling.USD_UNITS:.3g} the solver's integers hold exactly: "
+            "lower quota_chips or period_hours"
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import TYPE_CHECKING
 
 from optimizer.render.text import json_text, table
@@ -65,7 +64,7 @@ def points_file(points: Sequence[FrontierPoint] | Sequence[BatchPoint], suffix: 
     The CSV lines end in CRLF (the csv module's dialect): write the text with newline=""."""
     rows = [p.to_dict() for p in points]
     if suffix.lower() == ".json":
-        return json.dumps(rows, indent=2)
+        return json_text(rows)
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["context"])
     w.writeheader()

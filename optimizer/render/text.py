@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 
@@ -19,9 +20,21 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
+def strict_json(data: Any) -> Any:
+    """The data with every NaN or infinite float as None: JSON has no such numbers (Python
+    would write NaN or Infinity, which strict parsers reject), and null is "no value"."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(v) for v in data]
+    return data
+
+
 def json_text(data: Any) -> str:
-    """What --json prints: the data indented by two."""
-    return json.dumps(data, indent=2)
+    """What --json prints: the data (strict JSON) indented by two."""
+    return json.dumps(strict_json(data), indent=2, allow_nan=False)
 
 
 def plural(n: int, word: str) -> str:
