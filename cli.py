@@ -275,7 +275,8 @@ def frontier_cmd(o: Any) -> None:
             points += by_batch(mdl, w, profile=profile, kv=o.kv[0], **one)
         what = (mdl.name, o.chip_names[0], o.topology, o.weights[0], o.kv[0])
         if not points:
-            click.echo(render.no_batches(*what, contexts))
+            click.echo(render.no_batches(*what, contexts), err=o.as_json)
+            click.echo(render.points_json(points) if o.as_json else "", nl=o.as_json)
             return
         plot = functools.partial(plot_by_batch, points, title=render.by_batch_title(*what, points[0].tp, o.profile))
     else:
@@ -283,11 +284,12 @@ def frontier_cmd(o: Any) -> None:
         for w in workloads:
             points += frontier(mdl, w, profile=profile, chips=selected, weights=o.weights or None, kv=o.kv or None)
         if not points:
-            click.echo(render.no_frontier(mdl.name, contexts))
+            click.echo(render.no_frontier(mdl.name, contexts), err=o.as_json)
+            click.echo(render.points_json(points) if o.as_json else "", nl=o.as_json)
             return
         chosen, missing = render.cheapest_marks(points, o.slo_ms, contexts)
-        for line in missing:
-            click.echo(line)
+        for line in missing:  # on stderr with --json, which stays one JSON object
+            click.echo(line, err=o.as_json)
         title = render.frontier_title(mdl.name, o.profile, o.decode_len)
         plot = functools.partial(plot_frontier, points, title=title, chosen=chosen, slo_ms=o.slo_ms)
     if o.out and Path(o.out).suffix.lower() in PLOT_SUFFIXES:

@@ -301,3 +301,152 @@ def test_resume_refuses_a_file_with_other_columns(tmp_path):
     res = CliRunner().invoke(main, ["zoo", str(zoo), "--out", str(out), "--resume"])
     assert res.exit_code == 2 and "written with other columns" in res.output
     assert out.read_text() == "scenario_id,model,status\nabc,llama3-8b,optimal\n"
+
+
+# ----------------------------------------------------------------------------- robustness (issue 16)
+
+BIG = "[grid]\nslo_ms = [{targets}]\ncontext = [2048, 8192]\n" + "".join(
+    f'[[models]]\nname = "{m}"\n' for m in ("llama3-8b", "llama3-70b", "qwen3-32b", "mistral-7b")
+)
+
+
+def big_zoo(tmp_path: Path, targets: int = 40) -> Path:
+    f = tmp_path / "big.toml"
+    f.write_text(BIG.format(targets=", ".join(str(10 + 2 * k) for k in range(targets))))
+    return f
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "import cli; cli.main()", *args]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for_rows(out: Path, rows: int, proc: subprocess.Popen) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists() and out.read_text().count("\n") > rows:
+            return
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_the_run(tmp_path, sig):
+    """Killing only the main process (SIGKILL or SIGTERM) leaves no worker running."""
+    out = tmp_path / "o.csv"
+    proc = subprocess.Popen(
+        _cli("zoo", str(big_zoo(tmp_path)), "--out", str(out), "--workers", "2"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for_rows(out, 3, proc)
+    workers = _children(proc.pid)
+    assert workers, "the run finished before it could be killed"
+    proc.send_signal(sig)
+    proc.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline and any(_running(w) for w in workers):
+        time.sleep(0.05)
+    assert not [w for w in workers if _running(w)]
+
+
+@pytest.mark.parametrize("suffix,after_rows", [(".csv", 1), (".csv", 60), (".jsonl", 200), (".md", 30)])
+def test_killed_at_any_moment_and_resumed_every_scenario_once(tmp_path, suffix, after_rows):
+    zoo = big_zoo(tmp_path)
+    total = len(scenarios(load_zoo(zoo)))
+    out = tmp_path / f"o{suffix}"
+    cmd = _cli("zoo", str(zoo), "--out", str(out), "--workers", "2")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_for_rows(out, after_rows, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ids = _ids(out)
+    assert len(ids) == len(set(ids)) == total
+
+
+def test_a_second_run_on_the_same_output_is_refused(small_zoo, tmp_path):
+    """The output file is locked: another run (with or without --resume) exits 2 and writes nothing."""
+    out = tmp_path / "o.csv"
+    w = RowWriter(out, resume=False)
+    try:
+        for resume in ([], ["--resume"]):
+            r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(out), *resume])
+            assert r.exit_code == 2 and "is being written by another servesat zoo run" in r.output, r.output
+        assert out.read_text().splitlines() == [",".join(COLUMNS)]
+    finally:
+        w.close()
+
+
+@pytest.mark.parametrize(
+    "name,text,message",
+    [
+        ("cut.csv", "scenario_id,model,sta", "has no complete header"),
+        ("cut.md", "| scenario_id | model |\n|---", "has no complete header"),
+        ("other.jsonl", '{"scenario_id": "a", "model": "x"}\n', "written with other columns"),
+        ("other.md", "| scenario_id | model |\n|---|---|\n| a | x |\n", "written with other columns"),
+    ],
+)
+def test_resume_refuses_before_changing_anything(small_zoo, tmp_path, name, text, message):
+    out = tmp_path / name
+    out.write_text(text)
+    r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(out), "--resume"])
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert out.read_text() == text
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".md"])
+@pytest.mark.parametrize("damage", ["garbled", "duplicate"])
+def test_a_corrupt_line_is_named_and_nothing_changes(small_zoo, tmp_path, suffix, damage):
+    out = tmp_path / f"o{suffix}"
+    w = RowWriter(out, resume=False)
+    for row in list(solve_zoo(small_zoo, workers=1))[:4]:
+        w.write(row)
+    w.close()
+    lines = out.read_text().splitlines(keepends=True)
+    body = 0 if suffix == ".jsonl" else 1 if suffix == ".csv" else 2  # first row's index
+    bad = body + 2
+    lines[bad] = lines[body] if damage == "duplicate" else lines[bad][: len(lines[bad]) // 2] + "\n"
+    out.write_text("".join(lines))
+    before = out.read_text()
+    r = CliRunner().invoke(main, ["zoo", str(small_zoo), "--out", str(out), "--resume"])
+    assert r.exit_code == 2 and f"line {bad + 1} is not a servesat zoo row" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert out.read_text() == before
+
+
+def test_workers_are_capped_by_chunks_and_cores(small_zoo, monkeypatch):
+    """--workers 100000 starts no more processes than there are chunks of work and cores."""
+    import optimizer.zoo_solve as zs
+
+    seen = []
+    real = zs.ProcessPoolExecutor
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["max_workers"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zs, "ProcessPoolExecutor", recording)
+    rows = list(solve_zoo(small_zoo, workers=100_000))
+    assert len(rows) == len(scenarios(load_zoo(small_zoo)))
+    assert all(n <= min(os.cpu_count() or 1, len(rows)) for n in seen)

@@ -85,10 +85,7 @@ def load_plan(path: str | Path) -> PlanSpec:
     spec = spec_from_dict(read_toml(Path(path), "plan file"), str(path))
     folder = Path(path).parent
     models = tuple(
-        replace(m, model=str(folder / m.model))
-        if _is_relative_path(m.model, folder)
-        else m
-        for m in spec.models
+        replace(m, model=str(folder / m.model)) if _is_relative_path(m.model, folder) else m for m in spec.models
     )
     calibration = spec.calibration
     if isinstance(calibration, str) and not Path(calibration).is_absolute():
