@@ -17,6 +17,7 @@ from click import argument, option
 from optimizer import render
 from optimizer.catalog import DTYPES, builtin_models, load_chips, parse_prices
 from optimizer.errors import InputError, check_not_an_input
+from optimizer.launch.engines import ENGINES, FORMATS
 from optimizer.workload import OBJECTIVES
 
 # The solver (ortools, which imports pandas) loads inside the commands that solve, so that
@@ -128,6 +129,11 @@ OPTIONS: dict[str, Callable] = {
     "data-csv": option("--data", type=FILE, required=True, help="Measurements CSV (calibration schema)."),
     "check-profile": option("--profile", type=PROFILES, default="calibrated"),
     "lomo": option("--lomo", is_flag=True, help="Also leave-one-model-out: refit without each model, predict it."),
+    # launch
+    "launch-engine": option("--engine", type=click.Choice(ENGINES), default="vllm", help="Engine to run (and cost)."),
+    "format": option("--format", "fmt", type=click.Choice(FORMATS), default="shell", help="Commands or manifests."),
+    "image": option("--image", help="Container image (default: the engine's for the chip family)."),
+    "out-dir": option("--out", "out_dir", type=click.Path(file_okay=False), help="Write one file per workload."),
 }
 GROUPS = {
     "dtypes": ("weights*", "kv*"),
@@ -197,21 +203,14 @@ def _workload(o: Any, context: int | None = None, **served: Any) -> Any:
 @options("colocated", "decode-only", "compare", "qps", "time-limit", "plot", "catalog", "cost-model", "json")
 def optimize_cmd(o: Any) -> None:
     """The configuration with the most queries per dollar whose every output token meets --slo-ms."""
-    from optimizer.api import Search, optimize
+    from optimizer.api import optimize
+    from optimizer.options import OptimizeOptions
     from optimizer.plots import check_plot_path, plot_optimum
 
-    if o.colocated and o.decode_only:
-        raise click.UsageError("--colocated and --decode-only exclude each other")
-    serving = "colocated" if o.colocated else "decode-only" if o.decode_only else "disaggregated"
-    if o.decode_only and (o.compare_colocated or o.prompt_len or o.prefill_mfu):
-        raise click.UsageError(
-            "--decode-only ignores prompts: it cannot go with --compare-colocated, --prompt-len or --prefill-mfu"
-        )
+    opts = OptimizeOptions.from_options(vars(o))
     if o.plot_path is not None:
         check_plot_path(o.plot_path)
-    workload = _workload(o, slo_ms=o.slo_ms, prompt_len=o.prompt_len, ttft_ms=o.ttft_ms, serving=serving)
-    search = Search(_catalog(o.chips_file, o.prices), o.chip_names or None, o.weights or None, o.kv or None)
-    profile = _profile(o)
+    workload, search, profile = opts.workload(), opts.search(), opts.cost_profile()
     result = optimize(
         o.model, workload, profile=profile, search=search, objective=o.objective, top=o.top, qps=o.qps,
         compare_colocated=o.compare_colocated, time_limit_s=o.time_limit,
@@ -219,6 +218,24 @@ def optimize_cmd(o: Any) -> None:
     if o.plot_path is not None:
         plot_optimum(o.model, result, workload, profile, search, o.plot_path)
     click.echo(render.json_text(result.to_dict()) if o.as_json else render.optimize_result(result))
+
+
+@command("launch", main)
+@options("model", "slo-ms", "chips", "context", "decode-len", "dtypes", "objective", "prompt", "ttft-ms", "colocated")
+@options("decode-only", "qps", "time-limit", "catalog", "profile", "launch-engine", "calibration", "format", "image")
+@options("out-dir", "json")
+def launch_cmd(o: Any) -> None:
+    """The engine commands (or Kubernetes manifests) that start the optimum's servers."""
+    from optimizer.launch import launch, write_files
+    from optimizer.options import OptimizeOptions
+
+    opts = OptimizeOptions.from_options({**vars(o), "engine": o.engine if o.profile == "calibrated" else None})
+    plan = launch(
+        o.model, opts.workload(), profile=opts.cost_profile(), search=opts.search(), engine=o.engine, fmt=o.fmt,
+        qps=o.qps, objective=o.objective, time_limit_s=o.time_limit, image=o.image,
+    )  # fmt: skip
+    wrote = write_files(o.out_dir, render.launch_files(plan)) if o.out_dir is not None and plan.servers else None
+    click.echo(render.json_text(plan.to_dict()) if o.as_json else render.launch_text(plan, wrote))
 
 
 @command("evaluate", main)
@@ -235,22 +252,6 @@ def evaluate_cmd(o: Any) -> None:
     click.echo(render.json_text(e.to_dict()) if o.as_json else render.evaluation(e))
 
 
-def _frontier_conflicts(o: Any) -> None:
-    from optimizer.plots import PLOT_SUFFIXES
-
-    suffix = Path(o.out).suffix.lower() if o.out else None
-    if suffix is not None and suffix not in (".csv", ".json", *PLOT_SUFFIXES):
-        raise InputError(f"--out {o.out}: unknown suffix {suffix!r}; valid: .csv, .json, .png, .svg")
-    if o.out and o.as_json:
-        raise InputError("--json prints to the terminal; with --out the file's suffix chooses the format")
-    if not o.by_batch and (o.topology is not None or o.tp is not None):
-        raise InputError("--topology and --tp fix one configuration: they go with --by-batch")
-    if o.by_batch and o.slo_ms is not None:
-        raise InputError("--slo-ms marks the optimum on the frontier; --by-batch has no optimum to mark")
-    if o.by_batch and (len(o.chip_names) != 1 or o.topology is None or len(o.weights) != 1 or len(o.kv) != 1):
-        raise click.UsageError("--by-batch needs one --chip, --topology, one --weights and one --kv")
-
-
 @command("frontier", main)
 @options("model", "chips", "contexts", "decode-len", "dtypes", "by-batch", "batch-topology", "tp", "slo-mark")
 @options("points-out")
@@ -260,12 +261,13 @@ def frontier_cmd(o: Any) -> None:
     from optimizer import load_model
     from optimizer.api import Search
     from optimizer.frontier import by_batch, frontier
+    from optimizer.options import check_frontier_options
     from optimizer.plots import PLOT_SUFFIXES, plot_by_batch, plot_frontier
 
     catalog, names, _, _ = Search(_catalog(o.chips_file, o.prices), o.chip_names or None).resolve()
     mdl = load_model(o.model)
     contexts = o.contexts or (8192,)
-    _frontier_conflicts(o)
+    check_frontier_options(vars(o))
     profile = _profile(o)
     workloads = [_workload(o, context, serving="decode-only") for context in contexts]
     points: list = []

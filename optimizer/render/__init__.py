@@ -1,6 +1,6 @@
 """The text the command line prints: pure functions from result objects to strings.
 
-One module per command family (optimize, frontier, listings, plan, calibration); every
+One module per command family (optimize, frontier, listings, plan, calibration, launch); every
 function is re-exported here, so the command line writes `render.optimize_result(r)`.
 
 One function per result type (and per message a command prints); no click, no printing, no
@@ -25,6 +25,7 @@ from optimizer.render.frontier import (
     points_json,
     wrote,
 )
+from optimizer.render.launch import launch_files, launch_text
 from optimizer.render.listings import (
     chips_json,
     chips_table,
@@ -64,6 +65,8 @@ __all__ = [
     "frontier_points",
     "frontier_title",
     "json_text",
+    "launch_files",
+    "launch_text",
     "model_listing",
     "models_json",
     "models_table",
