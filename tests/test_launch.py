@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -392,3 +393,69 @@ def test_trtllm_table_matches_trtllm_serve():
     for f in spec.flags.values():
         if not f.in_config:
             assert f.flag in opts, f"trtllm-serve has no {f.flag}"
+
+
+def test_docs_list_every_flag_and_the_readme_examples_are_what_launch_prints():
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "launch.md").read_text()
+    for name in ENGINES:
+        spec = load_engine(name)
+        assert f"{spec.display_name} {spec.version}" in page
+        for f in spec.flags.values():
+            assert f"`{f.flag}`" in page, f"docs/launch.md lacks {name}'s {f.flag}"
+    readme = (root / "README.md").read_text().split("## From a plan to running servers")[1].split("```")[1]
+    for block in readme.split("$ servesat ")[1:]:
+        command, _, shown = block.partition("\n")
+        r = CliRunner().invoke(cli.main, command.split())
+        assert r.exit_code == 0, r.output
+        printed = " ".join(
+            line.strip().rstrip("\\").strip() for line in r.output.splitlines() if not line.startswith("#")
+        )
+        words = shown.replace("\\\n", " ").replace("...", " ").split()
+        pairs = [" ".join(words[i : i + 2]) for i in range(len(words) - 1) if words[i].startswith("--")]
+        assert words[0] in printed and all(p in printed for p in pairs), command
+
+
+AMD_CHIP = """
+[chips.mi300x]
+kind = "gpu"
+display_name = "AMD Instinct MI300X"
+bf16_flops = 1.307e15
+int8_flops = 2.615e15
+fp8_flops = 2.615e15
+hbm_bytes = 192e9
+hbm_bytes_per_s = 5.3e12
+link_bytes_per_s = 6.4e10
+links_per_axis = 1
+usd_per_chip_hour = 4.0
+weight_dtypes = ["bf16", "fp8", "int8", "int4"]
+kv_dtypes = ["bf16", "fp8", "int8", "int4"]
+eight_bit = "fp8"
+topologies = ["1", "2", "4", "8"]
+
+[chips.mi300x.sources]
+specs = "a test chip with MI300X-like figures"
+price = "test"
+topologies = "test"
+"""
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_an_amd_gpu_from_a_chips_file_launches_with_amd_resources(tmp_path, engine):
+    path = tmp_path / "amd.toml"
+    path.write_text(AMD_CHIP)
+    search = Search(load_chips(path), ["mi300x"], ["fp8"], ["fp8"])
+    plan = launch("llama3-70b", Workload(slo_ms=SLO_MS), search=search, engine=engine, fmt="k8s")
+    for g in plan.servers:
+        assert g.family == "amd"
+        check_group(engine, g, 8192)
+    limits = [
+        c["resources"]["limits"]
+        for m in plan.manifests
+        if m["kind"] == "Deployment"
+        for c in m["spec"]["template"]["spec"]["containers"]
+    ]
+    assert limits and all(set(x) == {"amd.com/gpu"} for x in limits)
+    validate_manifests(plan.manifests)
+    with pytest.raises(InputError, match="does not serve mi300x"):
+        launch("llama3-70b", Workload(slo_ms=SLO_MS), search=search, engine="trtllm")
