@@ -100,7 +100,7 @@ def shapes(result: OptimizeResult, deployment: Deployment | None) -> list[Shape]
     out = [Shape(role, b.chip, b.topology, b.chips, b.tp, _ep(b), b.weights, b.kv, b.batch, b.replicas, b.replicas)]
     if b.prefill is not None:
         p = b.prefill
-        needed = math.ceil((b.prefill_servers_per_replica or 0) * b.replicas - 1e-9)
+        needed = max(1, math.ceil((b.prefill_servers_per_replica or 0) * b.replicas - 1e-9))
         out.append(Shape("prefill", p.chip, p.topology, p.chips, p.tp, _ep(p), p.weights, p.kv, 1, needed, p.replicas))
     return out
 
