@@ -15,9 +15,10 @@ import click
 from click import argument, option
 
 from optimizer import render
-from optimizer.catalog import DTYPES, builtin_models, load_chips, parse_prices
+from optimizer.catalog import DTYPES, load_chips, parse_prices
 from optimizer.errors import InputError, check_not_an_input
 from optimizer.launch.engines import ENGINES, FORMATS
+from optimizer.models import builtin_models
 from optimizer.workload import OBJECTIVES
 
 # The solver (ortools, which imports pandas) loads inside the commands that solve, so that

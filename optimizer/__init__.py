@@ -22,10 +22,10 @@ _EXPORTS = {
     "frontier": "optimizer.frontier",
     "by_batch": "optimizer.frontier",
     "Chip": "optimizer.catalog",
-    "Model": "optimizer.catalog",
-    "builtin_models": "optimizer.catalog",
+    "Model": "optimizer.models",
+    "builtin_models": "optimizer.models",
     "load_chips": "optimizer.catalog",
-    "load_model": "optimizer.catalog",
+    "load_model": "optimizer.models",
     "InputError": "optimizer.errors",
     "Configuration": "optimizer.result",
     "Deployment": "optimizer.result",
@@ -81,9 +81,10 @@ __all__ = [
 
 if TYPE_CHECKING:
     from optimizer.api import Search, evaluate, optimize
-    from optimizer.catalog import Chip, Model, builtin_models, load_chips, load_model
+    from optimizer.catalog import Chip, load_chips
     from optimizer.errors import InputError
     from optimizer.frontier import by_batch, frontier
+    from optimizer.models import Model, builtin_models, load_model
     from optimizer.planning import Commitment, FleetPlan, PlanModel, PlanSpec, Pool, load_plan, plan
     from optimizer.profiles import Book, Calibrated, Profile, resolve_profile
     from optimizer.result import (

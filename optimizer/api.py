@@ -15,12 +15,13 @@ import numpy as np
 
 from constraints import comms, hbm, prefill
 from optimizer.candidates import CandidateTable, build_table, single_candidate
-from optimizer.catalog import DTYPES, Chip, Model, load_chips, load_model
+from optimizer.catalog import DTYPES, Chip, load_chips
 from optimizer.configuration import configuration, infeasible_reason
 from optimizer.costmodel import prefill_servers_per_replica
 from optimizer.demand import MAX_QPS, deployment
 from optimizer.errors import InputError, check_choice, check_positive_int, check_positive_number, unknown_name
 from optimizer.metrics import measure
+from optimizer.models import Model, load_model
 from optimizer.profiles import DEFAULT_PROFILE, Book, Profile
 from optimizer.result import Configuration, Deployment, Evaluation, OptimizeResult, SolveStats
 from optimizer.solve import ServingModel

@@ -51,9 +51,10 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.catalog import DTYPE_BYTES, Chip, Model, read_text
+from optimizer.catalog import DTYPE_BYTES, Chip, read_text
 from optimizer.costmodel import Layout, Roofline
 from optimizer.errors import InputError
+from optimizer.models import Model
 from optimizer.workload import Workload
 
 REFERENCE_CHIP = "h100"

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.catalog import Chip, Model, parse_topology
+from optimizer.catalog import Chip, parse_topology
 from optimizer.costmodel import Layout, Roofline
 from optimizer.errors import InputError
+from optimizer.models import Model
 from optimizer.profiles import Profile
 from optimizer.workload import Workload
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.catalog import ACTIVATION_BYTES, DTYPE_BYTES, Chip, Model
+from optimizer.catalog import ACTIVATION_BYTES, DTYPE_BYTES, Chip
+from optimizer.models import Model
 from optimizer.workload import Workload
 
 

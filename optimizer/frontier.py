@@ -22,9 +22,10 @@ import numpy as np
 
 from constraints import comms, hbm
 from optimizer.candidates import build_table, single_candidate
-from optimizer.catalog import DTYPES, Chip, Model
+from optimizer.catalog import DTYPES, Chip
 from optimizer.errors import InputError, unknown_name
 from optimizer.metrics import measure
+from optimizer.models import Model
 from optimizer.profiles import DEFAULT_PROFILE, Profile
 from optimizer.solve import significant
 from optimizer.workload import Workload

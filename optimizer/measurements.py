@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from optimizer.calibrated import PRECISION_BYTES
-from optimizer.catalog import Chip, Model, load_model, read_text
+from optimizer.catalog import Chip, read_text
 from optimizer.errors import InputError
+from optimizer.models import Model, load_model
 
 #: The measurement file's GPU names; servesat's own chip names are accepted as well.
 SYSTEM_NAMES = {"h100_sxm": "h100", "h200_sxm": "h200", "b200_sxm": "b200", "a100_sxm": "a100"}

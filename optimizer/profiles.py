@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from optimizer.calibrated import CalibratedParams, builtin_params, calibrated_roofline, load_params, profile_notes
-from optimizer.catalog import Model
 from optimizer.costmodel import Layout, Roofline, book_roofline
 from optimizer.errors import InputError, check_choice, check_positive_number
+from optimizer.models import Model
 from optimizer.workload import Workload
 
 #: Cost models: the chapter's roofline, or the roofline with the terms fitted to measured serving.

@@ -25,8 +25,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from optimizer.catalog import load_chips, load_model
+from optimizer.catalog import load_chips
 from optimizer.errors import InputError, check_positive_int, unknown_name
+from optimizer.models import load_model
 from optimizer.profiles import resolve_profile
 from optimizer.workload import Workload
 from optimizer.zoo import CHUNK, COLUMNS, Zoo, load_zoo, scenarios

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from optimizer.catalog import load_model
+from optimizer.models import load_model
 from optimizer.planning import FleetPlan, plan
 from optimizer.planning.check import Solution, violations
 from optimizer.planning.offers import build_offers, cheapest_cover, model_offers

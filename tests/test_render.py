@@ -16,8 +16,8 @@ import pytest
 
 from optimizer import load_chips, load_model, render
 from optimizer.api import Search, evaluate, optimize
-from optimizer.catalog import builtin_models
 from optimizer.frontier import by_batch, cheapest_within, frontier
+from optimizer.models import builtin_models
 from optimizer.profiles import resolve_profile
 from optimizer.result import Deployment
 from optimizer.workload import Workload

@@ -9,11 +9,11 @@ from importlib import resources
 from pathlib import Path
 
 from optimizer.api import Search, optimize
-from optimizer.catalog import Model, is_builtin_model, load_model
 from optimizer.errors import InputError, check_choice
 from optimizer.launch import commands, manifests, servers
 from optimizer.launch.engines import FORMATS, EngineSpec, load_engine
 from optimizer.launch.result import LaunchPlan
+from optimizer.models import Model, is_builtin_model, load_model
 from optimizer.profiles import DEFAULT_PROFILE, Profile
 from optimizer.result import OptimizeResult
 from optimizer.workload import Workload

@@ -120,7 +120,7 @@ def tpu_hosts(chip: str, slice_chips: int) -> tuple[int, int]:
 class Target:
     """What is served and how it is costed, for the HBM figures of each group."""
 
-    model: Any  # optimizer.catalog.Model
+    model: Any  # optimizer.models.Model
     model_id: str
     workload: Workload
     profile: Profile

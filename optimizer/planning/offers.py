@@ -26,9 +26,10 @@ from functools import cached_property
 import numpy as np
 
 from constraints import prefill
-from optimizer.catalog import Chip, Model, load_model
+from optimizer.catalog import Chip
 from optimizer.errors import InputError
 from optimizer.metrics import measure
+from optimizer.models import Model, load_model
 from optimizer.planning.spec import PlanModel, PlanSpec, ResolvedPlan
 from optimizer.scaling import rate_int
 from optimizer.solve import MAX_BATCH, family_caps

@@ -6,8 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from optimizer.catalog import is_builtin_model, read_toml
+from optimizer.catalog import read_toml
 from optimizer.errors import InputError
+from optimizer.models import is_builtin_model
 from optimizer.planning.spec import Commitment, PlanModel, PlanSpec, Pool
 
 _MODEL_KEYS = set(PlanModel.__dataclass_fields__)

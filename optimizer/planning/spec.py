@@ -25,8 +25,9 @@ from typing import Any
 
 from optimizer import scaling
 from optimizer.candidates import CandidateTable, build_table
-from optimizer.catalog import DTYPES, Chip, Model, load_chips
+from optimizer.catalog import DTYPES, Chip, load_chips
 from optimizer.errors import InputError, check_choice, is_number, unknown_name
+from optimizer.models import Model
 from optimizer.profiles import PROFILES, Book, Calibrated, Profile, resolve_profile
 from optimizer.workload import SERVING, Workload
 

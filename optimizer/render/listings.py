@@ -10,7 +10,8 @@ from optimizer.render.text import json_text, table
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from optimizer.catalog import Chip, Model
+    from optimizer.catalog import Chip
+    from optimizer.models import Model
 
 
 def zoo_solved(solved: int, already: int, total: int, out: str) -> str:
