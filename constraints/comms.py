@@ -2,7 +2,11 @@
 
     T_ici = B*D*b_act/(n_axes*W_ici)  <=  max(T_hbm = D*F*b_w/(Y*W_hbm), T_math = 2*B*D*F/(Y*C))
 
-Y = 1 has no collectives. Both sides grow with B, so where T_ici grows faster than T_math
+Y = 1 has no collectives. A mixture-of-experts layer checks its collectives (the attention
+group's all-reduce, the experts' all-reduce under expert tensor parallelism, the all-to-all
+dispatch and combine under expert parallelism: docs/models.md) against the layer's work,
+whose weight reads grow with the experts the batch touches (not linear in B: the integer
+cap is moved to the float check's boundary). Both sides grow with B, so where T_ici grows faster than T_math
 the inequality reduces to T_ici <= T_hbm, an upper bound on the batch; elsewhere it always
 holds. Scaled to femtoseconds, T_ici rounded up and T_hbm down. With co-located prefill the
 replica also runs the prompt's matmuls over its T tokens, so it must not be comms-bound at
@@ -27,7 +31,10 @@ def comms_bound(table: CandidateTable, rows: np.ndarray, batch: np.ndarray) -> n
     c = table.cost
     b = np.asarray(batch, dtype=float)
     t_ici = c.ici_s_per_seq[rows] * b
-    t_work = np.maximum(c.matmul_hbm_s[rows], c.matmul_flops_s_per_seq[rows] * b)
+    expert_share = 1.0 - c.expert_miss[rows] ** b  # of a MoE layer's experts, the ones B tokens touch
+    t_work = np.maximum(
+        c.matmul_hbm_s[rows] + c.matmul_experts_s[rows] * expert_share, c.matmul_flops_s_per_seq[rows] * b
+    )
     return (table.tp[rows] > 1) & (t_ici > t_work)
 
 
@@ -46,7 +53,9 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
     c = table.cost
     limited = (table.tp > 1) & (c.ici_s_per_seq > c.matmul_flops_s_per_seq)
     coef = usage_int(c.ici_s_per_seq, TIME_UNITS_PER_S)
-    rhs = capacity_int(c.matmul_hbm_s, TIME_UNITS_PER_S)
+    # with every expert touched (an upper bound on a MoE layer's reads); verified_caps then
+    # moves the cap to the exact boundary of the float check
+    rhs = capacity_int(c.matmul_hbm_s + c.matmul_experts_s, TIME_UNITS_PER_S)
     caps = np.where(limited, batch_cap(coef, rhs), UNBOUNDED)
     caps = np.where(prompt_ok(table, np.arange(len(table)), workload), caps, 0)
     return verified_caps(caps, lambda r, b: satisfied(table, r, b, workload))

@@ -8,7 +8,10 @@ into two rows that must both hold:
 Under the calibrated profile the step is T_fixed + B*out + max(B*T_flops1, T_params + B*kv_in)
 (engine overheads and collectives outside the max, the KV read inside it), which splits the
 same way: B*(out + T_flops1) <= SLO - T_fixed and B*(out + kv_in) <= SLO - T_fixed - T_params.
-Scaled to femtoseconds, per-sequence times rounded up and the SLO down.
+Scaled to femtoseconds, per-sequence times rounded up and the SLO down. A mixture-of-experts
+model also reads the experts its batch touches inside the max, E*(1-(1-k/E)^B) per layer, which
+is not linear in B: its rows start from the cap without that term and verified_caps moves
+each to the float check's boundary (the step only grows with B).
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ import numpy as np
 
 from constraints import comms, hbm, prefill
 from optimizer.candidates import CandidateTable, build_table, single_candidate
-from optimizer.catalog import DTYPES, Chip, load_chips
+from optimizer.catalog import DTYPES, Chip, check_priced, load_chips, lookup_chip
 from optimizer.configuration import configuration, infeasible_reason
 from optimizer.costmodel import prefill_servers_per_replica
 from optimizer.demand import MAX_QPS, deployment
-from optimizer.errors import InputError, check_choice, check_positive_int, check_positive_number, unknown_name
+from optimizer.errors import InputError, check_choice, check_positive_int, check_positive_number
 from optimizer.metrics import measure
 from optimizer.models import Model, load_model
 from optimizer.profiles import DEFAULT_PROFILE, Book, Profile
@@ -44,8 +44,8 @@ def _dtypes(kind: str, values: tuple[str, ...] | list[str] | None) -> tuple[str,
 @dataclass(frozen=True)
 class Search:
     """Where optimize() looks: a chip catalog (None: the built-in one, load_chips()), which of
-    its chip types (None: all), which weight and KV dtypes (None: each chip's defaults: bf16,
-    its native 8-bit format, int4)."""
+    its chip types (None: all that have a price), which weight and KV dtypes (None: each chip's
+    defaults: bf16, its native 8-bit and 4-bit formats)."""
 
     catalog: dict[str, Chip] | None = None
     chips: tuple[str, ...] | list[str] | None = None
@@ -57,7 +57,9 @@ class Search:
         catalog = self.catalog if self.catalog is not None else load_chips()
         names = list(dict.fromkeys(self.chips)) if self.chips else sorted(catalog)
         for n in names:
-            check_choice("chip", n, sorted(catalog))
+            check_priced(lookup_chip(catalog, n))
+        if not names:
+            raise InputError("no chip in the catalog has a price: give one with --price CHIP=USD")
         return catalog, names, _dtypes("weights", self.weights), _dtypes("kv", self.kv)
 
 
@@ -239,6 +241,8 @@ def evaluate(
     batch: int,
     tp: int | None = None,
     chips: dict[str, Chip] | None = None,
+    attention_dp: int = 1,
+    ep: int = 1,
 ) -> Evaluation:
     """The roofline (book or calibrated profile) of one fixed configuration at the workload's
     context, whether or not it fits; the prefill figures are for a prefill server of this same
@@ -246,14 +250,15 @@ def evaluate(
     mdl = _resolve_model(model)
     workload = replace(workload, serving="decode-only")
     catalog = chips if chips is not None else load_chips()
-    if chip not in catalog:
-        raise unknown_name("chip", chip, sorted(catalog))
+    check_priced(lookup_chip(catalog, chip))
     _dtypes("weights", (weights,))
     _dtypes("kv", (kv,))
     check_positive_int("batch", batch)
     if tp is not None:
         check_positive_int("tp", tp)
-    table = single_candidate(mdl, catalog[chip], topology, tp, weights, kv, workload, profile)
+    check_positive_int("attention_dp", attention_dp)
+    check_positive_int("ep", ep)
+    table = single_candidate(mdl, catalog[chip], topology, tp, weights, kv, workload, profile, attention_dp, ep)
     c = table.cost
     rows = np.array([0])
     batches = np.array([batch])
@@ -268,6 +273,7 @@ def evaluate(
         param_count=mdl.param_count,
         param_bytes=float(c.weight_bytes[0]),
         kv_bytes_per_token=float(c.kv_bytes_per_token[0]),
+        kv_bytes_per_sequence=float(mdl.kv_bytes_per_sequence(workload.context, kv)),
         kv_bytes=kv_bytes,
         hbm_bytes=float(c.hbm_capacity_bytes[0]),
         hbm_free_bytes=float(c.hbm_capacity_bytes[0] - c.weight_bytes[0]),

@@ -62,7 +62,7 @@ DEFAULT_ENGINE = "vllm"
 #: Fraction of HBM the engines give to weights and KV cache (vLLM's default gpu_memory_utilization).
 KV_MEMORY_FRACTION = 0.9
 
-PRECISION_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0}
+PRECISION_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 
 
 @dataclass(frozen=True)
@@ -202,29 +202,19 @@ def builtin_params() -> CalibratedParams:
     return params_from_toml(text, "built-in calibrated.toml")
 
 
-def architecture(models: Sequence[Model]) -> dict[str, np.ndarray]:
-    def col(attr: str) -> np.ndarray:
-        return np.array([float(getattr(m, attr)) for m in models])
-
-    L, D, V = col("num_layers"), col("d_model"), col("vocab")
-    P = np.array([float(m.param_count) for m in models])
-    embed = np.where(col("tie_embeddings") > 0, 1.0, 2.0)
-    # P_lin: what a decode step reads (all but the embedding table, which a tied output layer reuses)
-    return {
-        "L": L,
-        "D": D,
-        "H": col("num_heads"),
-        "hd": col("head_dim"),
-        "P": P,
-        "P_lin": P - (embed - 1.0) * D * V,
-        "P_body": P - embed * D * V,
-        "kv_tok_per_byte": 2 * col("num_kv_heads") * col("head_dim") * L,
-    }
+def kv_copies(model: Model, attention_tp: np.ndarray) -> np.ndarray:
+    """Copies of each sequence's KV cache a group of t attention chips holds: latent attention's
+    one compressed vector sits on all t; grouped-query attention splits its K heads and, past
+    t = K, repeats them (t/K copies)."""
+    t = np.asarray(attention_tp, dtype=float)
+    if model.is_mla:
+        return t
+    return np.maximum(1.0, t / model.num_kv_heads)
 
 
 def peak_flops(chip: Chip, dtype: str) -> float:
-    """Dense peak of the weights' dtype: 8-bit formats run at the chip's 8-bit peak."""
-    return {"fp8": chip.fp8_flops, "int8": chip.int8_flops}.get(dtype, 0.0) or chip.bf16_flops
+    """Dense peak of the weights' dtype: 8-bit (and 4-bit) formats run at the chip's own peak."""
+    return {"fp8": chip.fp8_flops, "int8": chip.int8_flops, "fp4": chip.fp4_flops}.get(dtype, 0.0) or chip.bf16_flops
 
 
 @dataclass
@@ -233,24 +223,32 @@ class StepTerms:
 
     t0: np.ndarray
     tseq: np.ndarray  # per decoding sequence
-    mem_fixed: np.ndarray  # weights read
+    mem_fixed: np.ndarray  # weights every token uses, read once per step
     mem_per_seq: np.ndarray  # KV read per sequence
     dec_per_seq: np.ndarray  # decode matmuls per sequence
     pf_per_token: np.ndarray  # prefill per prompt token (matmuls + its collectives)
     comm_fixed: np.ndarray  # collective latencies
     comm_per_token: np.ndarray  # collective bytes per token in the step
+    experts_mem: np.ndarray  # reading every routed expert once (0 for a dense model)
+    expert_miss: np.ndarray  # 1 - k/E: a step reads the fraction 1 - miss^N of the experts
 
     def step(self, decoding: np.ndarray, prompt_tokens: np.ndarray) -> np.ndarray:
         """T_step with `decoding` sequences and `prompt_tokens` tokens of prefill mixed in."""
         n = np.asarray(decoding, dtype=float)
+        experts = self.experts_mem * (1.0 - self.expert_miss**n)
         return (
             self.t0
             + self.tseq * n
-            + np.maximum(self.mem_fixed + self.mem_per_seq * n, self.dec_per_seq * n)
+            + np.maximum(self.mem_fixed + experts + self.mem_per_seq * n, self.dec_per_seq * n)
             + self.comm_fixed
             + self.comm_per_token * n
             + self.pf_per_token * np.asarray(prompt_tokens, float)
         )
+
+
+def _ring(x: np.ndarray) -> np.ndarray:
+    """All-reduce traffic factor of a ring over x chips: 2(x-1)/x, 0 at x = 1."""
+    return 2.0 * (x - 1.0) / x
 
 
 def step_terms(
@@ -265,33 +263,61 @@ def step_terms(
     chip_eff: Sequence[ChipEfficiency],
     engine: Sequence[EngineOverheads],
     alpha: float,
+    attention_dp: np.ndarray | None = None,
+    ep: np.ndarray | None = None,
 ) -> StepTerms:
-    """The calibrated step's terms for rows of (model, chip, dtypes, Y, link, context, prompt)."""
-    a = architecture(models)
+    """The calibrated step's terms for rows of (model, chip, dtypes, Y = t*d = t_moe*e, link,
+    context, prompt). Per layer: the mixer's (and dense MLP's) all-reduce over the t chips of
+    an attention group carrying its B/d tokens; per MoE layer the experts' all-reduce over
+    t_moe chips and, under expert parallelism, the all-to-all dispatch and combine of k copies
+    of each token (docs/models.md)."""
+    rows = len(models)
     Y = np.asarray(tp, dtype=float)
+    d = np.ones(rows) if attention_dp is None else np.asarray(attention_dp, dtype=float)
+    e = np.ones(rows) if ep is None else np.asarray(ep, dtype=float)
+    t, moe_tp = Y / d, Y / e
     b_w = np.array([PRECISION_BYTES.get(w, 0.5) for w in weight_dtype])
-    kv_tok = a["kv_tok_per_byte"] * kv_bytes
     S = np.asarray(context, dtype=float)
     T = np.asarray(prompt_len, dtype=float)
-    bw = Y * np.array([c.hbm_bytes_per_s for c in chips]) * np.array([e.hbm_efficiency for e in chip_eff])
+    kvb = np.asarray(kv_bytes, dtype=float)
+    bw = Y * np.array([c.hbm_bytes_per_s for c in chips]) * np.array([x.hbm_efficiency for x in chip_eff])
     fl = (
         Y
         * np.array([peak_flops(c, w) for c, w in zip(chips, weight_dtype)])
-        * np.array([e.flops_efficiency for e in chip_eff])
+        * np.array([x.flops_efficiency for x in chip_eff])
     )
-    ring = 2.0 * (Y - 1.0) / Y  # all-reduce traffic factor: 0 at Y = 1
-    link = np.asarray(link_bytes_per_s, dtype=float) * np.array([e.link_efficiency for e in engine])
-    comm_tok = 2.0 * a["L"] * 2.0 * a["D"] * ring / link
-    attn = 2.0 * a["L"] * a["H"] * a["hd"]
+    link = np.asarray(link_bytes_per_s, dtype=float) * np.array([x.link_efficiency for x in engine])
+
+    def per_model(f) -> np.ndarray:
+        return np.array([float(f(m, i)) for i, m in enumerate(models)])
+
+    lookup = per_model(lambda m, i: 0 if m.tie_embeddings else m.d_model * m.vocab)  # input table: not a matmul
+    output = per_model(lambda m, i: m.d_model * m.vocab)  # output layer: only the last prompt token needs it
+    dense_read = per_model(lambda m, i: m.dense_params) - lookup
+    active = per_model(lambda m, i: m.flop_params) - lookup
+    copies = np.array([kv_copies(m, t[i : i + 1])[0] for i, m in enumerate(models)])
+    kv_read = per_model(lambda m, i: m.kv_read_bytes_per_sequence(S[i], kvb[i])) * copies
+    attn_decode = per_model(lambda m, i: m.attention_flops_per_token(S[i]))
+    attn_prompt = per_model(lambda m, i: m.attention_flops_per_token(T[i])) / 2.0  # a prompt token sees T/2 on average
+    D = per_model(lambda m, i: m.d_model)
+    L_tp = per_model(lambda m, i: m.mixer_layers + m.dense_layers)  # all-reduces over the attention group
+    L_moe = per_model(lambda m, i: m.moe_layers)
+    k = per_model(lambda m, i: m.experts_per_token)
+    act_bytes = 2.0
+    comm_tok = (
+        act_bytes * D * (L_tp * _ring(t) / d + L_moe * _ring(moe_tp) / e + L_moe * 2.0 * k * (e - 1.0) / (e * Y)) / link
+    )
     return StepTerms(
-        t0=np.array([e.step_overhead_s for e in engine]),
-        tseq=np.array([e.seq_overhead_s for e in engine]),
-        mem_fixed=a["P_lin"] * b_w / bw,
-        mem_per_seq=S * kv_tok / bw,
-        dec_per_seq=(2.0 * a["P_lin"] + 2.0 * attn * S) / fl,
-        pf_per_token=(2.0 * a["P_body"] + attn * T) / fl + comm_tok,
-        comm_fixed=2.0 * a["L"] * alpha * np.log2(Y),
+        t0=np.array([x.step_overhead_s for x in engine]),
+        tseq=np.array([x.seq_overhead_s for x in engine]),
+        mem_fixed=dense_read * d * b_w / bw,
+        mem_per_seq=kv_read / bw,
+        dec_per_seq=(2.0 * active + attn_decode) / fl,
+        pf_per_token=(2.0 * (active - output) + attn_prompt) / fl + comm_tok,
+        comm_fixed=alpha * (L_tp * np.log2(t) + L_moe * (np.log2(moe_tp) + 2.0 * np.log2(e))),
         comm_per_token=comm_tok,
+        experts_mem=per_model(lambda m, i: m.routed_expert_params) * b_w / bw,
+        expert_miss=per_model(lambda m, i: m.expert_miss_probability),
     )
 
 
@@ -333,8 +359,12 @@ def calibrated_roofline(
         [params.chip(n) for n in names],
         [params.engine(engine, n) for n in names],
         params.collective_latency_s,
+        layout.dp(),
+        layout.experts(),
     )
     prefill = workload.prompt_tokens * terms.pf_per_token
+    attention_tp = np.asarray(layout.tp, dtype=float) / layout.dp()
+    gqa_copies = np.ones(len(chips)) if model.is_mla else kv_copies(model, attention_tp)
     return replace(
         book,
         params_s=terms.mem_fixed,
@@ -343,9 +373,15 @@ def calibrated_roofline(
         prefill_s=prefill,
         colocated_s_per_seq=prefill / workload.decode_len if workload.colocated else np.zeros(len(chips)),
         hbm_capacity_bytes=book.hbm_capacity_bytes * params.kv_memory_fraction,
+        # past K heads grouped-query attention repeats its KV on the chips of a group (the book
+        # keeps the chapter's perfect split; latent attention's copies are in both)
+        kv_bytes_per_seq=book.kv_bytes_per_seq * gqa_copies,
+        prompt_kv_bytes=book.prompt_kv_bytes * gqa_copies,
         fixed_s=terms.t0 + terms.comm_fixed,
         overhead_s_per_seq=terms.tseq + terms.comm_per_token,
         kv_in_max=np.ones(len(chips)),
+        experts_s=terms.experts_mem,
+        expert_miss=terms.expert_miss,
     )
 
 

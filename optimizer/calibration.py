@@ -18,7 +18,7 @@ from optimizer.calibrated import (
     ChipEfficiency,
     EngineOverheads,
     StepTerms,
-    architecture,
+    kv_copies,
     step_terms,
 )
 from optimizer.catalog import Chip
@@ -49,13 +49,15 @@ def _measured_terms(m: Measurements, params: CalibratedParams) -> tuple[StepTerm
         m.chip,
         m.precision.tolist(),
         np.full(len(m), 2.0),
-        m.tp,
+        m.chips_per_replica,
         np.array([c.link_bytes_per_s for c in m.chip]),
         m.isl + m.osl / 2,
         m.isl,
         [params.chip(n) for n in names],
         [params.engine(e, n) for e, n in zip(m.engine.tolist(), names)],
         params.collective_latency_s,
+        m.attention_dp,
+        m.ep,
     )
     return terms, np.array([params.engine(e, n).admission_steps for e, n in zip(m.engine.tolist(), names)])
 
@@ -64,11 +66,17 @@ def predict(m: Measurements, params: CalibratedParams) -> tuple[np.ndarray, np.n
     """Predicted (TPOT, TTFT) in seconds of each measured row under the calibrated profile
     (KV cache in bf16, as the engines measured here keep it)."""
     terms, k = _measured_terms(m, params)
-    a = architecture(m.model)
     ctx = m.isl + m.osl / 2
-    weights = a["P"] * np.array([PRECISION_BYTES[p] for p in m.precision.tolist()])
-    hbm = m.tp * np.array([c.hbm_bytes for c in m.chip]) * params.kv_memory_fraction
-    fits = np.maximum(hbm - weights, 1.0) / (a["kv_tok_per_byte"] * 2.0 * ctx)
+    b_w = np.array([PRECISION_BYTES[p] for p in m.precision.tolist()])
+    weights = np.array([x.dense_params * d + x.routed_expert_params for x, d in zip(m.model, m.attention_dp)]) * b_w
+    hbm = m.chips_per_replica * np.array([c.hbm_bytes for c in m.chip]) * params.kv_memory_fraction
+    kv_seq = np.array(
+        [
+            x.kv_bytes_per_sequence(s, 2.0) * kv_copies(x, np.array([t]))[0]
+            for x, s, t in zip(m.model, ctx, m.tp.tolist())
+        ]
+    )
+    fits = np.maximum(hbm - weights, 1.0) / kv_seq
     n = np.minimum(m.clients, fits)
     s = m.isl * terms.pf_per_token
     G = m.osl
@@ -100,8 +108,10 @@ def predict_book(m: Measurements, prefill_mfu: float = DEFAULT_PREFILL_MFU) -> t
             m.model[i],
             w,
             prefill_mfu=prefill_mfu,
-            tp=np.array([m.tp[i]]),
-            n_axes=np.array([1 if m.tp[i] > 1 else 0]),
+            tp=np.array([m.chips_per_replica[i]]),
+            n_axes=np.array([1 if m.chips_per_replica[i] > 1 else 0]),
+            attention_dp=np.array([m.attention_dp[i]]),
+            ep=np.array([m.ep[i]]),
             weight_bytes_per_param=np.array([PRECISION_BYTES[m.precision[i]]]),
             kv_bytes_per_elem=np.array([2.0]),
             flops=np.array([chip.bf16_flops]),

@@ -36,6 +36,21 @@ def parallel_layouts(shape: tuple[int, ...], kind: str = "tpu") -> list[tuple[in
     return sorted(best.items())
 
 
+@functools.lru_cache(maxsize=4096)
+def moe_layouts(y: int, heads: int, experts: int) -> tuple[tuple[int, int], ...]:
+    """The (attention_dp d, ep e) splits of a Y-chip replica of a mixture-of-experts model:
+    attention all tensor-parallel (d = 1) or all data-parallel (d = Y), split no finer than its
+    query heads (t = Y/d divides them); experts all tensor-parallel (e = 1) or all
+    expert-parallel (e = Y, when Y divides the experts). The mixed splits engines also accept
+    are left out: under the cost model they change only the collectives, and each multiplies
+    the candidate table. A dense model has only (1, 1)."""
+    if not experts:
+        return ((1, 1),)
+    dps = [d for d in sorted({1, y}) if heads % (y // d) == 0]
+    eps = [e for e in sorted({1, y}) if experts % e == 0]
+    return tuple((d, e) for d in dps for e in eps)
+
+
 @dataclass(frozen=True)
 class CandidateTable:
     """Struct of arrays; row i is one candidate. `cost` holds the profile's cost terms."""
@@ -45,6 +60,8 @@ class CandidateTable:
     slice_chips: np.ndarray
     tp: np.ndarray  # Y
     n_axes: np.ndarray
+    attention_dp: np.ndarray  # d
+    ep: np.ndarray  # e
     replicas: np.ndarray  # slice_chips / Y
     weights: np.ndarray  # weight dtype name
     kv: np.ndarray  # KV dtype name
@@ -66,6 +83,8 @@ class CandidateTable:
             "chips": int(self.slice_chips[i]),
             "tp": int(self.tp[i]),
             "n_axes": int(self.n_axes[i]),
+            "attention_dp": int(self.attention_dp[i]),
+            "ep": int(self.ep[i]),
             "replicas": int(self.replicas[i]),
             "weights": str(self.weights[i]),
             "kv": str(self.kv[i]),
@@ -75,16 +94,18 @@ class CandidateTable:
 def _table(
     model: Model, workload: Workload, profile: Profile, chips: dict[str, Chip], rows: list[tuple]
 ) -> CandidateTable:
-    """rows: (chip name, topology, slice chips, Y, n_axes, weight dtype, kv dtype)."""
-    cols: list[tuple] = list(zip(*rows)) if rows else [()] * 7
+    """rows: (chip name, topology, slice chips, Y, n_axes, d, e, weight dtype, kv dtype)."""
+    cols: list[tuple] = list(zip(*rows)) if rows else [()] * 9
     tp = np.array(cols[3], dtype=np.int64)
     slice_chips = np.array(cols[2], dtype=np.int64)
     layout = Layout(
         chips=[chips[name] for name in cols[0]],
         tp=tp,
         n_axes=np.array(cols[4], dtype=np.int64),
-        weights=list(cols[5]),
-        kv=list(cols[6]),
+        attention_dp=np.array(cols[5], dtype=np.int64),
+        ep=np.array(cols[6], dtype=np.int64),
+        weights=list(cols[7]),
+        kv=list(cols[8]),
     )
     return CandidateTable(
         chip=np.array(cols[0], dtype=str),
@@ -92,9 +113,11 @@ def _table(
         slice_chips=slice_chips,
         tp=tp,
         n_axes=layout.n_axes,
+        attention_dp=layout.dp(),
+        ep=layout.experts(),
         replicas=slice_chips // np.maximum(tp, 1),
-        weights=np.array(cols[5], dtype=str),
-        kv=np.array(cols[6], dtype=str),
+        weights=np.array(cols[7], dtype=str),
+        kv=np.array(cols[8], dtype=str),
         usd_per_chip_hour=layout.per_chip("usd_per_chip_hour"),
         cost=profile.cost_terms(model, workload, layout),
     )
@@ -111,16 +134,25 @@ def build_table(
     """Every candidate on the given chips. `weights`/`kv` None means each chip's defaults
     (bf16, its native 8-bit format, int4). A replica layout reachable on several slices is
     kept once, on the smallest: the larger slices only add identical replicas."""
-    rows = candidate_rows(tuple(chips[n] for n in sorted(chips)), weights, kv)
+    rows = candidate_rows(tuple(chips[n] for n in sorted(chips)), weights, kv, _split_key(model))
     return _table(model, workload, profile, chips, list(rows))
+
+
+def _split_key(model: Model) -> tuple[int, int]:
+    """What of a model decides its layouts: query heads and routed experts (0: dense)."""
+    return (model.num_heads, model.num_experts) if model.is_moe else (0, 0)
 
 
 @functools.lru_cache(maxsize=256)
 def candidate_rows(
-    chips: tuple[Chip, ...], weights: tuple[str, ...] | None, kv: tuple[str, ...] | None
+    chips: tuple[Chip, ...],
+    weights: tuple[str, ...] | None,
+    kv: tuple[str, ...] | None,
+    split: tuple[int, int] = (0, 0),
 ) -> tuple[tuple, ...]:
-    """The discrete choices (chip, shape, slice chips, Y, n_axes, weights, kv), enumerated once
-    per chip set and dtype filter and reused for every model, context and target."""
+    """The discrete choices (chip, shape, slice chips, Y, n_axes, d, e, weights, kv), enumerated
+    once per chip set, dtype filter and kind of model (`split`: query heads and experts of a
+    mixture of experts, (0, 0) for dense) and reused for every model, context and target."""
     rows: list[tuple] = []
     for chip in chips:
         name = chip.name
@@ -138,8 +170,8 @@ def candidate_rows(
                 if (y, n) in seen:
                     continue
                 seen.add((y, n))
-                for w, k in itertools.product(w_opts, kv_opts):
-                    rows.append((name, shape, int(np.prod(dims)), y, n, w, k))
+                for (d, e), w, k in itertools.product(moe_layouts(y, *split), w_opts, kv_opts):
+                    rows.append((name, shape, int(np.prod(dims)), y, n, d, e, w, k))
     return tuple(rows)
 
 
@@ -152,6 +184,8 @@ def single_candidate(
     kv: str,
     workload: Workload,
     profile: Profile,
+    attention_dp: int = 1,
+    ep: int = 1,
 ) -> CandidateTable:
     """A one-row table for a fixed configuration; tp None means every chip of the slice."""
     if topology not in chip.topologies:
@@ -166,6 +200,11 @@ def single_candidate(
     if y not in layouts:
         valid = ", ".join(str(v) for v in sorted(layouts))
         raise InputError(f"--tp {y} is not a product of {topology}'s axes; valid: {valid}")
-    return _table(
-        model, workload, profile, {chip.name: chip}, [(chip.name, topology, slice_chips, y, layouts[y], weights, kv)]
-    )
+    splits = moe_layouts(y, *_split_key(model))
+    if (attention_dp, ep) not in splits:
+        valid = ", ".join(f"--attention-dp {d} --ep {e}" for d, e in splits)
+        raise InputError(
+            f"--attention-dp {attention_dp} --ep {ep} is not a split of {model.name} over {y} chips; valid: {valid}"
+        )
+    row = (chip.name, topology, slice_chips, y, layouts[y], attention_dp, ep, weights, kv)
+    return _table(model, workload, profile, {chip.name: chip}, [row])

@@ -10,6 +10,14 @@ and, per sharded matmul, T_ici = B*D*b_act/(n_axes*W_ici), T_hbm = D*F*b_w/(Y*W_
 T_math = 2*B*D*F/(Y*C). Every term is linear in the batch B, so each is stored as a
 per-row constant (seconds) or a per-row slope (seconds per sequence).
 
+Mixture-of-experts models (docs/models.md) add one term that is not linear: a decode step
+reads the experts its B tokens touch, E*(1 - (1 - k/E)^B) per MoE layer, so
+T_params = (P_d*d + P_r*(1 - (1 - k/E)^B)) * b_w / (Y*W_hbm), with P_d the weights every
+token uses (replicated over the d attention data-parallel groups), P_r the routed experts;
+T_flops uses the active weights. A row's layout is Y = t*d = t_moe*e (attention tensor
+parallelism t, attention data parallelism d, expert tensor parallelism t_moe, expert
+parallelism e). Latent attention's compressed KV is replicated on the t chips of a group.
+
 Prefill of a T-token prompt is compute-bound: T_prefill = 2*P*T / (Y*C*MFU) (the chapter,
 40% MFU). A prefill server holds the weights and one prompt's KV: P*b_w + T*kv_token <= Y*M.
 Co-located serving (prefill on the decode replica) stretches each decode step by the
@@ -39,6 +47,14 @@ class Layout:
     n_axes: np.ndarray
     weights: Sequence[str]
     kv: Sequence[str]
+    attention_dp: np.ndarray | None = None  # d (None: 1 on every row)
+    ep: np.ndarray | None = None  # e (None: 1 on every row)
+
+    def dp(self) -> np.ndarray:
+        return np.ones(len(self.tp), np.int64) if self.attention_dp is None else np.asarray(self.attention_dp)
+
+    def experts(self) -> np.ndarray:
+        return np.ones(len(self.tp), np.int64) if self.ep is None else np.asarray(self.ep)
 
     def per_chip(self, attr: str) -> np.ndarray:
         return np.array([getattr(c, attr) for c in self.chips], dtype=float)
@@ -68,21 +84,33 @@ class Roofline:
     fixed_s: np.ndarray  # per step: engine overhead t0 + collective latencies
     overhead_s_per_seq: np.ndarray  # per sequence per step: engine overhead + collective bytes
     kv_in_max: np.ndarray  # 1.0: the KV read overlaps the matmuls (inside the max), 0.0: it adds to them
+    # Mixture of experts (zero for a dense model): reading every routed expert once, of which a
+    # batch of B reads the fraction 1 - miss^B; the same for one MoE layer (the comms check).
+    experts_s: np.ndarray
+    expert_miss: np.ndarray  # 1 - k/E (1.0 for a dense model)
+    matmul_experts_s: np.ndarray
+
+    def experts_read_s(self, batch: np.ndarray | float, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Time to read the experts a batch touches: experts_s * (1 - (1 - k/E)^B)."""
+        b = np.asarray(batch, dtype=float)
+        return self.experts_s[rows] * (1.0 - self.expert_miss[rows] ** b)
 
     def step_s(self, batch: np.ndarray | float, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """T_step of `rows` at the batch: in the book T_kv + max(T_flops, T_params) (+ B*T_prefill/G
-        co-located); in general fixed + B*(overhead + colocated + kv_out) + max(B*flops, params + B*kv_in)."""
+        co-located); in general fixed + B*(overhead + colocated + kv_out) + max(B*flops, params +
+        experts touched + B*kv_in)."""
         b = np.asarray(batch, dtype=float)
         kv_in = self.kv_s_per_seq[rows] * self.kv_in_max[rows]
         outside = self.overhead_s_per_seq[rows] + self.colocated_s_per_seq[rows] + self.kv_s_per_seq[rows] - kv_in
         return (
             self.fixed_s[rows]
             + outside * b
-            + np.maximum(self.flops_s_per_seq[rows] * b, self.params_s[rows] + kv_in * b)
+            + np.maximum(self.flops_s_per_seq[rows] * b, self.params_s[rows] + self.experts_read_s(b, rows) + kv_in * b)
         )
 
     def slopes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per sequence: the step's slope outside the max, and the KV slope inside it."""
+        """Per sequence: the step's slope outside the max, and the KV slope inside it (the experts
+        term inside the max is not linear: see experts_read_s)."""
         kv_in = self.kv_s_per_seq * self.kv_in_max
         return self.overhead_s_per_seq + self.colocated_s_per_seq + self.kv_s_per_seq - kv_in, kv_in
 
@@ -99,6 +127,8 @@ def book_roofline(model: Model, workload: Workload, layout: Layout, prefill_mfu:
         prefill_mfu=prefill_mfu,
         tp=layout.tp,
         n_axes=layout.n_axes,
+        attention_dp=layout.dp(),
+        ep=layout.experts(),
         weight_bytes_per_param=np.array([DTYPE_BYTES[w] for w in layout.weights], dtype=float),
         kv_bytes_per_elem=np.array([DTYPE_BYTES[k] for k in layout.kv], dtype=float),
         flops=layout.per_chip("bf16_flops"),
@@ -115,6 +145,8 @@ def roofline(
     prefill_mfu: float,
     tp: np.ndarray,
     n_axes: np.ndarray,
+    attention_dp: np.ndarray,
+    ep: np.ndarray,
     weight_bytes_per_param: np.ndarray,
     kv_bytes_per_elem: np.ndarray,
     flops: np.ndarray,
@@ -122,36 +154,65 @@ def roofline(
     hbm_bytes_per_s: np.ndarray,
     ici_bytes_per_s: np.ndarray,
 ) -> Roofline:
-    """Evaluate the book profile for arrays of (chip, Y, n_axes, dtype) rows."""
+    """Evaluate the book profile for arrays of (chip, Y, n_axes, d, e, dtype) rows."""
     context = workload.context
-    P = float(model.param_count)
     D, F = float(model.d_model), float(model.d_ff)
     Y = np.asarray(tp, dtype=float)
+    d = np.asarray(attention_dp, dtype=float)
+    e = np.asarray(ep, dtype=float)
+    t = Y / d  # attention tensor parallelism within a group
     n = np.maximum(np.asarray(n_axes, dtype=float), 1.0)  # Y = 1 has no collectives
     b_w = np.asarray(weight_bytes_per_param, dtype=float)
-    kv_token = 2.0 * model.num_kv_heads * model.head_dim * model.num_layers * np.asarray(kv_bytes_per_elem, float)
-    weight_bytes = P * b_w
+    b_kv = np.asarray(kv_bytes_per_elem, float)
+    # latent attention keeps one compressed vector per token, copied to every chip of a group
+    kv_copies = t if model.is_mla else np.ones_like(Y)
+    kv_seq = np.array([model.kv_bytes_per_sequence(context, float(b)) for b in b_kv]) * kv_copies
+    kv_read = np.array([model.kv_read_bytes_per_sequence(context, float(b)) for b in b_kv]) * kv_copies
+    prompt_kv = np.array([model.kv_bytes_per_sequence(workload.prompt_tokens, float(b)) for b in b_kv]) * kv_copies
+    dense_bytes = model.dense_params * d * b_w  # P_d, replicated over the attention groups
+    expert_bytes = model.routed_expert_params * b_w
     replica_bw = Y * hbm_bytes_per_s
-    prefill = 2.0 * P * workload.prompt_tokens / (Y * flops * prefill_mfu)
+    flop_params = float(model.flop_params)
+    prefill = 2.0 * flop_params * workload.prompt_tokens / (Y * flops * prefill_mfu)
     zeros = np.zeros_like(prefill)
+    if model.is_moe:
+        # per MoE layer: collectives of B tokens against the layer's own work
+        moe_tp = Y / e
+        ici = (
+            np.where(t > 1, D * ACTIVATION_BYTES / d, 0.0)
+            + np.where(moe_tp > 1, D * ACTIVATION_BYTES / e, 0.0)
+            + 2.0 * model.experts_per_token * D * ACTIVATION_BYTES * (e - 1.0) / (e * Y)
+        ) / (n * ici_bytes_per_s)
+        layer_dense = float(model.dense_params_per_moe_layer)
+        matmul_hbm = layer_dense * d * b_w / replica_bw
+        matmul_experts = model.num_experts * model.expert_params * b_w / replica_bw
+        matmul_flops = 2.0 * (layer_dense + model.experts_per_token * model.expert_params) / (Y * flops)
+    else:
+        ici = D * ACTIVATION_BYTES / (n * ici_bytes_per_s)
+        matmul_hbm = D * F * b_w / replica_bw
+        matmul_experts = zeros
+        matmul_flops = 2.0 * D * F / (Y * flops)
     return Roofline(
-        weight_bytes=weight_bytes,
-        kv_bytes_per_token=kv_token,
-        kv_bytes_per_seq=kv_token * context,
+        weight_bytes=dense_bytes + expert_bytes,
+        kv_bytes_per_token=np.array([model.kv_bytes_per_token(float(b)) for b in b_kv]),
+        kv_bytes_per_seq=kv_seq,
         hbm_capacity_bytes=Y * hbm_bytes,
-        params_s=weight_bytes / replica_bw,
-        kv_s_per_seq=kv_token * context / replica_bw,
-        flops_s_per_seq=2.0 * P / (Y * flops),
-        ici_s_per_seq=D * ACTIVATION_BYTES / (n * ici_bytes_per_s),
-        matmul_hbm_s=D * F * b_w / replica_bw,
-        matmul_flops_s_per_seq=2.0 * D * F / (Y * flops),
+        params_s=dense_bytes / replica_bw,
+        kv_s_per_seq=kv_read / replica_bw,
+        flops_s_per_seq=2.0 * flop_params / (Y * flops),
+        ici_s_per_seq=ici,
+        matmul_hbm_s=matmul_hbm,
+        matmul_flops_s_per_seq=matmul_flops,
         critical_batch=flops * b_w / (2.0 * hbm_bytes_per_s),
         prefill_s=prefill,
-        prompt_kv_bytes=kv_token * workload.prompt_tokens,
+        prompt_kv_bytes=prompt_kv,
         colocated_s_per_seq=prefill / workload.decode_len if workload.colocated else zeros,
         fixed_s=zeros,
         overhead_s_per_seq=zeros,
         kv_in_max=zeros,
+        experts_s=expert_bytes / replica_bw,
+        expert_miss=np.full(len(Y), model.expert_miss_probability),
+        matmul_experts_s=matmul_experts,
     )
 
 

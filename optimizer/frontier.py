@@ -44,8 +44,10 @@ class FrontierPoint:
     chip: str
     topology: str
     chips: int
-    tp: int
+    tp: int  # Y: chips of one replica (attention splits tp/attention_dp ways, experts tp/ep ways)
     n_axes: int
+    attention_dp: int  # d: attention groups the batch is split over (1: none)
+    ep: int  # e: expert parallelism, chips the routed experts are spread over (1: none)
     replicas: int
     weights: str
     kv: str
@@ -87,7 +89,9 @@ def frontier(
     c = table.cost
     cap = np.minimum(hbm.batch_caps(table, w), comms.batch_caps(table, w))
     if profile.name == "book":
-        turn = np.ceil(c.params_s / c.flops_s_per_seq).astype(np.int64)  # first compute-bound batch
+        # first compute-bound batch (with every expert read: a bound for a mixture of experts,
+        # past which the cost per token stays flat and points are dominated)
+        turn = np.ceil((c.params_s + c.experts_s) / c.flops_s_per_seq).astype(np.int64)
         last = np.minimum(cap, np.maximum(turn, 1))
     else:
         # fixed per-step overheads keep the cost per token falling with the batch: every batch can
@@ -130,7 +134,9 @@ def frontier(
                 usd_per_million_tokens=float(m.usd_per_million_tokens[k]),
                 usd_per_million_output_tokens=float(m.usd_per_million_tokens[k]),
                 cost_per_hour=float(table.slice_chips[i] * table.usd_per_chip_hour[i]),
-                compute_bound=bool(c.flops_s_per_seq[i] * b >= c.params_s[i] + kv_in[i] * b),
+                compute_bound=bool(
+                    c.flops_s_per_seq[i] * b >= c.params_s[i] + c.experts_read_s(b, np.array([i]))[0] + kv_in[i] * b
+                ),
             )
         )
     return points
@@ -194,6 +200,7 @@ def by_batch(
     rows = np.zeros(len(b), dtype=np.int64)
     step = c.step_s(b, rows)
     flops = c.flops_s_per_seq[0] * b
+    weights_s = c.params_s[0] + c.experts_read_s(b, rows)  # a mixture of experts reads the ones touched
     bound = comms.comms_bound(table, rows, b)
     return [
         BatchPoint(
@@ -201,12 +208,12 @@ def by_batch(
             tp=int(table.tp[0]),
             batch=int(bi),
             step_ms=float(s * 1e3),
-            params_ms=float(c.params_s[0] * 1e3),
+            params_ms=float(w * 1e3),
             kv_ms=float(c.kv_s_per_seq[0] * bi * 1e3),
             flops_ms=float(f * 1e3),
             tokens_per_ms_per_chip=float(bi / (s * 1e3 * table.tp[0])),
-            compute_bound=bool(f >= c.params_s[0] + c.slopes()[1][0] * bi),
+            compute_bound=bool(f >= w + c.slopes()[1][0] * bi),
             comms_bound=bool(cb),
         )
-        for bi, s, f, cb in zip(b.tolist(), step.tolist(), flops.tolist(), bound.tolist())
+        for bi, s, f, w, cb in zip(b.tolist(), step.tolist(), flops.tolist(), weights_s.tolist(), bound.tolist())
     ]

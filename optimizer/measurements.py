@@ -21,7 +21,19 @@ from optimizer.errors import InputError
 from optimizer.models import Model, load_model
 
 #: The measurement file's GPU names; servesat's own chip names are accepted as well.
-SYSTEM_NAMES = {"h100_sxm": "h100", "h200_sxm": "h200", "b200_sxm": "b200", "a100_sxm": "a100"}
+SYSTEM_NAMES = {
+    "h100_sxm": "h100",
+    "h200_sxm": "h200",
+    "b200_sxm": "b200",
+    "b300_sxm": "b300",
+    "a100_sxm": "a100",
+    "gb200": "gb200",
+    "gb300": "gb300",
+}
+#: Optional columns of mixture-of-experts runs (blank or absent: 1); tp_size is then the
+#: attention tensor parallelism of one of attention_dp_size groups, and
+#: tp_size * attention_dp_size = moe_tp_size * moe_ep_size GPUs serve one replica.
+MOE_COLUMNS = ("attention_dp_size", "moe_tp_size", "moe_ep_size")
 
 COLUMNS = (
     "backend",
@@ -51,10 +63,23 @@ class Measurements:
     isl: np.ndarray
     osl: np.ndarray
     clients: np.ndarray  # batch_size: concurrent requests of the load generator
-    tp: np.ndarray
+    tp: np.ndarray  # attention tensor parallelism (the whole replica for a dense model)
     ttft_s: np.ndarray
     tpot_s: np.ndarray
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    attention_dp: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ep: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        if len(self.attention_dp) != len(self.rows):
+            self.attention_dp = np.ones(len(self.rows))
+        if len(self.ep) != len(self.rows):
+            self.ep = np.ones(len(self.rows))
+
+    @property
+    def chips_per_replica(self) -> np.ndarray:
+        """Y = tp * attention_dp."""
+        return self.tp * self.attention_dp
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -75,6 +100,8 @@ class Measurements:
             self.ttft_s[idx],
             self.tpot_s[idx],
             [],
+            self.attention_dp[idx],
+            self.ep[idx],
         )
 
     @property
@@ -118,6 +145,23 @@ def read_csv_rows(path: str | Path, columns: tuple[str, ...]) -> list[tuple[int,
     return rows
 
 
+def _moe_split(r: dict[str, str], model: Model, tp: float) -> list[float] | str:
+    """[attention_dp, ep] of a row (1 and 1 for a dense model or absent columns), or why the
+    row's split cannot be modelled."""
+    if not model.is_moe:
+        return [1.0, 1.0]
+    try:
+        dp, moe_tp, ep = (float(r.get(c) or 1) for c in MOE_COLUMNS)
+    except ValueError:
+        return "a parallelism column is not a number"
+    dp, moe_tp, ep = (v if v > 0 else 1.0 for v in (dp, moe_tp, ep))
+    if tp * dp != moe_tp * ep:
+        return f"tp_size x attention_dp_size ({tp:g} x {dp:g}) is not moe_tp_size x moe_ep_size ({moe_tp:g} x {ep:g})"
+    if model.num_experts % ep:
+        return f"moe_ep_size {ep:g} does not divide the {model.num_experts} experts"
+    return [dp, ep]
+
+
 def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
     """Read a CSV in the calibration schema; rows servesat cannot model are skipped with a reason."""
     raw = read_csv_rows(path, COLUMNS)
@@ -156,11 +200,16 @@ def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
         if min(values) <= 0 or not all(math.isfinite(v) for v in values):
             skipped.append((line, "a number column is not positive"))
             continue
+        split = _moe_split(r, model, values[3])
+        if isinstance(split, str):
+            skipped.append((line, split))
+            continue
+        values += split
         kept.append(r)
         models.append(model)
         chip_list.append(chips[system])
         numbers.append(values)
-    a = np.array(numbers, dtype=float).reshape(-1, 7)
+    a = np.array(numbers, dtype=float).reshape(-1, 9)
     return Measurements(
         kept,
         models,
@@ -174,4 +223,6 @@ def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
         a[:, 5] / 1e3,
         a[:, 6] / 1e3,
         skipped,
+        a[:, 7],
+        a[:, 8],
     )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from optimizer.calibrated import CalibratedParams, builtin_params, calibrated_roofline, load_params, profile_notes
 from optimizer.costmodel import Layout, Roofline, book_roofline
 from optimizer.errors import InputError, check_choice, check_positive_number
@@ -46,15 +48,26 @@ class Book:
         return book_roofline(model, workload, layout, self.prefill_mfu)
 
     def breakdown_ms(self, cost: Roofline, row: int, batch: int) -> dict[str, float]:
-        """The step's terms in ms at the batch."""
-        return {
+        """The step's terms in ms at the batch (a mixture of experts adds the experts its batch
+        reads and, per MoE layer, the all-to-all and expert all-reduce time: the comms family's
+        collectives, not part of the book's step)."""
+        out = {
             "params": float(cost.params_s[row] * 1e3),
             "kv": float(cost.kv_s_per_seq[row] * batch * 1e3),
             "flops": float(cost.flops_s_per_seq[row] * batch * 1e3),
         }
+        if cost.experts_s[row] > 0:
+            out["experts"] = float(cost.experts_read_s(batch, np.array([row]))[0] * 1e3)
+            out["moe_collectives_per_layer"] = float(cost.ici_s_per_seq[row] * batch * 1e3)
+        return out
 
     def critical_batch(self, cost: Roofline, row: int) -> float | None:
-        """C*b_w/(2*W_hbm): where the step turns compute-bound."""
+        """C*b_w/(2*W_hbm): where the step turns compute-bound (a mixture of experts: the first
+        batch whose FLOPs outlast the weights it reads, touched experts included)."""
+        if cost.experts_s[row] > 0:
+            b = np.arange(1, 2**20, dtype=float)
+            over = cost.flops_s_per_seq[row] * b >= cost.params_s[row] + cost.experts_read_s(b, np.full(len(b), row))
+            return float(b[np.argmax(over)]) if over.any() else None
         return float(cost.critical_batch[row])
 
     def notes(self, prompts: bool, chip_names: set[str]) -> list[str]:

@@ -13,8 +13,10 @@ class PrefillServer:
     chip: str
     topology: str
     chips: int
-    tp: int
+    tp: int  # Y: chips of one replica (attention splits tp/attention_dp ways, experts tp/ep ways)
     n_axes: int
+    attention_dp: int  # d: attention groups the batch is split over (1: none)
+    ep: int  # e: expert parallelism, chips the routed experts are spread over (1: none)
     replicas: int  # prefill servers per slice
     weights: str
     kv: str
@@ -30,8 +32,10 @@ class Configuration:
     chip: str
     topology: str
     chips: int
-    tp: int
+    tp: int  # Y: chips of one replica (attention splits tp/attention_dp ways, experts tp/ep ways)
     n_axes: int
+    attention_dp: int  # d: attention groups the batch is split over (1: none)
+    ep: int  # e: expert parallelism, chips the routed experts are spread over (1: none)
     replicas: int
     weights: str
     kv: str
@@ -65,8 +69,10 @@ class DeploymentEntry:
     chip: str
     topology: str
     chips: int  # per slice
-    tp: int
+    tp: int  # Y: chips of one replica (attention splits tp/attention_dp ways, experts tp/ep ways)
     n_axes: int
+    attention_dp: int  # d: attention groups the batch is split over (1: none)
+    ep: int  # e: expert parallelism, chips the routed experts are spread over (1: none)
     weights: str
     kv: str
     slices: int
@@ -141,8 +147,10 @@ class Evaluation:
     chip: str
     topology: str
     chips: int
-    tp: int
+    tp: int  # Y: chips of one replica (attention splits tp/attention_dp ways, experts tp/ep ways)
     n_axes: int
+    attention_dp: int  # d: attention groups the batch is split over (1: none)
+    ep: int  # e: expert parallelism, chips the routed experts are spread over (1: none)
     replicas: int
     weights: str
     kv: str
@@ -152,6 +160,7 @@ class Evaluation:
     param_count: int
     param_bytes: float
     kv_bytes_per_token: float
+    kv_bytes_per_sequence: float  # one sequence at the context and KV dtype, one copy
     kv_bytes: float  # the batch's KV caches on one replica
     hbm_bytes: float  # HBM of one replica (Y * M)
     hbm_free_bytes: float  # HBM left for KV caches after the weights

@@ -76,6 +76,8 @@ RESULT_COLUMNS = [
     "chips",
     "tp",
     "n_axes",
+    "attention_dp",
+    "ep",
     "replicas",
     "weights",
     "kv",

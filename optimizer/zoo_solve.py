@@ -63,6 +63,8 @@ def _row(sc: dict, result: Any = None, error: str | None = None) -> dict:
             "chips",
             "tp",
             "n_axes",
+            "attention_dp",
+            "ep",
             "replicas",
             "weights",
             "kv",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
 EXHAUSTIVE = 4096
 
 
@@ -40,6 +40,57 @@ def _params(model):
     )
 
 
+def _attention_params(m):
+    """One attention layer's weights, written out again (grouped-query or latent)."""
+    D, N = m.d_model, m.num_heads
+    if not m.kv_lora_rank:
+        return (
+            D * N * m.head_dim * (2 if m.attention_output_gate else 1)
+            + 2 * D * m.num_kv_heads * m.head_dim
+            + N * m.head_dim * D
+        )
+    qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+    q = (D * m.q_lora_rank + m.q_lora_rank * N * qk) if m.q_lora_rank else D * N * qk
+    kv = D * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank * N * (m.qk_nope_head_dim + m.v_head_dim)
+    idx = 0
+    if m.index_topk:
+        idx = (m.q_lora_rank or D) * m.index_heads * m.index_head_dim + D * m.index_head_dim + D * m.index_heads
+    return q + kv + N * m.v_head_dim * D + idx
+
+
+def _moe(model):
+    """(P_d, P_r, flop params, per-MoE-layer dense weights, one expert's weights) of any model."""
+    m = model
+    D, g = m.d_model, m.mlp_matrices
+    attn_layers = (m.num_layers if m.full_attention_layers is None else m.full_attention_layers) + m.sliding_layers
+    dense_mlp = m.dense_mlp_layers if m.dense_mlp_layers is not None else m.num_layers - m.moe_layers
+    expert = g * D * m.expert_d_ff
+    per_moe_layer = g * D * m.shared_d_ff + D * m.num_experts
+    p_d = (
+        attn_layers * _attention_params(m)
+        + m.linear_layers * m.linear_params_per_layer
+        + dense_mlp * g * D * m.d_ff
+        + m.moe_layers * per_moe_layer
+        + (1 if m.tie_embeddings else 2) * D * m.vocab
+    )
+    p_r = m.moe_layers * m.num_experts * expert
+    return p_d, p_r, p_d + m.moe_layers * m.experts_per_token * expert, _attention_params(m) + per_moe_layer, expert
+
+
+def _kv_seq(model, S, b, read=False):
+    """One sequence's KV (stored, or read by one decode step), written out again."""
+    m = model
+    full = m.num_layers if m.full_attention_layers is None else m.full_attention_layers
+    state = m.linear_layers * m.linear_state_bytes_per_layer
+    if m.kv_lora_rank:
+        latent = (m.kv_lora_rank + m.qk_rope_head_dim) * b
+        if read and m.index_topk:
+            return full * (m.index_head_dim * b * S + latent * min(S, m.index_topk)) + state
+        return full * (latent + m.index_head_dim * b) * S + state
+    tok = 2 * m.num_kv_heads * m.head_dim * b
+    return tok * (full * S + m.sliding_layers * min(S, m.sliding_window)) + state
+
+
 def calibrated_params(path, engine=None):
     """The calibrated profile's parameters for one engine, read straight from the TOML file:
     per chip (efficiencies, the reference chip's where a chip has none) and the engine's set."""
@@ -57,43 +108,98 @@ def calibrated_params(path, engine=None):
     )
 
 
-def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_tok):
+def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_bytes, d=1, e=1):
     """The calibrated step's pieces for one replica, from the formulas of the profile."""
     eff = cal["chips"].get(chip.name, cal["chips"]["h100"])
     sets = cal["engines"]
     eng = sets.get(f"{cal['engine']}@{chip.name}") or sets.get(f"{cal['engine']}@h100") or sets[sorted(sets)[0]]
-    L, D, H, hd, V = model.num_layers, model.d_model, model.num_heads, model.head_dim, model.vocab
-    P = _params(model)
-    p_lin = P - (0 if model.tie_embeddings else 1) * D * V
-    p_body = P - (1 if model.tie_embeddings else 2) * D * V
-    peak = {"fp8": chip.fp8_flops, "int8": chip.int8_flops}.get(w) or chip.bf16_flops
+    m = model
+    D, N, V = m.d_model, m.num_heads, m.vocab
+    p_d, p_r, p_flop, _, _ = _moe(m)
+    lookup = 0 if m.tie_embeddings else D * V
+    t, moe_tp = y / d, y / e
+    copies = t if m.kv_lora_rank else max(1.0, t / m.num_kv_heads)
+    full = m.num_layers if m.full_attention_layers is None else m.full_attention_layers
+    attn_layers = full + m.sliding_layers
+    dense_mlp = m.dense_mlp_layers if m.dense_mlp_layers is not None else m.num_layers - m.moe_layers
+
+    def attention_flops(S):
+        if m.kv_lora_rank:
+            return (
+                2 * N * (2 * m.kv_lora_rank + m.qk_rope_head_dim) * full * (min(S, m.index_topk) if m.index_topk else S)
+            )
+        return 4 * N * m.head_dim * (full * S + m.sliding_layers * min(S, m.sliding_window))
+
+    peak = {"fp8": chip.fp8_flops, "int8": chip.int8_flops, "fp4": chip.fp4_flops}.get(w) or chip.bf16_flops
     bw = y * chip.hbm_bytes_per_s * eff["hbm_efficiency"]
     fl = y * peak * eff["flops_efficiency"]
     link = chip.link_bytes_per_s if chip.kind == "gpu" else chip.link_bytes_per_s * chip.links_per_axis * max(n, 1)
-    comm_tok = 2 * L * 2 * D * (2 * (y - 1) / y) / (link * eng["link_efficiency"])
+    ring = lambda x: 2 * (x - 1) / x  # noqa: E731
+    L_tp = attn_layers + m.linear_layers + dense_mlp
+    k = m.experts_per_token
+    comm_tok = (
+        2
+        * D
+        * (L_tp * ring(t) / d + m.moe_layers * (ring(moe_tp) / e + 2 * k * (e - 1) / (e * y)))
+        / (link * eng["link_efficiency"])
+    )
+    latency = L_tp * math.log2(t) + m.moe_layers * (math.log2(moe_tp) + 2 * math.log2(e))
     return dict(
-        t0=eng["step_overhead_s"] + 2 * L * cal["alpha"] * math.log2(y),
+        t0=eng["step_overhead_s"] + cal["alpha"] * latency,
         per_seq=eng["seq_overhead_s"] + comm_tok,
-        weights=p_lin * BYTES[w] / bw,
-        kv=context * kv_tok / bw,
-        dec=(2 * p_lin + 4 * L * H * hd * context) / fl,
-        prefill=prompt_len * ((2 * p_body + 2 * L * H * hd * prompt_len) / fl + comm_tok),
+        weights=(p_d - lookup) * d * BYTES[w] / bw,
+        experts=p_r * BYTES[w] / bw,
+        miss=1 - k / m.num_experts if m.num_experts else 1.0,
+        kv=_kv_seq(m, context, kv_bytes, read=True) * copies / bw,
+        dec=(2 * (p_flop - lookup) + attention_flops(context)) / fl,
+        prefill=prompt_len * ((2 * (p_flop - lookup - D * V) + attention_flops(prompt_len) / 2) / fl + comm_tok),
         mem=cal["mem"],
+        copies=copies,
     )
 
 
-def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=False, decode_len=1, cal=None):
+def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=False, decode_len=1, cal=None, d=1, e=1):
     P = _params(model)
     kv_tok = 2 * model.num_kv_heads * model.head_dim * model.num_layers * BYTES[kv]
     w_ici = chip.link_bytes_per_s * chip.links_per_axis
     prefill = 2 * P * prompt_len / (y * chip.bf16_flops * mfu)
-    c = _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_tok) if cal else None
+    moe = None
+    if model.num_experts or model.kv_lora_rank or model.sliding_layers or model.linear_layers:
+        p_d, p_r, p_flop, layer_dense, expert = _moe(model)
+        copies = y // d if model.kv_lora_rank else 1
+        k, E = model.experts_per_token, model.num_experts
+        moe = dict(
+            p_d=p_d * d,
+            p_r=p_r,
+            p_flop=p_flop,
+            layer_dense=layer_dense * d,
+            layer_experts=E * expert,
+            layer_flop=layer_dense + k * expert,
+            miss=1 - k / E if E else 1.0,
+            d=d,
+            e=e,
+            k=k,
+            kv_read=_kv_seq(model, context, BYTES[kv], read=True) * copies,
+        )
+        P = p_d * d + p_r
+        kv_tok = 0.0
+        prefill = 2 * p_flop * prompt_len / (y * chip.bf16_flops * mfu)
+    c = _calibrated(cal, model, chip, y, n, w, context, prompt_len, BYTES[kv], d, e) if cal else None
     if c:
         prefill = c["prefill"]
+    kv_seq = kv_tok * context
+    prompt_kv = kv_tok * prompt_len
+    if c:  # grouped-query attention repeats its KV past K heads under the calibrated profile
+        kv_seq, prompt_kv = kv_seq * c["copies"], prompt_kv * c["copies"]
+    if moe:
+        copies = y // d if model.kv_lora_rank else (c["copies"] if c else 1)
+        kv_seq = _kv_seq(model, context, BYTES[kv]) * copies
+        prompt_kv = _kv_seq(model, prompt_len, BYTES[kv]) * copies
     return dict(
+        moe=moe,
         P=P,
         bw=BYTES[w],
-        kv_seq=kv_tok * context,
+        kv_seq=kv_seq,
         Y=y,
         n=n,
         M=chip.hbm_bytes * (c["mem"] if c else 1.0),
@@ -103,7 +209,7 @@ def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=F
         D=model.d_model,
         F=model.d_ff,
         prefill=prefill,
-        prompt_kv=kv_tok * prompt_len,
+        prompt_kv=prompt_kv,
         T=prompt_len,
         col=prefill / decode_len if colocated else 0.0,
         cal=c,
@@ -112,6 +218,12 @@ def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=F
 
 def _comms_ok(t, B):
     B = np.asarray(B, dtype=float)
+    m = t["moe"]
+    if m and m["k"] and t["Y"] > 1:
+        Y, d, e, link = t["Y"], m["d"], m["e"], t["n"] * t["Wici"]
+        coll = B * t["D"] * 2 * ((Y / d > 1) / d + (Y / e > 1) / e + 2 * m["k"] * (e - 1) / (e * Y)) / link
+        reads = (m["layer_dense"] + m["layer_experts"] * (1 - m["miss"] ** B)) * t["bw"] / (Y * t["W"])
+        return ~(coll > np.maximum(reads, 2 * B * m["layer_flop"] / (Y * t["C"])))
     if t["Y"] > 1:
         t_ici = B * t["D"] * 2 / (t["n"] * t["Wici"])
         t_hbm = t["D"] * t["F"] * t["bw"] / (t["Y"] * t["W"])
@@ -132,7 +244,14 @@ def _step(t, B):
     B = np.asarray(B, dtype=float)
     c = t["cal"]
     if c:
-        return c["t0"] + B * (c["per_seq"] + t["col"]) + np.maximum(c["weights"] + B * c["kv"], B * c["dec"])
+        weights = c["weights"] + c["experts"] * (1 - c["miss"] ** B)
+        return c["t0"] + B * (c["per_seq"] + t["col"]) + np.maximum(weights + B * c["kv"], B * c["dec"])
+    m = t["moe"]
+    if m:
+        t_kv = B * m["kv_read"] / (t["Y"] * t["W"])
+        t_params = (m["p_d"] + m["p_r"] * (1 - m["miss"] ** B)) * t["bw"] / (t["Y"] * t["W"])
+        t_flops = 2 * m["p_flop"] * B / (t["Y"] * t["C"])
+        return t_kv + B * t["col"] + np.maximum(t_flops, t_params)
     t_kv = B * t["kv_seq"] / (t["Y"] * t["W"])
     t_params = t["P"] * t["bw"] / (t["Y"] * t["W"])
     t_flops = 2 * t["P"] * B / (t["Y"] * t["C"])
@@ -171,20 +290,30 @@ def _layouts(chip):
                 yield shape, chips_in_slice, y, sum(1 for a in axes if dims[a] > 1)
 
 
+def _splits(model, y):
+    """(attention_dp, ep) of a replica of y chips: d in {1, y} with heads divisible by y/d, e in
+    {1, y} dividing the experts (a dense model: only (1, 1))."""
+    if not model.num_experts:
+        return [(1, 1)]
+    return [(d, e) for d in {1, y} for e in {1, y} if model.num_heads % (y // d) == 0 and model.num_experts % e == 0]
+
+
 def _dtypes(chip, asked, options):
-    return [d for d in (asked or ("bf16", chip.eight_bit, "int4")) if d in options]
+    four = chip.four_bit if chip.four_bit in options else "int4"
+    return [d for d in (asked or ("bf16", chip.eight_bit, four)) if d in options]
 
 
-def cheapest_prefill(model, chips, chip_names, context, prompt_len, mfu, ttft_s, cal=None):
+def cheapest_prefill(model, chips, chip_names, context, prompt_len, mfu, ttft_s, cal=None, weights=None, kv=None):
     """Per (weights, kv) dtype pair, the lowest prefill cost per prompt of any server that holds
-    the weights and one prompt's KV, is not comms-bound on the prompt, and meets the TTFT."""
+    the weights and one prompt's KV, is not comms-bound on the prompt, and meets the TTFT (the
+    dtypes searched as for decode: the asked ones, else each chip's defaults)."""
     best: dict[tuple[str, str], float] = {}
     for name in chip_names:
         chip = chips[name]
         for _, _, y, n in _layouts(chip):
-            for w in chip.weight_dtypes:
-                for k in chip.kv_dtypes:
-                    t = _terms(model, chip, y, n, w, k, context, prompt_len, mfu, cal=cal)
+            for w in _dtypes(chip, weights, chip.weight_dtypes):
+                for k, (d, e) in itertools.product(_dtypes(chip, kv, chip.kv_dtypes), _splits(model, y)):
+                    t = _terms(model, chip, y, n, w, k, context, prompt_len, mfu, cal=cal, d=d, e=e)
                     if t["P"] * t["bw"] + t["prompt_kv"] > y * t["M"] or t["prefill"] > ttft_s:
                         continue
                     if not _comms_ok(t, prompt_len):
@@ -214,20 +343,23 @@ def brute_force(
     ttft_s = np.inf if ttft_ms is None else ttft_ms / 1e3
     T = prompt_len if prompt_len is not None else max(context - decode_len, 1)
     prefill_usd = (
-        cheapest_prefill(model, chips, chip_names, context, T, mfu, ttft_s, cal) if serving == "disaggregated" else None
+        cheapest_prefill(model, chips, chip_names, context, T, mfu, ttft_s, cal, weights, kv)
+        if serving == "disaggregated"
+        else None
     )
     best: Best | None = None
     for name in chip_names:
         chip = chips[name]
         for shape, chips_in_slice, y, n in _layouts(chip):
             for w in _dtypes(chip, weights, chip.weight_dtypes):
-                for k in _dtypes(chip, kv, chip.kv_dtypes):
+                for k, (d, e) in itertools.product(_dtypes(chip, kv, chip.kv_dtypes), _splits(model, y)):
                     extra = 0.0
                     if prefill_usd is not None:
                         if (w, k) not in prefill_usd:
                             continue
                         extra = prefill_usd[(w, k)]
-                    t = _terms(model, chip, y, n, w, k, context, T, mfu, serving == "colocated", decode_len, cal)
+                    col = serving == "colocated"
+                    t = _terms(model, chip, y, n, w, k, context, T, mfu, col, decode_len, cal, d, e)
                     feas = feasible_batches(t, slo_s, ttft_s)
                     if len(feas) == 0:
                         continue

@@ -119,7 +119,7 @@ def test_validate_reports_skipped_rows_and_accepts_both_naming_schemes(tmp_path,
         "vllm,1,meta-llama/Llama-3.1-8B-Instruct,h100_sxm,bf16,agg,1024,128,8,1,1,100,10",
         "vllm,1,llama3-70b,tpu-v6e,bf16,agg,1024,128,8,8,1,300,20",
         "vllm,1,some/unknown-model,h100_sxm,bf16,agg,1024,128,8,1,1,100,10",
-        "vllm,1,Qwen/Qwen3-32B,mi300x,bf16,agg,1024,128,8,1,1,100,10",
+        "vllm,1,Qwen/Qwen3-32B,gaudi3,bf16,agg,1024,128,8,1,1,100,10",
         "vllm,1,Qwen/Qwen3-32B,h100_sxm,bf16,agg,1024,128,8,2,2,100,10",
         "vllm,1,Qwen/Qwen3-32B,h100_sxm,bf16,disagg,1024,128,8,2,1,100,10",
     ]

@@ -107,16 +107,22 @@ def test_every_model_gives_known_flags_with_the_plans_values(engine, family, wei
         qps = 5.0 if i % 2 else None  # half the models as a deployment for a demand
         search = Search(CATALOG, _chips(family), weights, kv)
         workload = Workload(slo_ms=SLO_MS)
-        plan = launch(model, workload, search=search, engine=engine, qps=qps)
-        assert plan.status == "optimal", (model, plan.reason)
         ref = optimize(model, workload, search=search, top=1, qps=qps, alternatives=False)
         b = ref.best
+        try:
+            plan = launch(model, workload, search=search, engine=engine, qps=qps)
+        except InputError as err:
+            # data parallelism (attention groups, or several replicas on one node) that an engine's
+            # table cannot express is refused, by name (TensorRT-LLM 1.2 has no such flag)
+            assert engine == "trtllm" and "no data-parallel flag" in str(err), (model, err)
+            continue
+        assert plan.status == "optimal", (model, plan.reason)
         assert plan.plan["chip"] == b.chip and plan.plan["tp"] == b.tp and plan.plan["batch"] == b.batch
-        assert plan.plan["ep"] == 1
+        assert plan.plan["ep"] == b.ep and plan.plan["attention_dp"] == b.attention_dp
         decode = [g for g in plan.servers if g.role == "decode"]
         expected = ref.deployment.decode if qps else [b]
         assert [(g.chip, g.topology, g.tp, g.batch, g.weights, g.kv) for g in decode] == [
-            (e.chip, e.topology, e.tp, e.batch, e.weights, e.kv) for e in expected
+            (e.chip, e.topology, e.tp // e.attention_dp, e.batch, e.weights, e.kv) for e in expected
         ]
         if qps:
             assert sum(g.replicas for g in decode) == sum(e.replicas for e in ref.deployment.decode)
@@ -128,7 +134,7 @@ def test_every_model_gives_known_flags_with_the_plans_values(engine, family, wei
             if family == "tpu":
                 assert g.dp * g.tp == g.slice_chips and g.nodes * g.chips_per_node == g.slice_chips
             else:
-                assert g.dp == 1 and g.nodes == 1 and g.servers == g.replicas
+                assert g.slice_chips % (g.dp * g.tp) == 0 and g.nodes == 1 and g.servers == g.replicas
         validate_manifests(plan.manifests)
 
 

@@ -46,9 +46,9 @@ def test_optimize_result_header_table_prefill_and_why(best_405b):
         "llama3-405b: queries-per-dollar, decode step <= 15 ms, context 8192, 512 output tokens per query, "
         "7680-token prompts (disaggregated) (book profile)"
     )
-    assert lines[1].startswith("status: optimal (774 candidates, ") and lines[2] == ""
+    assert lines[1].startswith("status: optimal (936 candidates, ") and lines[2] == ""
     assert lines[3].split()[: len(TABLE_HEAD)] == TABLE_HEAD and lines[3].split()[-1] == "binds"
-    assert lines[4].startswith("best  ") and sum(line.startswith("alt ") for line in lines) == 7
+    assert lines[4].startswith("best  ") and sum(line.startswith("alt ") for line in lines) == 9
     assert any(line.startswith("Prefill servers: ") for line in lines)
     assert any(line.startswith("Cost: ") and "per million input tokens" in line for line in lines)
     assert lines[-1].startswith("Why: batch ") and lines[-1].endswith(" (book profile).")
@@ -233,7 +233,7 @@ def test_cheapest_within_none_below_the_fastest_point_and_first_of_equals(two_co
 def test_models_and_chips_listings():
     models = builtin_models()
     lines = render.models_table(models).splitlines()
-    assert lines[0].split()[:4] == ["model", "params", "layers", "kv"] and len(lines) == len(models) + 1
+    assert lines[0].split()[:4] == ["model", "params", "active", "layers"] and len(lines) == len(models) + 1
     assert any(line.startswith("llama3-70b ") and "70.55B" in line for line in lines)
     listed = json.loads(render.models_json(models))["models"]
     assert [m["name"] for m in listed] == list(models) and set(listed[0]["kv_bytes_per_token"]) == {
@@ -241,9 +241,11 @@ def test_models_and_chips_listings():
         "int8",
         "int4",
     }
-    chips = load_chips()
+    chips = load_chips(unpriced=True)
     lines = render.chips_table(chips).splitlines()
-    assert lines[0].startswith("chip     bf16 TFLOP/s") and [line.split()[0] for line in lines[1:]] == list(chips)
+    rows = lines[1 : 1 + len(chips)]
+    assert lines[0].startswith("chip     bf16 TFLOP/s") and [line.split()[0] for line in rows] == list(chips)
+    assert lines[-1].startswith("no published price: b300, gb300, tpu-v7, mi325x, mi355x")
     assert {c["name"] for c in json.loads(render.chips_json(chips))["chips"]} == set(chips)
 
 

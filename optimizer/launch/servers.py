@@ -75,11 +75,15 @@ class Shape:
     batch: int
     replicas: int
     per_slice: int
+    attention_dp: int = 1  # a replica's tp chips run attention as attention_dp groups of tp/attention_dp
 
 
 def _ep(c: Any) -> int:
-    # Configurations carry no expert parallelism yet; a future `ep` field is taken as is.
     return int(getattr(c, "ep", 1) or 1)
+
+
+def _attention_dp(c: Any) -> int:
+    return int(getattr(c, "attention_dp", 1) or 1)
 
 
 def shapes(result: OptimizeResult, deployment: Deployment | None) -> list[Shape]:
@@ -91,17 +95,27 @@ def shapes(result: OptimizeResult, deployment: Deployment | None) -> list[Shape]
             total = e.replicas if e.role == "decode" else e.servers
             out.append(
                 Shape(e.role, e.chip, e.topology, e.chips, e.tp, _ep(e), e.weights, e.kv,
-                      e.batch or 1, total, total // e.slices)
+                      e.batch or 1, total, total // e.slices, _attention_dp(e))
             )  # fmt: skip
         return out
     b = result.best
     assert b is not None
     role = "decode" if b.prefill is not None else "serve"
-    out = [Shape(role, b.chip, b.topology, b.chips, b.tp, _ep(b), b.weights, b.kv, b.batch, b.replicas, b.replicas)]
+    out = [
+        Shape(
+            role, b.chip, b.topology, b.chips, b.tp, _ep(b), b.weights, b.kv, b.batch, b.replicas, b.replicas,
+            _attention_dp(b),
+        )
+    ]  # fmt: skip
     if b.prefill is not None:
         p = b.prefill
         needed = max(1, math.ceil((b.prefill_servers_per_replica or 0) * b.replicas - 1e-9))
-        out.append(Shape("prefill", p.chip, p.topology, p.chips, p.tp, _ep(p), p.weights, p.kv, 1, needed, p.replicas))
+        out.append(
+            Shape(
+                "prefill", p.chip, p.topology, p.chips, p.tp, _ep(p), p.weights, p.kv, 1, needed, p.replicas,
+                _attention_dp(p),
+            )
+        )  # fmt: skip
     return out
 
 
@@ -143,12 +157,15 @@ def group(spec: EngineSpec, shape: Shape, target: Target, name: str) -> ServerGr
     e = evaluate(
         target.model, Workload(context=w.context, decode_len=w.decode_len, serving="decode-only"),
         profile=target.profile, chip=shape.chip, topology=shape.topology, weights=shape.weights, kv=shape.kv,
-        batch=shape.batch, tp=shape.tp, chips=target.catalog,
+        batch=shape.batch, tp=shape.tp, chips=target.catalog, attention_dp=shape.attention_dp, ep=shape.ep,
     )  # fmt: skip
     fraction, need = spec.memory_fraction(e.param_bytes, e.kv_bytes, chip.hbm_bytes * shape.tp)
     return ServerGroup(
         role=shape.role, name=name, chip=shape.chip, family=family, topology=shape.topology,
-        slice_chips=shape.slice_chips, tp=shape.tp, pp=1, dp=dp, ep=shape.ep, batch=shape.batch,
+        # attention data parallelism: each of a replica's attention_dp groups is a data-parallel
+        # rank of tp/attention_dp chips (the engines' --data-parallel-size with expert parallelism)
+        slice_chips=shape.slice_chips, tp=shape.tp // shape.attention_dp, pp=1, dp=dp * shape.attention_dp,
+        ep=shape.ep, batch=shape.batch,
         weights=shape.weights, kv=shape.kv, context=w.context, replicas=shape.replicas, servers=servers,
         nodes=nodes, chips_per_node=per_node, memory_fraction=fraction, memory_need=need,
         model_id=checkpoint or target.model_id, quantization=quantization, kv_cache_dtype=kv_value,
@@ -184,6 +201,7 @@ def plan_summary(b: Configuration, context: int) -> dict[str, Any]:
         "chips": b.chips,
         "tp": b.tp,
         "ep": _ep(b),
+        "attention_dp": _attention_dp(b),
         "pp": 1,
         "replicas_per_slice": b.replicas,
         "batch": b.batch,

@@ -46,6 +46,8 @@ def model_listing(models: dict[str, Model]) -> list[dict[str, Any]]:
         {
             "name": name,
             "param_count": m.param_count,
+            "active_param_count": m.active_param_count,
+            "features": m.features(),
             "layers": m.num_layers,
             "d_model": m.d_model,
             "d_ff": m.d_ff,
@@ -54,6 +56,9 @@ def model_listing(models: dict[str, Model]) -> list[dict[str, Any]]:
             "head_dim": m.head_dim,
             "vocab": m.vocab,
             "kv_bytes_per_token": {d: m.kv_bytes_per_token(d) for d in ("bf16", "int8", "int4")},
+            "experts": {"routed": m.num_experts, "per_token": m.experts_per_token, "moe_layers": m.moe_layers}
+            if m.is_moe
+            else None,
             "source": m.source,
         }
         for name, m in models.items()
@@ -66,11 +71,12 @@ def models_json(models: dict[str, Model]) -> str:
 
 def models_table(models: dict[str, Model]) -> str:
     return table(
-        ["model", "params", "layers", "kv heads", "KV B/token bf16", "int8", "int4"],
+        ["model", "params", "active", "layers", "kv heads", "KV B/token bf16", "int8", "int4"],
         [
             [
                 r["name"],
                 f"{r['param_count'] / 1e9:.2f}B",
+                f"{r['active_param_count'] / 1e9:.2f}B",
                 str(r["layers"]),
                 str(r["kv_heads"]),
                 f"{r['kv_bytes_per_token']['bf16']:,.0f}",
@@ -83,24 +89,63 @@ def models_table(models: dict[str, Model]) -> str:
 
 
 def chips_json(catalog: dict[str, Chip]) -> str:
+    """Every chip's figures (asdict), W_ici, and its prices by tier with their dates and sources."""
     return json_text(
-        {"chips": [{**asdict(c), "ici_bytes_per_s_per_axis": c.ici_bytes_per_s_per_axis} for c in catalog.values()]}
+        {
+            "chips": [
+                {**asdict(c), "ici_bytes_per_s_per_axis": c.ici_bytes_per_s_per_axis, "prices": c.price_tiers()}
+                for c in catalog.values()
+            ]
+        }
     )
 
 
+def _usd(value: float) -> str:
+    return f"{value:.2f}" if value > 0 else "-"
+
+
 def chips_table(catalog: dict[str, Chip]) -> str:
-    return table(
-        ["chip", "bf16 TFLOP/s", "HBM GB", "HBM GB/s", "ICI GB/s/axis", "$/chip-h", "slices"],
+    """One row per chip: compute, memory, scale-up and scale-out bandwidth, the prices of each
+    tier and the date of the on-demand price, the slices; a note on unpriced chips."""
+    text = table(
+        [
+            "chip",
+            "bf16 TFLOP/s",
+            "fp4 TFLOP/s",
+            "HBM GB",
+            "HBM GB/s",
+            "ICI GB/s/axis",
+            "out GB/s",
+            "$/chip-h",
+            "1y $",
+            "3y $",
+            "price date",
+            "slices",
+        ],
         [
             [
                 c.name,
                 f"{c.bf16_flops / 1e12:,.0f}",
+                f"{c.fp4_flops / 1e12:,.0f}" if c.fp4_flops else "-",
                 f"{c.hbm_bytes / 1e9:,.0f}",
                 f"{c.hbm_bytes_per_s / 1e9:,.0f}",
                 f"{c.ici_bytes_per_s_per_axis / 1e9:,.0f}",
-                f"{c.usd_per_chip_hour:.2f}",
+                f"{c.scale_out_bytes_per_s / 1e9:,.1f}" if c.scale_out_bytes_per_s else "-",
+                _usd(c.usd_per_chip_hour),
+                _usd(c.usd_per_chip_hour_1yr),
+                _usd(c.usd_per_chip_hour_3yr),
+                c.price_date or ("--price" if c.priced else "-"),
                 " ".join(c.topologies),
             ]
             for c in catalog.values()
         ],
     )
+    notes = [
+        "$/chip-h: on demand (what optimize prices by); 1y $, 3y $: committed; out: scale-out per chip, one way",
+    ]
+    unpriced = [c.name for c in catalog.values() if not c.priced]
+    if unpriced:
+        notes.append(
+            f"no published price: {', '.join(unpriced)} (left out of searches; give --price CHIP=USD or --prices FILE)"
+        )
+    return "\n".join([text, *notes])
