@@ -16,7 +16,7 @@ from click import argument, option
 
 from optimizer import render
 from optimizer.catalog import DTYPES, load_chips, parse_prices
-from optimizer.errors import InputError, check_not_an_input
+from optimizer.errors import InputError, check_not_an_input, write_out
 from optimizer.launch.engines import ENGINES, FORMATS
 from optimizer.models import builtin_models
 from optimizer.workload import OBJECTIVES
@@ -85,6 +85,7 @@ OPTIONS: dict[str, Callable] = {
     "prefill-mfu": option("--prefill-mfu", type=UNIT, help="Book profile: prefill's FLOPs utilization [default: 0.4]."),
     "chips-file": option("--chips", "chips_file", type=FILE, help="TOML chips: add to (or replace) the built-in."),
     "price": option("--price", "prices", multiple=True, metavar="CHIP=USD", help="A chip's $/chip-hour (repeatable)."),
+    "prices-file": option("--prices", "prices_file", type=FILE, help="TOML [prices.CHIP]: the catalog's prices."),
     "profile": option(
         "--profile", type=PROFILES, default="book", help="Cost model: roofline (book) or fitted (calibrated)."
     ),
@@ -140,7 +141,7 @@ GROUPS = {
     "dtypes": ("weights*", "kv*"),
     "dtype": ("weights", "kv"),
     "prompt": ("prompt-len", "prefill-mfu"),
-    "catalog": ("chips-file", "price"),
+    "catalog": ("chips-file", "prices-file", "price"),
     "cost-model": ("profile", "engine", "calibration"),
 }
 
@@ -168,16 +169,9 @@ def command(name: str, group: click.Group | None = None) -> Callable[[Callable[[
     return make
 
 
-def _catalog(chips_file: str | None, prices: tuple[str, ...]):
-    """The chip catalog (built-in, or with --chips FILE) with the --price CHIP=USD overrides."""
-    return load_chips(chips_file, parse_prices(prices))
-
-
-def _write(out: str, text: str, newline: str | None = None, failure: str = "cannot write") -> None:
-    try:
-        Path(out).write_text(text, newline=newline)
-    except OSError as e:
-        raise InputError(f"--out {out}: {failure} ({e.strerror})") from None
+def _catalog(o: Any, unpriced: bool = False):
+    """The chip catalog (built-in, or with --chips FILE) with --prices FILE, then --price CHIP=USD."""
+    return load_chips(o.chips_file, parse_prices(o.prices), o.prices_file, unpriced=unpriced)
 
 
 @click.group(cls=Group)
@@ -248,15 +242,14 @@ def evaluate_cmd(o: Any) -> None:
 
     e = evaluate(
         o.model, _workload(o, prompt_len=o.prompt_len, serving="decode-only"), profile=_profile(o), chip=o.chip,
-        topology=o.topology, weights=o.weights, kv=o.kv, batch=o.batch, tp=o.tp, chips=_catalog(o.chips_file, o.prices),
+        topology=o.topology, weights=o.weights, kv=o.kv, batch=o.batch, tp=o.tp, chips=_catalog(o),
     )  # fmt: skip
     click.echo(render.json_text(e.to_dict()) if o.as_json else render.evaluation(e))
 
 
 @command("frontier", main)
 @options("model", "chips", "contexts", "decode-len", "dtypes", "by-batch", "batch-topology", "tp", "slo-mark")
-@options("points-out")
-@options("catalog", "cost-model", "json")
+@options("points-out", "catalog", "cost-model", "json")
 def frontier_cmd(o: Any) -> None:
     """The latency-cost Pareto frontier (decode), or one configuration against batch (--by-batch)."""
     from optimizer import load_model
@@ -265,7 +258,7 @@ def frontier_cmd(o: Any) -> None:
     from optimizer.options import check_frontier_options
     from optimizer.plots import PLOT_SUFFIXES, plot_by_batch, plot_frontier
 
-    catalog, names, _, _ = Search(_catalog(o.chips_file, o.prices), o.chip_names or None).resolve()
+    catalog, names, _, _ = Search(_catalog(o), o.chip_names or None).resolve()
     mdl = load_model(o.model)
     contexts = o.contexts or (8192,)
     check_frontier_options(vars(o))
@@ -298,7 +291,7 @@ def frontier_cmd(o: Any) -> None:
     if o.out and Path(o.out).suffix.lower() in PLOT_SUFFIXES:
         plot(path=o.out)
     elif o.out:
-        _write(str(Path(o.out)), render.points_file(points, Path(o.out).suffix), "", "cannot be written")
+        write_out(str(Path(o.out)), render.points_file(points, Path(o.out).suffix), "", "cannot be written")
     if o.out:
         click.echo(render.wrote(o.out, len(points)))
     else:
@@ -340,7 +333,7 @@ def models_cmd(o: Any) -> None:
 @options("catalog", "json")
 def chips_cmd(o: Any) -> None:
     """The chip catalog: specs, prices and slice shapes, each with its source."""
-    catalog = _catalog(o.chips_file, o.prices)
+    catalog = _catalog(o, unpriced=True)
     click.echo(render.chips_json(catalog) if o.as_json else render.chips_table(catalog))
 
 
@@ -352,11 +345,11 @@ def plan_cmd(o: Any) -> None:
     from optimizer.planning import load_plan, plan
 
     check_not_an_input(o.out, o.plan_file, o.chips_file, o.calibration)
-    spec = load_plan(o.plan_file).with_profile(o.profile, o.engine, o.calibration)
     catalog = load_chips(o.chips_file) if o.chips_file else None
+    spec = load_plan(o.plan_file, catalog).with_profile(o.profile, o.engine, o.calibration)
     result = plan(spec, chips=catalog, time_limit_s=o.time_limit, maximize_served=o.maximize_served, workers=o.workers)
     if o.out is not None:
-        _write(o.out, render.json_text(result.to_dict()) + "\n")
+        write_out(o.out, render.json_text(result.to_dict()) + "\n")
     click.echo(render.json_text(result.to_dict()) if o.as_json else render.fleet_plan(result, o.plan_file))
 
 
@@ -373,7 +366,7 @@ def calibrate_cmd(o: Any) -> None:
     catalog = load_chips(o.chips_file)
     m = load_measurements(path, catalog)
     params = with_catalog(fit(m, f"fitted by servesat calibrate to {path.name} ({len(m)} rows)"), catalog)
-    _write(o.out, params.to_toml())
+    write_out(o.out, params.to_toml())
     check = validate(m, Calibrated(params))
     warnings = fit_warnings(m, params)
     for w in warnings:

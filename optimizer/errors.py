@@ -59,3 +59,11 @@ def check_not_an_input(out: str | Path | None, *inputs: str | Path | None) -> No
     for path in inputs:
         if out is not None and path is not None and Path(out).resolve() == Path(path).resolve():
             raise InputError(f"--out {out} is an input of this command ({path}); write to another file")
+
+
+def write_out(out: str | Path, text: str, newline: str | None = None, failure: str = "cannot write") -> None:
+    """Write a command's --out file; InputError (naming the file and why) if it cannot be written."""
+    try:
+        Path(out).write_text(text, newline=newline)
+    except OSError as e:
+        raise InputError(f"--out {out}: {failure} ({e.strerror})") from None

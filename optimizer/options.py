@@ -33,6 +33,7 @@ class OptimizeOptions:
     decode_only: bool = False
     compare_colocated: bool = False
     chips_file: str | None = None
+    prices_file: str | None = None
     prices: tuple[str, ...] = ()
     profile: str = "book"
     engine: str | None = None
@@ -66,9 +67,9 @@ class OptimizeOptions:
         )
 
     def search(self) -> Search:
-        """The chip catalog (built-in, or --chips FILE, with --price overrides), the chips and
-        dtypes to search (empty: all, and each chip's defaults)."""
-        catalog = load_chips(self.chips_file, parse_prices(self.prices))
+        """The chip catalog (built-in, or --chips FILE, with --prices FILE and --price overrides),
+        the chips and dtypes to search (empty: all priced chips, and each chip's defaults)."""
+        catalog = load_chips(self.chips_file, parse_prices(self.prices), self.prices_file)
         return Search(catalog, self.chip_names or None, self.weights or None, self.kv or None)
 
     def cost_profile(self) -> Profile:

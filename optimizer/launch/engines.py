@@ -125,7 +125,7 @@ class EngineSpec:
         return value, need
 
 
-_DTYPE_ORDER = ("bf16", "fp8", "int8", "int4")
+_DTYPE_ORDER = ("bf16", "fp8", "int8", "int4", "fp4")
 
 
 def _dtype_order(name: str) -> int:

@@ -6,8 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from optimizer.catalog import read_toml
-from optimizer.errors import InputError
+from optimizer.catalog import COMMITMENT_TIERS, Chip, load_chips, read_toml
+from optimizer.errors import InputError, is_positive_number, unknown_name
 from optimizer.models import is_builtin_model
 from optimizer.planning.spec import Commitment, PlanModel, PlanSpec, Pool
 
@@ -45,7 +45,32 @@ def _model_from_dict(k: int, data: Any) -> PlanModel:
     return PlanModel(**m)
 
 
-def _pool_from_dict(k: int, data: Any) -> Pool:
+def _catalog_tier(where: str, tier: dict, pool: dict, catalog: dict[str, Chip], period_hours: Any) -> Commitment:
+    """A tier that gives neither term_periods nor discount: the catalog's 1-year or 3-year price
+    of the pool's chip (at the pool's on-demand price, if it sets one)."""
+    if "term_periods" in tier or "discount" in tier:
+        missing = "discount" if "term_periods" in tier else "term_periods"
+        raise InputError(f"{where} lacks {missing!r} (give both, or neither to take the catalog's price)")
+    name = tier["name"]
+    if name not in COMMITMENT_TIERS:
+        raise InputError(
+            f"{where} gives no term_periods and discount, so its name must be a catalog tier "
+            f"({', '.join(COMMITMENT_TIERS)}), got {name!r}"
+        )
+    chip = pool.get("chip")
+    known = {**getattr(catalog, "unpriced", {}), **catalog}
+    if not isinstance(chip, str) or chip not in known:
+        raise unknown_name(f"chip in {where.split('.')[0]}.chip", str(chip), sorted(catalog))
+    if not is_positive_number(period_hours):
+        raise InputError(f"period_hours must be a positive number, got {period_hours!r}")
+    usd = pool.get("usd_per_chip_hour")
+    try:
+        return Commitment.from_catalog(name, known[chip], period_hours, usd if is_positive_number(usd) else None)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+
+
+def _pool_from_dict(k: int, data: Any, catalog: dict[str, Chip], period_hours: Any) -> Pool:
     q = dict(_table(f"pools[{k}]", data, _POOL_KEYS, ("chip", "quota_chips")))
     if "shapes" in q:
         q["shapes"] = _strings(f"pools[{k}].shapes", q["shapes"])
@@ -54,19 +79,28 @@ def _pool_from_dict(k: int, data: Any) -> Pool:
     tiers = q.get("commitments", [])
     if not isinstance(tiers, list):
         raise InputError(f"pools[{k}].commitments must be a list of tables, got {tiers!r}")
-    q["commitments"] = tuple(
-        Commitment(**_table(f"pools[{k}].commitments[{j}]", c, _COMMITMENT_KEYS, ("name", "term_periods", "discount")))
-        for j, c in enumerate(tiers)
-    )
+    commitments = []
+    for j, c in enumerate(tiers):
+        where = f"pools[{k}].commitments[{j}]"
+        tier = _table(where, c, _COMMITMENT_KEYS, ("name",))
+        if "term_periods" in tier and "discount" in tier:
+            commitments.append(Commitment(**tier))
+        else:
+            commitments.append(_catalog_tier(where, tier, q, catalog, period_hours))
+    q["commitments"] = tuple(commitments)
     return Pool(**q)
 
 
-def spec_from_dict(data: dict, origin: str = "plan") -> PlanSpec:
-    """A PlanSpec from the TOML file's tables (field names as in the dataclasses)."""
+def spec_from_dict(data: dict, origin: str = "plan", catalog: dict[str, Chip] | None = None) -> PlanSpec:
+    """A PlanSpec from the TOML file's tables (field names as in the dataclasses); a commitment
+    tier named 1-year or 3-year without term_periods and discount takes the price of `catalog`
+    (default: the built-in one)."""
     data = _table(origin, data, _PLAN_KEYS, ("models", "pools"))
     tables = {key: v if isinstance(v, list) else [v] for key, v in data.items() if key in ("models", "pools")}
     models = tuple(_model_from_dict(k, m) for k, m in enumerate(tables["models"]))
-    pools = tuple(_pool_from_dict(k, q) for k, q in enumerate(tables["pools"]))
+    catalog = catalog if catalog is not None else load_chips()
+    period_hours = data.get("period_hours", PlanSpec.__dataclass_fields__["period_hours"].default)
+    pools = tuple(_pool_from_dict(k, q, catalog, period_hours) for k, q in enumerate(tables["pools"]))
     rest = {key: data[key] for key in data if key not in ("models", "pools")}
     if isinstance(rest.get("budget_per_period"), list):
         rest["budget_per_period"] = tuple(rest["budget_per_period"])
@@ -80,10 +114,11 @@ def _is_relative_path(model: str, folder: Path) -> bool:
     return (folder / model).exists() or "/" in model or model.endswith(".json")
 
 
-def load_plan(path: str | Path) -> PlanSpec:
+def load_plan(path: str | Path, catalog: dict[str, Chip] | None = None) -> PlanSpec:
     """A plan file; a model given by a relative path (a config.json or its folder) and the
-    calibration file are read from the plan file's folder."""
-    spec = spec_from_dict(read_toml(Path(path), "plan file"), str(path))
+    calibration file are read from the plan file's folder; `catalog` (default: the built-in
+    one) prices the commitment tiers that take the catalog's price."""
+    spec = spec_from_dict(read_toml(Path(path), "plan file"), str(path), catalog)
     folder = Path(path).parent
     models = tuple(
         replace(m, model=str(folder / m.model)) if _is_relative_path(m.model, folder) else m for m in spec.models

@@ -40,7 +40,7 @@ def plan(
     a plan that cannot be met is a FleetPlan with status "infeasible" and the reason."""
     started = time.perf_counter()
     if isinstance(spec, (str, Path)):
-        spec = load_plan(spec)
+        spec = load_plan(spec, chips)
     if not isinstance(spec, PlanSpec):
         raise InputError(f"plan must be a PlanSpec or a plan file path, got {type(spec).__name__}")
     if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0:

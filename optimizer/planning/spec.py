@@ -25,7 +25,7 @@ from typing import Any
 
 from optimizer import scaling
 from optimizer.candidates import CandidateTable, build_table
-from optimizer.catalog import DTYPES, Chip, load_chips
+from optimizer.catalog import COMMITMENT_TIERS, DTYPES, Chip, check_priced, load_chips
 from optimizer.errors import InputError, check_choice, is_number, unknown_name
 from optimizer.models import Model
 from optimizer.profiles import PROFILES, Book, Calibrated, Profile, resolve_profile
@@ -137,11 +137,41 @@ class PlanModel:
 @dataclass(frozen=True)
 class Commitment:
     """A committed-use tier: `discount` off the on-demand price, paid for every chip every
-    period of the term, used or not."""
+    period of the term, used or not. `Commitment.from_catalog` makes the catalog's 1-year or
+    3-year tier of a chip (as a plan file does when a tier gives neither term nor discount)."""
 
     name: str
     term_periods: int
     discount: float
+
+    @classmethod
+    def from_catalog(
+        cls, tier: str, chip: Chip, period_hours: float = 730.0, usd_per_chip_hour: float | None = None
+    ) -> Commitment:
+        """The chip's `tier` ("1-year" or "3-year") at its catalog price: discount 1 - committed
+        / on-demand (`usd_per_chip_hour`, default the catalog's), term the tier's hours (365-day
+        years) in periods of `period_hours`, which must divide it. InputError if the catalog
+        has no price for the tier."""
+        check_choice("commitment tier from the catalog", tier, list(COMMITMENT_TIERS))
+        committed = chip.committed_usd(tier)
+        on_demand = chip.usd_per_chip_hour if usd_per_chip_hour is None else usd_per_chip_hour
+        if committed <= 0:
+            raise InputError(
+                f"the catalog has no {tier} price for {chip.name} (none published; see servesat chips): "
+                "give the tier's term_periods and discount"
+            )
+        if on_demand <= 0 or committed > on_demand:
+            raise InputError(
+                f"the {tier} price of {chip.name} (${committed:g}) is not below its on-demand price "
+                f"(${on_demand:g}): give the tier's discount"
+            )
+        periods = COMMITMENT_TIERS[tier] / period_hours
+        if not is_number(periods) or abs(periods - round(periods)) > 1e-9 or round(periods) < 1:
+            raise InputError(
+                f"a {tier} term ({COMMITMENT_TIERS[tier]:g} hours) is not a whole number of {period_hours:g}-hour "
+                "periods: give the tier's term_periods and discount"
+            )
+        return cls(tier, round(periods), 1.0 - committed / on_demand)
 
     def check(self, where: str, names: list[str]) -> None:
         """Validate (InputError naming `where`.field); `names`: every tier name of the pool."""
@@ -202,9 +232,9 @@ class Pool:
 
     def chip_in(self, where: str, catalog: dict[str, Chip]) -> Chip:
         """The catalog chip with the pool's shapes and price."""
-        if self.chip not in catalog:
+        chip = catalog.get(self.chip) or getattr(catalog, "unpriced", {}).get(self.chip)
+        if chip is None:
             raise unknown_name(f"chip in {where}.chip", str(self.chip), sorted(catalog))
-        chip = catalog[self.chip]
         if self.shapes is not None:
             for s in self.shapes:
                 _require(
@@ -214,6 +244,10 @@ class Pool:
             chip = replace(chip, topologies=tuple(dict.fromkeys(self.shapes)))
         if self.usd_per_chip_hour is not None:
             chip = replace(chip, usd_per_chip_hour=float(self.usd_per_chip_hour))
+        try:
+            check_priced(chip)
+        except InputError as e:
+            raise InputError(f"{where}: {e}; or set {where}.usd_per_chip_hour") from None
         return chip
 
 
