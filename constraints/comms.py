@@ -11,6 +11,11 @@ the inequality reduces to T_ici <= T_hbm, an upper bound on the batch; elsewhere
 holds. Scaled to femtoseconds, T_ici rounded up and T_hbm down. With co-located prefill the
 replica also runs the prompt's matmuls over its T tokens, so it must not be comms-bound at
 B = T either (the same check prefill servers pass; see constraints.prefill).
+
+Past one node (optimizer.multinode) each collective is checked on the link it crosses: a
+pipeline stage's tensor parallelism inside its node over NVLink, on its microbatch of B/pp
+sequences (the stage boundaries are in the step, not here); wide expert parallelism's
+all-to-all over the slower of its NVLink and scale-out legs.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ add = add_caps
 def comms_bound(table: CandidateTable, rows: np.ndarray, batch: np.ndarray) -> np.ndarray:
     """True where the replica's collectives outlast its matmul (docs/cost-model.md)."""
     c = table.cost
-    b = np.asarray(batch, dtype=float)
+    b = c.effective_batch(batch, rows)
     t_ici = c.ici_s_per_seq[rows] * b
     expert_share = 1.0 - c.expert_miss[rows] ** b  # of a MoE layer's experts, the ones B tokens touch
     t_work = np.maximum(
@@ -63,8 +68,34 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
 
 def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
     n = int(table.n_axes[row])
+    if int(table.nodes[row]) > 1:
+        return _explain_nodes(table, row, batch)
     return (
         f"batch {batch} is capped by the interconnect: with {table.tp[row]}-way model parallelism "
         f"over {n} {'axis' if n == 1 else 'axes'}, moving activations takes longer than loading "
         f"weights above {batch} sequence{'s' if batch != 1 else ''}"
+    )
+
+
+def _explain_nodes(table: CandidateTable, row: int, batch: int) -> str:
+    """The binding link of a multi-node replica: NVLink inside a pipeline stage, or the slower
+    leg of the experts' all-to-all across the nodes (docs/cost-model.md)."""
+    y, pp, nodes, e = (int(x[row]) for x in (table.tp, table.pp, table.nodes, table.ep))
+    up, out = float(table.scale_up_bytes_per_s[row]), float(table.scale_out_bytes_per_s[row])
+    sequences = f"{batch} sequence{'s' if batch != 1 else ''}"
+    if pp > 1:
+        return (
+            f"batch {batch} is capped by the interconnect inside each node: each of the {pp} pipeline stages is "
+            f"{y // pp}-way model parallel over NVLink ({up / 1e9:,.0f} GB/s per chip), and on its microbatch "
+            f"moving activations takes longer than loading weights above {sequences}"
+        )
+    local = e // nodes
+    if (e - local) / out >= (local - 1) / up:
+        others = f"{nodes - 1} node{'s' if nodes > 2 else ''}"
+        link = f"its scale-out leg to the other {others} ({out / 1e9:,.0f} GB/s per chip)"
+    else:
+        link = f"its NVLink leg inside each node ({up / 1e9:,.0f} GB/s per chip)"
+    return (
+        f"batch {batch} is capped by the interconnect across nodes: the experts' all-to-all over {e} chips in "
+        f"{nodes} nodes is slowest on {link}, and outlasts the MoE layer's own work above {sequences}"
     )

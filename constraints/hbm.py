@@ -2,6 +2,8 @@
 
     P*b_w + B*S*kv_token <= Y*M                      (bytes)
 
+(Y: every chip of the replica; pipeline stages split weights and KV caches by layer, evenly.)
+
 Scaled to half-bytes (int4 is half a byte), usage rounded up and capacity down; with the
 catalog's whole-byte figures the integer row is exact.
 """
@@ -34,10 +36,11 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
 
 def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
     c = table.cost
-    y = int(table.tp[row])
+    y, nodes = int(table.tp[row]), int(table.nodes[row])
+    where = f" ({nodes} nodes of {y // nodes})" if nodes > 1 else ""
     return (
         f"batch {batch} is capped by HBM: the weights take {c.weight_bytes[row] / 1e9:.1f} GB of "
-        f"the {c.hbm_capacity_bytes[row] / 1e9:.0f} GB on {y} chip{'s' if y != 1 else ''}, leaving room "
+        f"the {c.hbm_capacity_bytes[row] / 1e9:.0f} GB on {y} chip{'s' if y != 1 else ''}{where}, leaving room "
         f"for the KV caches of {batch} sequence{'s' if batch != 1 else ''} of {workload.context} tokens "
         f"({c.kv_bytes_per_seq[row] / 1e9:.2f} GB each)"
     )

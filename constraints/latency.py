@@ -11,7 +11,9 @@ same way: B*(out + T_flops1) <= SLO - T_fixed and B*(out + kv_in) <= SLO - T_fix
 Scaled to femtoseconds, per-sequence times rounded up and the SLO down. A mixture-of-experts
 model also reads the experts its batch touches inside the max, E*(1-(1-k/E)^B) per layer, which
 is not linear in B: its rows start from the cap without that term and verified_caps moves
-each to the float check's boundary (the step only grows with B).
+each to the float check's boundary (the step only grows with B). A pipeline over several nodes
+(optimizer.multinode) adds its stage boundaries to T_fixed and the per-sequence slope, and
+costs below B = pp sequences what pp cost (the bubble): verified_caps moves those caps too.
 """
 
 from __future__ import annotations
@@ -44,8 +46,18 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
 
 
 def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:
-    step_next = float(table.cost.step_s(batch + 1, np.array([row]))[0])
-    return (
+    c = table.cost
+    step_next = float(c.step_s(batch + 1, np.array([row]))[0])
+    text = (
         f"batch {batch} is capped by the latency target: one more sequence would make the "
         f"decode step {step_next * 1e3:.2f} ms, over the {workload.slo_ms:g} ms target"
     )
+    pp = int(table.pp[row])
+    if pp > 1:
+        b = float(c.effective_batch(batch + 1, np.array([row]))[0])
+        boundaries = float(c.boundary_s[row] + c.boundary_s_per_seq[row] * b)
+        text += (
+            f" (of which {boundaries * 1e3:.3f} ms crossing the boundaries of its {pp} pipeline stages over the "
+            f"scale-out network, {table.scale_out_bytes_per_s[row] / 1e9:,.0f} GB/s per chip)"
+        )
+    return text

@@ -22,6 +22,7 @@ from optimizer.demand import MAX_QPS, deployment
 from optimizer.errors import InputError, check_choice, check_positive_int, check_positive_number
 from optimizer.metrics import measure
 from optimizer.models import Model, load_model
+from optimizer.multinode import DEFAULT_MAX_NODES, check_max_nodes
 from optimizer.profiles import DEFAULT_PROFILE, Book, Profile
 from optimizer.result import Configuration, Deployment, Evaluation, OptimizeResult, SolveStats
 from optimizer.solve import ServingModel
@@ -45,12 +46,17 @@ def _dtypes(kind: str, values: tuple[str, ...] | list[str] | None) -> tuple[str,
 class Search:
     """Where optimize() looks: a chip catalog (None: the built-in one, load_chips()), which of
     its chip types (None: all that have a price), which weight and KV dtypes (None: each chip's
-    defaults: bf16, its native 8-bit and 4-bit formats)."""
+    defaults: bf16, its native 8-bit and 4-bit formats), and up to how many nodes one replica
+    may span (GPUs whose scale-out bandwidth is known: 2, 4, ... nodes; 1: one node only)."""
 
     catalog: dict[str, Chip] | None = None
     chips: tuple[str, ...] | list[str] | None = None
     weights: tuple[str, ...] | list[str] | None = None
     kv: tuple[str, ...] | list[str] | None = None
+    max_nodes: int = DEFAULT_MAX_NODES
+
+    def __post_init__(self) -> None:
+        check_max_nodes(self.max_nodes)
 
     def resolve(self) -> tuple[dict[str, Chip], list[str], tuple[str, ...] | None, tuple[str, ...] | None]:
         """(catalog, chip names in order, weight dtypes, KV dtypes), validated."""
@@ -139,7 +145,7 @@ def optimize(
     mdl = _resolve_model(model)
     catalog, names, weights, kv = search.resolve()
     unserved = _unsupported_dtypes(catalog, names, weights, kv)
-    table = build_table(mdl, {n: catalog[n] for n in names}, workload, profile, weights, kv)
+    table = build_table(mdl, {n: catalog[n] for n in names}, workload, profile, weights, kv, search.max_nodes)
     sm = ServingModel(table, workload, objective, keep_per_class=top)
     status, choice = sm.solve()
 
@@ -173,7 +179,7 @@ def optimize(
             mdl,
             replace(workload, serving=other_mode),
             profile=profile,
-            search=Search(catalog, names, search.weights, search.kv),
+            search=Search(catalog, names, search.weights, search.kv, search.max_nodes),
             objective=objective,
             top=1,
             qps=qps,
@@ -243,10 +249,14 @@ def evaluate(
     chips: dict[str, Chip] | None = None,
     attention_dp: int = 1,
     ep: int = 1,
+    pp: int | None = None,
 ) -> Evaluation:
     """The roofline (book or calibrated profile) of one fixed configuration at the workload's
     context, whether or not it fits; the prefill figures are for a prefill server of this same
-    configuration (tp None: model parallel over every chip of the slice; chips: the catalog)."""
+    configuration (tp None: model parallel over every chip of the slice; chips: the catalog).
+    A GPU topology of several nodes ("16": two 8-GPU nodes) is one replica over all of them:
+    pp None is one pipeline stage per node, or one stage when `ep` spreads the experts past a
+    node (optimizer.multinode)."""
     mdl = _resolve_model(model)
     workload = replace(workload, serving="decode-only")
     catalog = chips if chips is not None else load_chips()
@@ -258,7 +268,9 @@ def evaluate(
         check_positive_int("tp", tp)
     check_positive_int("attention_dp", attention_dp)
     check_positive_int("ep", ep)
-    table = single_candidate(mdl, catalog[chip], topology, tp, weights, kv, workload, profile, attention_dp, ep)
+    if pp is not None:
+        check_positive_int("pp", pp)
+    table = single_candidate(mdl, catalog[chip], topology, tp, weights, kv, workload, profile, attention_dp, ep, pp)
     c = table.cost
     rows = np.array([0])
     batches = np.array([batch])

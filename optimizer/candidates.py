@@ -1,4 +1,5 @@
-"""The candidate table: one row per discrete choice (chip, slice, model-parallel axes, dtypes)."""
+"""The candidate table: one row per discrete choice (chip, slice, model-parallel axes, dtypes;
+past one node, the node count and pipeline stages: optimizer.multinode)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from optimizer.catalog import Chip, parse_topology
 from optimizer.costmodel import Layout, Roofline
 from optimizer.errors import InputError
 from optimizer.models import Model
+from optimizer.multinode import DEFAULT_MAX_NODES, MAX_NODES, cost_terms, node_counts
 from optimizer.profiles import Profile
 from optimizer.workload import Workload
 
@@ -51,6 +53,20 @@ def moe_layouts(y: int, heads: int, experts: int) -> tuple[tuple[int, int], ...]
     return tuple((d, e) for d in dps for e in eps)
 
 
+def multi_node_layouts(chip: Chip, nodes: int, split: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """The (d, e, pp, n_axes) of a replica over `nodes` domains of a GPU chip (optimizer.multinode):
+    a pipeline of one stage per domain, each stage laid out as one domain (moe_layouts); for a
+    mixture of experts also wide expert parallelism, e = Y over every chip, attention tensor
+    parallel inside a domain (t = 1 or N, dividing the heads) and data parallel across them."""
+    n = chip.scale_up_domain
+    y = nodes * n
+    out = [(d, e, nodes, 1) for d, e in moe_layouts(n, *split)]
+    heads, experts = split
+    if experts and experts % y == 0:
+        out += [(y // t, y, 1, 1) for t in sorted({1, n}) if heads % t == 0]
+    return out
+
+
 @dataclass(frozen=True)
 class CandidateTable:
     """Struct of arrays; row i is one candidate. `cost` holds the profile's cost terms."""
@@ -62,10 +78,14 @@ class CandidateTable:
     n_axes: np.ndarray
     attention_dp: np.ndarray  # d
     ep: np.ndarray  # e
+    pp: np.ndarray  # pipeline stages (1: none)
+    nodes: np.ndarray  # scale-up domains one replica spans (1: one node, rack or TPU slice)
     replicas: np.ndarray  # slice_chips / Y
     weights: np.ndarray  # weight dtype name
     kv: np.ndarray  # KV dtype name
     usd_per_chip_hour: np.ndarray
+    scale_up_bytes_per_s: np.ndarray  # n_axes * W_ici per chip (the collectives inside a domain)
+    scale_out_bytes_per_s: np.ndarray  # W_out per chip, one way (0: not known)
     cost: Roofline
 
     def __len__(self) -> int:
@@ -85,6 +105,8 @@ class CandidateTable:
             "n_axes": int(self.n_axes[i]),
             "attention_dp": int(self.attention_dp[i]),
             "ep": int(self.ep[i]),
+            "pp": int(self.pp[i]),
+            "nodes": int(self.nodes[i]),
             "replicas": int(self.replicas[i]),
             "weights": str(self.weights[i]),
             "kv": str(self.kv[i]),
@@ -94,8 +116,8 @@ class CandidateTable:
 def _table(
     model: Model, workload: Workload, profile: Profile, chips: dict[str, Chip], rows: list[tuple]
 ) -> CandidateTable:
-    """rows: (chip name, topology, slice chips, Y, n_axes, d, e, weight dtype, kv dtype)."""
-    cols: list[tuple] = list(zip(*rows)) if rows else [()] * 9
+    """rows: (chip name, topology, slice chips, Y, n_axes, d, e, pp, nodes, weight dtype, kv dtype)."""
+    cols: list[tuple] = list(zip(*rows)) if rows else [()] * 11
     tp = np.array(cols[3], dtype=np.int64)
     slice_chips = np.array(cols[2], dtype=np.int64)
     layout = Layout(
@@ -104,8 +126,10 @@ def _table(
         n_axes=np.array(cols[4], dtype=np.int64),
         attention_dp=np.array(cols[5], dtype=np.int64),
         ep=np.array(cols[6], dtype=np.int64),
-        weights=list(cols[7]),
-        kv=list(cols[8]),
+        pp=np.array(cols[7], dtype=np.int64),
+        nodes=np.array(cols[8], dtype=np.int64),
+        weights=list(cols[9]),
+        kv=list(cols[10]),
     )
     return CandidateTable(
         chip=np.array(cols[0], dtype=str),
@@ -115,11 +139,15 @@ def _table(
         n_axes=layout.n_axes,
         attention_dp=layout.dp(),
         ep=layout.experts(),
+        pp=layout.stages(),
+        nodes=layout.domains(),
         replicas=slice_chips // np.maximum(tp, 1),
-        weights=np.array(cols[7], dtype=str),
-        kv=np.array(cols[8], dtype=str),
+        weights=np.array(cols[9], dtype=str),
+        kv=np.array(cols[10], dtype=str),
         usd_per_chip_hour=layout.per_chip("usd_per_chip_hour"),
-        cost=profile.cost_terms(model, workload, layout),
+        scale_up_bytes_per_s=layout.per_chip("ici_bytes_per_s_per_axis") * np.maximum(layout.n_axes, 1),
+        scale_out_bytes_per_s=layout.per_chip("scale_out_bytes_per_s"),
+        cost=cost_terms(profile, model, workload, layout),
     )
 
 
@@ -130,11 +158,14 @@ def build_table(
     profile: Profile,
     weights: tuple[str, ...] | None = None,
     kv: tuple[str, ...] | None = None,
+    max_nodes: int = DEFAULT_MAX_NODES,
 ) -> CandidateTable:
     """Every candidate on the given chips. `weights`/`kv` None means each chip's defaults
     (bf16, its native 8-bit format, int4). A replica layout reachable on several slices is
-    kept once, on the smallest: the larger slices only add identical replicas."""
-    rows = candidate_rows(tuple(chips[n] for n in sorted(chips)), weights, kv, _split_key(model))
+    kept once, on the smallest: the larger slices only add identical replicas. GPUs whose
+    scale-out bandwidth is known also get replicas of 2, 4, ... up to `max_nodes` nodes
+    (optimizer.multinode; 1: one node only)."""
+    rows = candidate_rows(tuple(chips[n] for n in sorted(chips)), weights, kv, _split_key(model), max_nodes)
     return _table(model, workload, profile, chips, list(rows))
 
 
@@ -149,10 +180,13 @@ def candidate_rows(
     weights: tuple[str, ...] | None,
     kv: tuple[str, ...] | None,
     split: tuple[int, int] = (0, 0),
+    max_nodes: int = DEFAULT_MAX_NODES,
 ) -> tuple[tuple, ...]:
-    """The discrete choices (chip, shape, slice chips, Y, n_axes, d, e, weights, kv), enumerated
-    once per chip set, dtype filter and kind of model (`split`: query heads and experts of a
-    mixture of experts, (0, 0) for dense) and reused for every model, context and target."""
+    """The discrete choices (chip, shape, slice chips, Y, n_axes, d, e, pp, nodes, weights, kv),
+    enumerated once per chip set, dtype filter, kind of model (`split`: query heads and experts
+    of a mixture of experts, (0, 0) for dense) and node bound, and reused for every model,
+    context and target. A multi-node replica's slice is named by its GPU count ("16": two
+    8-GPU nodes) and holds one replica."""
     rows: list[tuple] = []
     for chip in chips:
         name = chip.name
@@ -171,7 +205,11 @@ def candidate_rows(
                     continue
                 seen.add((y, n))
                 for (d, e), w, k in itertools.product(moe_layouts(y, *split), w_opts, kv_opts):
-                    rows.append((name, shape, int(np.prod(dims)), y, n, d, e, w, k))
+                    rows.append((name, shape, int(np.prod(dims)), y, n, d, e, 1, 1, w, k))
+        for nodes in node_counts(max_nodes) if chip.multi_node else ():
+            y = nodes * chip.scale_up_domain
+            for (d, e, pp, n), w, k in itertools.product(multi_node_layouts(chip, nodes, split), w_opts, kv_opts):
+                rows.append((name, str(y), y, y, n, d, e, pp, nodes, w, k))
     return tuple(rows)
 
 
@@ -186,13 +224,20 @@ def single_candidate(
     profile: Profile,
     attention_dp: int = 1,
     ep: int = 1,
+    pp: int | None = None,
 ) -> CandidateTable:
-    """A one-row table for a fixed configuration; tp None means every chip of the slice."""
-    if topology not in chip.topologies:
-        raise InputError(f"topology {topology!r} is not a {chip.name} slice; valid: {', '.join(chip.topologies)}")
+    """A one-row table for a fixed configuration; tp None means every chip of the slice. A GPU
+    slice of several nodes (a multiple of the chip's domain, optimizer.multinode) is one
+    replica over all its chips; pp None means one stage per node (experts spread over every
+    chip: one stage)."""
+    nodes = 1 if topology in chip.topologies else _multi_node_slice(chip, topology)
     for kind, value, options in (("weights", weights, chip.weight_dtypes), ("kv", kv, chip.kv_dtypes)):
         if value not in options:
             raise InputError(f"{chip.name} does not support {kind} dtype {value!r}; valid: {', '.join(options)}")
+    if nodes > 1:
+        return _multi_node_candidate(model, chip, nodes, tp, weights, kv, workload, profile, attention_dp, ep, pp)
+    if pp not in (None, 1):
+        raise InputError(f"--pp {pp}: pipeline stages span nodes; {topology} is one {chip.name} slice (valid: 1)")
     dims = parse_topology(topology)
     slice_chips = int(np.prod(dims))
     layouts = dict(parallel_layouts(dims, chip.kind))
@@ -206,5 +251,56 @@ def single_candidate(
         raise InputError(
             f"--attention-dp {attention_dp} --ep {ep} is not a split of {model.name} over {y} chips; valid: {valid}"
         )
-    row = (chip.name, topology, slice_chips, y, layouts[y], attention_dp, ep, weights, kv)
+    row = (chip.name, topology, slice_chips, y, layouts[y], attention_dp, ep, 1, 1, weights, kv)
+    return _table(model, workload, profile, {chip.name: chip}, [row])
+
+
+def _multi_node_slice(chip: Chip, topology: str) -> int:
+    """The node count of a multi-node GPU slice named by its GPU count; InputError otherwise."""
+    valid = ", ".join(chip.topologies)
+    if chip.multi_node:
+        n = chip.scale_up_domain
+        valid += f", or {2 * n}, {3 * n}, ... up to {MAX_NODES * n} ({MAX_NODES} nodes of {n})"
+    bad = InputError(f"topology {topology!r} is not a {chip.name} slice; valid: {valid}")
+    if not chip.multi_node or not topology.isdigit():
+        if chip.kind == "gpu" and topology.isdigit() and not chip.multi_node:
+            raise InputError(
+                f"topology {topology!r} spans several {chip.name} nodes, but the catalog knows no scale-out "
+                f"bandwidth for {chip.name} (scale_out_bytes_per_s = 0); valid: {', '.join(chip.topologies)}"
+            )
+        raise bad
+    gpus, n = int(topology), chip.scale_up_domain
+    if gpus % n or not 2 <= gpus // n <= MAX_NODES:
+        raise bad
+    return gpus // n
+
+
+def _multi_node_candidate(
+    model: Model,
+    chip: Chip,
+    nodes: int,
+    tp: int | None,
+    weights: str,
+    kv: str,
+    workload: Workload,
+    profile: Profile,
+    attention_dp: int,
+    ep: int,
+    pp: int | None,
+) -> CandidateTable:
+    y = nodes * chip.scale_up_domain
+    if tp not in (None, y):
+        raise InputError(f"--tp {tp}: a slice of {nodes} {chip.name} nodes is one replica of all {y} GPUs (--tp {y})")
+    layouts = multi_node_layouts(chip, nodes, _split_key(model))
+    if pp is None:
+        pp = 1 if ep > chip.scale_up_domain else nodes
+    match = [(d, e, p, n) for d, e, p, n in layouts if (d, e, p) == (attention_dp, ep, pp)]
+    if not match:
+        valid = "; ".join(f"--pp {p} --attention-dp {d} --ep {e}" for d, e, p, _ in layouts)
+        raise InputError(
+            f"--pp {pp} --attention-dp {attention_dp} --ep {ep} is not a layout of {model.name} over {nodes} "
+            f"{chip.name} nodes; valid: {valid}"
+        )
+    d, e, p, n = match[0]
+    row = (chip.name, str(y), y, y, n, d, e, p, nodes, weights, kv)
     return _table(model, workload, profile, {chip.name: chip}, [row])

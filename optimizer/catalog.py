@@ -57,6 +57,17 @@ class Chip:
         return self.link_bytes_per_s * self.links_per_axis
 
     @property
+    def scale_up_domain(self) -> int:
+        """GPUs of one NVLink (or Infinity Fabric) domain: the largest GPU topology (8 on an HGX or
+        AMD node, 72 in an NVL72 rack); 0 for a TPU, whose slices are its domains."""
+        return max(int(t) for t in self.topologies) if self.kind == "gpu" else 0
+
+    @property
+    def multi_node(self) -> bool:
+        """Whether replicas may span several domains: a GPU whose scale-out bandwidth is known."""
+        return self.kind == "gpu" and self.scale_out_bytes_per_s > 0
+
+    @property
     def priced(self) -> bool:
         """Whether the chip has an on-demand price (0 in the catalog: none published)."""
         return self.usd_per_chip_hour > 0

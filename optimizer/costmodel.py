@@ -49,12 +49,36 @@ class Layout:
     kv: Sequence[str]
     attention_dp: np.ndarray | None = None  # d (None: 1 on every row)
     ep: np.ndarray | None = None  # e (None: 1 on every row)
+    pp: np.ndarray | None = None  # pipeline stages (None: 1 on every row; see optimizer.multinode)
+    nodes: np.ndarray | None = None  # scale-up domains the replica spans (None: 1 on every row)
 
     def dp(self) -> np.ndarray:
         return np.ones(len(self.tp), np.int64) if self.attention_dp is None else np.asarray(self.attention_dp)
 
     def experts(self) -> np.ndarray:
         return np.ones(len(self.tp), np.int64) if self.ep is None else np.asarray(self.ep)
+
+    def stages(self) -> np.ndarray:
+        return np.ones(len(self.tp), np.int64) if self.pp is None else np.asarray(self.pp)
+
+    def domains(self) -> np.ndarray:
+        return np.ones(len(self.tp), np.int64) if self.nodes is None else np.asarray(self.nodes)
+
+    def all_to_all_bytes_per_s(self) -> np.ndarray:
+        """The bandwidth the experts' all-to-all sees per chip: n_axes*W_ici inside one domain;
+        when the e expert chips span several domains (e/nodes in each), the NVLink leg (to the
+        e/nodes - 1 peers of its domain) and the scale-out leg (to the e - e/nodes others) run at
+        once and the slower decides, expressed as the bandwidth that moves (e-1)/e of the bytes:
+        (e-1) / max((e/nodes - 1)/(n_axes*W_ici), (e - e/nodes)/W_out) (docs/cost-model.md)."""
+        local = self.per_chip("ici_bytes_per_s_per_axis") * np.maximum(np.asarray(self.n_axes, dtype=float), 1.0)
+        e, nodes = self.experts().astype(float), self.domains().astype(float)
+        cross = (nodes > 1) & (e > 1)
+        if not cross.any():
+            return local
+        out = np.where(cross, self.per_chip("scale_out_bytes_per_s"), 1.0)
+        per_domain = e / nodes
+        slowest = np.maximum((per_domain - 1.0) / local, (e - per_domain) / np.where(out > 0, out, np.nan))
+        return np.where(cross, (e - 1.0) / np.where(cross, slowest, 1.0), local)
 
     def per_chip(self, attr: str) -> np.ndarray:
         return np.array([getattr(c, attr) for c in self.chips], dtype=float)
@@ -89,17 +113,29 @@ class Roofline:
     experts_s: np.ndarray
     expert_miss: np.ndarray  # 1 - k/E (1.0 for a dense model)
     matmul_experts_s: np.ndarray
+    # Several nodes (optimizer.multinode): pipeline stages (1: none); of fixed_s and
+    # overhead_s_per_seq, what the stage boundaries cost over the scale-out network.
+    stages: np.ndarray
+    boundary_s: np.ndarray
+    boundary_s_per_seq: np.ndarray
+
+    def effective_batch(self, batch: np.ndarray | float, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The batch the terms see: a pipeline of pp stages runs pp microbatches, so below pp
+        sequences its stages idle and the step costs what pp sequences cost (the bubble)."""
+        b = np.asarray(batch, dtype=float)
+        pp = self.stages[rows]
+        return np.where(pp > 1, np.maximum(b, pp), b)
 
     def experts_read_s(self, batch: np.ndarray | float, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Time to read the experts a batch touches: experts_s * (1 - (1 - k/E)^B)."""
-        b = np.asarray(batch, dtype=float)
+        b = self.effective_batch(batch, rows)
         return self.experts_s[rows] * (1.0 - self.expert_miss[rows] ** b)
 
     def step_s(self, batch: np.ndarray | float, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """T_step of `rows` at the batch: in the book T_kv + max(T_flops, T_params) (+ B*T_prefill/G
         co-located); in general fixed + B*(overhead + colocated + kv_out) + max(B*flops, params +
-        experts touched + B*kv_in)."""
-        b = np.asarray(batch, dtype=float)
+        experts touched + B*kv_in) (a pipeline: at max(B, pp), see effective_batch)."""
+        b = self.effective_batch(batch, rows)
         kv_in = self.kv_s_per_seq[rows] * self.kv_in_max[rows]
         outside = self.overhead_s_per_seq[rows] + self.colocated_s_per_seq[rows] + self.kv_s_per_seq[rows] - kv_in
         return (
@@ -135,6 +171,7 @@ def book_roofline(model: Model, workload: Workload, layout: Layout, prefill_mfu:
         hbm_bytes=layout.per_chip("hbm_bytes"),
         hbm_bytes_per_s=layout.per_chip("hbm_bytes_per_s"),
         ici_bytes_per_s=layout.per_chip("ici_bytes_per_s_per_axis"),
+        all_to_all_bytes_per_s=layout.all_to_all_bytes_per_s() if layout.nodes is not None else None,
     )
 
 
@@ -153,8 +190,11 @@ def roofline(
     hbm_bytes: np.ndarray,
     hbm_bytes_per_s: np.ndarray,
     ici_bytes_per_s: np.ndarray,
+    all_to_all_bytes_per_s: np.ndarray | None = None,
 ) -> Roofline:
-    """Evaluate the book profile for arrays of (chip, Y, n_axes, d, e, dtype) rows."""
+    """Evaluate the book profile for arrays of (chip, Y, n_axes, d, e, dtype) rows
+    (all_to_all_bytes_per_s: what the experts' all-to-all sees where it leaves a domain, see
+    Layout.all_to_all_bytes_per_s; None: n_axes*W_ici on every row)."""
     context = workload.context
     D, F = float(model.d_model), float(model.d_ff)
     Y = np.asarray(tp, dtype=float)
@@ -183,6 +223,18 @@ def roofline(
             + np.where(moe_tp > 1, D * ACTIVATION_BYTES / e, 0.0)
             + 2.0 * model.experts_per_token * D * ACTIVATION_BYTES * (e - 1.0) / (e * Y)
         ) / (n * ici_bytes_per_s)
+        if all_to_all_bytes_per_s is not None:
+            # the all-to-all over the bandwidth it sees (across domains: the scale-out leg); rows
+            # inside one domain keep the expression above, bit for bit
+            a2a = np.asarray(all_to_all_bytes_per_s, dtype=float)
+            local = n * ici_bytes_per_s
+            ici = np.where(
+                a2a != local,
+                (np.where(t > 1, D * ACTIVATION_BYTES / d, 0.0) + np.where(moe_tp > 1, D * ACTIVATION_BYTES / e, 0.0))
+                / local
+                + 2.0 * model.experts_per_token * D * ACTIVATION_BYTES * (e - 1.0) / (e * Y) / a2a,
+                ici,
+            )
         layer_dense = float(model.dense_params_per_moe_layer)
         matmul_hbm = layer_dense * d * b_w / replica_bw
         matmul_experts = model.num_experts * model.expert_params * b_w / replica_bw
@@ -213,6 +265,9 @@ def roofline(
         experts_s=expert_bytes / replica_bw,
         expert_miss=np.full(len(Y), model.expert_miss_probability),
         matmul_experts_s=matmul_experts,
+        stages=np.ones_like(prefill),
+        boundary_s=zeros,
+        boundary_s_per_seq=zeros,
     )
 
 

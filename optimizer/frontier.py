@@ -44,10 +44,12 @@ class FrontierPoint:
     chip: str
     topology: str
     chips: int
-    tp: int  # Y: chips of one replica (attention splits tp/attention_dp ways, experts tp/ep ways)
+    tp: int  # Y: chips of one replica (a stage of tp/pp: attention split tp/pp/attention_dp ways)
     n_axes: int
     attention_dp: int  # d: attention groups the batch is split over (1: none)
     ep: int  # e: expert parallelism, chips the routed experts are spread over (1: none)
+    pp: int  # pipeline stages (1: none); each stage is tp/pp chips inside one node
+    nodes: int  # scale-up domains one replica spans (HGX/AMD nodes, NVL72 racks; 1: one)
     replicas: int
     weights: str
     kv: str

@@ -38,6 +38,7 @@ class OptimizeOptions:
     profile: str = "book"
     engine: str | None = None
     calibration: str | None = None
+    max_nodes: int | None = None  # None: the search's default (optimizer.multinode.DEFAULT_MAX_NODES)
 
     def __post_init__(self) -> None:
         if self.colocated and self.decode_only:
@@ -68,9 +69,11 @@ class OptimizeOptions:
 
     def search(self) -> Search:
         """The chip catalog (built-in, or --chips FILE, with --prices FILE and --price overrides),
-        the chips and dtypes to search (empty: all priced chips, and each chip's defaults)."""
+        the chips and dtypes to search (empty: all priced chips, and each chip's defaults), the nodes
+        a GPU replica may span."""
         catalog = load_chips(self.chips_file, parse_prices(self.prices), self.prices_file)
-        return Search(catalog, self.chip_names or None, self.weights or None, self.kv or None)
+        nodes = {} if self.max_nodes is None else {"max_nodes": self.max_nodes}
+        return Search(catalog, self.chip_names or None, self.weights or None, self.kv or None, **nodes)
 
     def cost_profile(self) -> Profile:
         return resolve_profile(

@@ -50,15 +50,19 @@ class Book:
     def breakdown_ms(self, cost: Roofline, row: int, batch: int) -> dict[str, float]:
         """The step's terms in ms at the batch (a mixture of experts adds the experts its batch
         reads and, per MoE layer, the all-to-all and expert all-reduce time: the comms family's
-        collectives, not part of the book's step)."""
+        collectives, not part of the book's step). A pipeline adds its stage boundaries over the
+        scale-out network (`pipeline`, optimizer.multinode), and its terms are at max(B, pp)."""
+        b = float(cost.effective_batch(batch, np.array([row]))[0])
         out = {
             "params": float(cost.params_s[row] * 1e3),
-            "kv": float(cost.kv_s_per_seq[row] * batch * 1e3),
-            "flops": float(cost.flops_s_per_seq[row] * batch * 1e3),
+            "kv": float(cost.kv_s_per_seq[row] * b * 1e3),
+            "flops": float(cost.flops_s_per_seq[row] * b * 1e3),
         }
         if cost.experts_s[row] > 0:
             out["experts"] = float(cost.experts_read_s(batch, np.array([row]))[0] * 1e3)
-            out["moe_collectives_per_layer"] = float(cost.ici_s_per_seq[row] * batch * 1e3)
+            out["moe_collectives_per_layer"] = float(cost.ici_s_per_seq[row] * b * 1e3)
+        if cost.stages[row] > 1:
+            out["pipeline"] = float((cost.boundary_s[row] + cost.boundary_s_per_seq[row] * b) * 1e3)
         return out
 
     def critical_batch(self, cost: Roofline, row: int) -> float | None:
@@ -100,7 +104,11 @@ class Calibrated:
     def breakdown_ms(self, cost: Roofline, row: int, batch: int) -> dict[str, float]:
         """The book's terms plus the fitted overheads and collectives, in ms at the batch."""
         out = Book().breakdown_ms(cost, row, batch)
-        out["overheads_and_collectives"] = float((cost.fixed_s[row] + cost.overhead_s_per_seq[row] * batch) * 1e3)
+        b = float(cost.effective_batch(batch, np.array([row]))[0])
+        boundaries = out.get("pipeline", 0.0)
+        out["overheads_and_collectives"] = (
+            float((cost.fixed_s[row] + cost.overhead_s_per_seq[row] * b) * 1e3) - boundaries
+        )
         return out
 
     def critical_batch(self, cost: Roofline, row: int) -> float | None:

@@ -13,10 +13,12 @@ class PrefillServer:
     chip: str
     topology: str
     chips: int
-    tp: int  # Y: chips of one replica (attention splits tp/attention_dp ways, experts tp/ep ways)
+    tp: int  # Y: chips of one replica (a stage of tp/pp: attention split tp/pp/attention_dp ways)
     n_axes: int
     attention_dp: int  # d: attention groups the batch is split over (1: none)
     ep: int  # e: expert parallelism, chips the routed experts are spread over (1: none)
+    pp: int  # pipeline stages (1: none); each stage is tp/pp chips inside one node
+    nodes: int  # scale-up domains one replica spans (HGX/AMD nodes, NVL72 racks; 1: one)
     replicas: int  # prefill servers per slice
     weights: str
     kv: str
@@ -32,10 +34,12 @@ class Configuration:
     chip: str
     topology: str
     chips: int
-    tp: int  # Y: chips of one replica (attention splits tp/attention_dp ways, experts tp/ep ways)
+    tp: int  # Y: chips of one replica (a stage of tp/pp: attention split tp/pp/attention_dp ways)
     n_axes: int
     attention_dp: int  # d: attention groups the batch is split over (1: none)
     ep: int  # e: expert parallelism, chips the routed experts are spread over (1: none)
+    pp: int  # pipeline stages (1: none); each stage is tp/pp chips inside one node
+    nodes: int  # scale-up domains one replica spans (HGX/AMD nodes, NVL72 racks; 1: one)
     replicas: int
     weights: str
     kv: str
@@ -69,10 +73,12 @@ class DeploymentEntry:
     chip: str
     topology: str
     chips: int  # per slice
-    tp: int  # Y: chips of one replica (attention splits tp/attention_dp ways, experts tp/ep ways)
+    tp: int  # Y: chips of one replica (a stage of tp/pp: attention split tp/pp/attention_dp ways)
     n_axes: int
     attention_dp: int  # d: attention groups the batch is split over (1: none)
     ep: int  # e: expert parallelism, chips the routed experts are spread over (1: none)
+    pp: int  # pipeline stages (1: none); each stage is tp/pp chips inside one node
+    nodes: int  # scale-up domains one replica spans (HGX/AMD nodes, NVL72 racks; 1: one)
     weights: str
     kv: str
     slices: int
@@ -147,10 +153,12 @@ class Evaluation:
     chip: str
     topology: str
     chips: int
-    tp: int  # Y: chips of one replica (attention splits tp/attention_dp ways, experts tp/ep ways)
+    tp: int  # Y: chips of one replica (a stage of tp/pp: attention split tp/pp/attention_dp ways)
     n_axes: int
     attention_dp: int  # d: attention groups the batch is split over (1: none)
     ep: int  # e: expert parallelism, chips the routed experts are spread over (1: none)
+    pp: int  # pipeline stages (1: none); each stage is tp/pp chips inside one node
+    nodes: int  # scale-up domains one replica spans (HGX/AMD nodes, NVL72 racks; 1: one)
     replicas: int
     weights: str
     kv: str

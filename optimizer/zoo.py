@@ -78,6 +78,8 @@ RESULT_COLUMNS = [
     "n_axes",
     "attention_dp",
     "ep",
+    "pp",
+    "nodes",
     "replicas",
     "weights",
     "kv",

@@ -65,6 +65,8 @@ def _row(sc: dict, result: Any = None, error: str | None = None) -> dict:
             "n_axes",
             "attention_dp",
             "ep",
+            "pp",
+            "nodes",
             "replicas",
             "weights",
             "kv",

@@ -51,14 +51,22 @@ def test_experts_touched_uniform_routing():
 
 
 def test_deepseek_v3_on_one_h200_node_with_expert_or_attention_parallelism():
-    r = optimize("deepseek-v3", Workload(slo_ms=60), search=Search(chips=["h200"], weights=["fp8"], kv=["fp8"]))
-    assert r.status == "optimal" and r.best.chips == 8
+    search = Search(chips=["h200"], weights=["fp8"], kv=["fp8"], max_nodes=1)
+    r = optimize("deepseek-v3", Workload(slo_ms=60), search=search)
+    assert r.status == "optimal" and r.best.chips == 8 and r.best.nodes == 1
     assert r.best.attention_dp > 1 or r.best.ep > 1
 
 
-def test_deepseek_v3_on_h100_is_infeasible_with_the_hbm_reason():
-    r = optimize("deepseek-v3", Workload(slo_ms=60), search=Search(chips=["h100"], weights=["fp8"], kv=["fp8"]))
+def test_deepseek_v3_on_h100_needs_two_nodes():
+    """One 8-GPU H100 node cannot hold DeepSeek-V3 in fp8 (the HBM reason); with replicas over
+    several nodes (the default search) it is served on two or more, its layout in the answer."""
+    one = Search(chips=["h100"], weights=["fp8"], kv=["fp8"], max_nodes=1)
+    r = optimize("deepseek-v3", Workload(slo_ms=60), search=one)
     assert r.status == "infeasible" and "HBM" in r.reason.upper()
+    r = optimize("deepseek-v3", Workload(slo_ms=60), search=Search(chips=["h100"], weights=["fp8"], kv=["fp8"]))
+    b = r.best
+    assert r.status == "optimal" and b.nodes >= 2 and b.chips >= 16 and b.chips == b.tp == 8 * b.nodes
+    assert b.pp in (1, b.nodes) and (b.pp > 1 or b.ep == b.tp)
 
 
 def test_evaluate_reports_expert_terms_and_kv_per_sequence():
