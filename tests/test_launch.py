@@ -1,12 +1,14 @@
 """servesat launch (issue 15): every built-in model x engine x chip family the engine serves
-gives commands that use only the engine's known flags, with values equal to the plan; dtypes
-an engine lacks are refused with the reason; the Kubernetes manifests validate; --json,
---out and the Python API agree; the flag tables match the engines' own parsers where an
-engine is installed."""
+gives commands that use only the engine's known flags, with values equal to the plan
+(attention data parallelism and expert parallelism by each engine's own mechanism, several
+replicas of a node as servers side by side); dtypes an engine lacks are refused with the
+reason; the Kubernetes manifests validate; --json, --out and the Python API agree; the flag
+tables match the engines' own parsers where an engine is installed."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 from pathlib import Path
@@ -16,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 import cli
-from optimizer import InputError, Search, Workload, builtin_models, load_chips, optimize
+from optimizer import InputError, Search, Workload, builtin_models, load_chips, optimize, render
 from optimizer.launch import ENGINES, launch, load_engine
 from optimizer.launch.engines import chip_family
 from optimizer.launch.yamltext import to_yaml
@@ -69,6 +71,22 @@ def parse(engine: str, argv: list[str]) -> tuple[list[str], dict[str, str | bool
     return positional, flags
 
 
+def expected_parallelism(engine: str, g) -> dict:
+    """What each engine's parallelism and batch flags must say for a group (the plan's tp chips
+    per replica, attention_dp groups, ep chips for the experts, dp replicas per server), written
+    from the engines' sources independently of the tables' [parallel] rules. None: no flag."""
+    d, e, per_rank = g.attention_dp, g.ep, math.ceil(g.batch / g.attention_dp)
+    if engine == "vllm":  # a DP rank per attention group, each with its own scheduler; EP over DP x TP
+        return {"tensor_parallel": g.tp // d, "data_parallel": g.dp * d, "attention_dp": None,
+                "expert_parallel": True if e > 1 else None, "max_seqs": per_rank}  # fmt: skip
+    if engine == "sglang":  # --tp-size the replica, --dp-size the attention groups, the batch the server's
+        return {"tensor_parallel": g.tp, "data_parallel": d if d > 1 else g.dp, "attention_dp": True if d > 1 else None,
+                "expert_parallel": e if e > 1 else None, "max_seqs": per_rank * d}  # fmt: skip
+    assert d in (1, g.tp)  # TensorRT-LLM: one attention group per GPU, the batch per rank
+    return {"tensor_parallel": g.tp, "data_parallel": None, "attention_dp": True if d > 1 else None,
+            "expert_parallel": e if e > 1 else None, "max_seqs": per_rank}  # fmt: skip
+
+
 def check_group(engine: str, g, context: int) -> None:
     """The group's command: only table flags, every value the plan's."""
     spec = load_engine(engine)
@@ -81,11 +99,25 @@ def check_group(engine: str, g, context: int) -> None:
             assert value in table[name].choices, f"{name} {value} not among {table[name].choices}"
     model = flags.get("--model-path") if spec.model_flag else positional[0]
     assert model == g.model_id
-    assert int(flags[flag["tensor_parallel"]]) == g.tp
+    config = yaml.safe_load(next(iter(g.files.values()))) if g.files else {}
+    want = expected_parallelism(engine, g)
+    assert int(flags[flag["tensor_parallel"]]) == want["tensor_parallel"]
     assert int(flags[flag["pipeline_parallel"]]) == 1
     if "data_parallel" in flag:
-        assert int(flags[flag["data_parallel"]]) == g.dp
-    assert int(flags[flag["max_seqs"]]) == (1 if g.role == "prefill" else g.batch)
+        assert int(flags[flag["data_parallel"]]) == want["data_parallel"]
+    else:
+        assert want["data_parallel"] is None and g.dp == 1
+    adp = spec.flag("attention_dp") if "attention_dp" in flag else None
+    if adp is not None and adp.in_config:
+        assert config.get(adp.flag) is want["attention_dp"]
+    elif adp is not None:
+        assert flags.get(adp.flag) is want["attention_dp"]
+    else:
+        assert want["attention_dp"] is None
+    ep = want["expert_parallel"]
+    assert flags.get(flag["expert_parallel"]) == (ep if ep is None or ep is True else str(ep))
+    assert int(flags[flag["max_seqs"]]) == want["max_seqs"]
+    assert g.batch == 1 if g.role == "prefill" else g.batch >= 1
     assert int(flags[flag["max_len"]]) == context
     fraction = float(flags[flag["memory_fraction"]])
     assert fraction == g.memory_fraction and 0 < fraction <= 1
@@ -94,11 +126,45 @@ def check_group(engine: str, g, context: int) -> None:
         assert emitted == EXPECTED_QUANT[engine][g.weights]
     else:  # a pre-quantized checkpoint carries the weight dtype
         assert emitted is None and g.weights.upper() in g.model_id
-    config = yaml.safe_load(next(iter(g.files.values()))) if g.files else {}
     kv = flags[flag["kv_dtype"]] if not spec.flag("kv_dtype").in_config else config["kv_cache_config"]["dtype"]
     assert kv == EXPECTED_KV[engine][g.kv]
     if g.files:
         assert flags[flag["config"]] == next(iter(g.files))
+    check_side_by_side(engine, g, flags)
+
+
+#: The variable that gives a process its GPUs, per family (CUDA; ROCm's HIP runtime).
+DEVICE_VARIABLE = {"nvidia": "CUDA_VISIBLE_DEVICES", "amd": "HIP_VISIBLE_DEVICES"}
+
+
+def check_side_by_side(engine: str, g, flags: dict) -> None:
+    """Servers that share a node: one per replica the node holds, each on its own GPUs (disjoint,
+    the node's all together), HTTP port and per-server ports; the same command otherwise."""
+    if g.servers_per_node == 1:
+        assert g.node_commands is None
+        return
+    assert g.family != "tpu" and g.servers_per_node == min(g.slice_chips // g.tp, g.servers)
+    commands = g.node_commands
+    assert len(commands) == g.servers_per_node
+    gpus = [c["env"][DEVICE_VARIABLE[g.family]].split(",") for c in commands]
+    assert all(len(x) == g.tp for x in gpus)
+    assert sorted(int(i) for x in gpus for i in x) == list(range(g.tp * g.servers_per_node))
+    parsed = [parse(engine, c["argv"])[1] for c in commands]
+    assert [int(p["--port"]) for p in parsed] == [8000 + k for k in range(len(commands))]
+    per_server = {"--port", "--disaggregation-bootstrap-port"}
+    for p in parsed:
+        assert {k: v for k, v in p.items() if k not in per_server} == {
+            k: v for k, v in flags.items() if k not in per_server
+        }
+    if "--disaggregation-bootstrap-port" in parsed[0]:  # SGLang prefill servers: the bootstrap server's port
+        assert engine == "sglang" and g.role == "prefill"
+        assert [int(p["--disaggregation-bootstrap-port"]) for p in parsed] == [8998 + k for k in range(len(parsed))]
+    nixl = [c["env"].get("VLLM_NIXL_SIDE_CHANNEL_PORT") for c in commands]
+    if engine == "vllm" and "--kv-transfer-config" in flags:  # NIXL handshakes: disjoint port ranges
+        starts = [int(x) for x in nixl]
+        assert all(b - a >= 2 * g.tp for a, b in itertools.pairwise(starts))
+    else:
+        assert nixl == [None] * len(commands)
 
 
 @pytest.mark.parametrize("engine,family,weights,kv", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
@@ -109,20 +175,14 @@ def test_every_model_gives_known_flags_with_the_plans_values(engine, family, wei
         workload = Workload(slo_ms=SLO_MS)
         ref = optimize(model, workload, search=search, top=1, qps=qps, alternatives=False)
         b = ref.best
-        try:
-            plan = launch(model, workload, search=search, engine=engine, qps=qps)
-        except InputError as err:
-            # data parallelism (attention groups, or several replicas on one node) that an engine's
-            # table cannot express is refused, by name (TensorRT-LLM 1.2 has no such flag)
-            assert engine == "trtllm" and "no data-parallel flag" in str(err), (model, err)
-            continue
+        plan = launch(model, workload, search=search, engine=engine, qps=qps)
         assert plan.status == "optimal", (model, plan.reason)
         assert plan.plan["chip"] == b.chip and plan.plan["tp"] == b.tp and plan.plan["batch"] == b.batch
         assert plan.plan["ep"] == b.ep and plan.plan["attention_dp"] == b.attention_dp
         decode = [g for g in plan.servers if g.role == "decode"]
         expected = ref.deployment.decode if qps else [b]
-        assert [(g.chip, g.topology, g.tp, g.batch, g.weights, g.kv) for g in decode] == [
-            (e.chip, e.topology, e.tp // e.attention_dp, e.batch, e.weights, e.kv) for e in expected
+        assert [(g.chip, g.topology, g.tp, g.attention_dp, g.ep, g.batch, g.weights, g.kv) for g in decode] == [
+            (e.chip, e.topology, e.tp, e.attention_dp, e.ep, e.batch, e.weights, e.kv) for e in expected
         ]
         if qps:
             assert sum(g.replicas for g in decode) == sum(e.replicas for e in ref.deployment.decode)
@@ -134,7 +194,8 @@ def test_every_model_gives_known_flags_with_the_plans_values(engine, family, wei
             if family == "tpu":
                 assert g.dp * g.tp == g.slice_chips and g.nodes * g.chips_per_node == g.slice_chips
             else:
-                assert g.slice_chips % (g.dp * g.tp) == 0 and g.nodes == 1 and g.servers == g.replicas
+                assert g.slice_chips % g.tp == 0 and g.nodes == 1 and g.servers == g.replicas and g.dp == 1
+                assert g.chips_per_node == g.tp
         validate_manifests(plan.manifests)
 
 
@@ -465,3 +526,177 @@ def test_an_amd_gpu_from_a_chips_file_launches_with_amd_resources(tmp_path, engi
     validate_manifests(plan.manifests)
     with pytest.raises(InputError, match="does not serve mi300x"):
         launch("llama3-70b", Workload(slo_ms=SLO_MS), search=search, engine="trtllm")
+
+
+# Attention data parallelism, expert parallelism and servers side by side.
+
+
+def _group(engine: str = "vllm", **kw):
+    """A server group of a mixture-of-experts plan: one replica of 8 GPUs, batch 100, the
+    engine's fp8 KV cache."""
+    from optimizer.launch.servers import ServerGroup
+
+    values = dict(
+        role="serve", name="serve", chip="h200", family="nvidia", topology="8", slice_chips=8, tp=8,
+        attention_dp=8, pp=1, dp=1, ep=8, batch=100, weights="bf16", kv="fp8", context=8192, replicas=1,
+        servers=1, nodes=1, chips_per_node=8, servers_per_node=1, memory_fraction=0.9, memory_need=0.9,
+        model_id="deepseek-ai/DeepSeek-V3", quantization="",
+        kv_cache_dtype=load_engine(engine).kv_option("fp8", "nvidia"),
+    )  # fmt: skip
+    values.update(kw)
+    return ServerGroup(**values)
+
+
+@pytest.mark.parametrize(
+    "engine,want,config",
+    [
+        # vLLM: a data-parallel rank per attention group (tp/d GPUs each), EP over all, batch per rank
+        ("vllm", {"--tensor-parallel-size": "1", "--data-parallel-size": "8", "--enable-expert-parallel": True,
+                  "--max-num-seqs": "13"}, {}),
+        # SGLang: --tp-size the replica, --dp-size the groups with --enable-dp-attention, batch the server's
+        ("sglang", {"--tp-size": "8", "--dp-size": "8", "--enable-dp-attention": True, "--ep-size": "8",
+                    "--max-running-requests": "104"}, {}),
+        # TensorRT-LLM: --tp_size the replica, enable_attention_dp in its YAML file, batch per rank
+        ("trtllm", {"--tp_size": "8", "--ep_size": "8", "--max_batch_size": "13"}, {"enable_attention_dp": True}),
+    ],
+)  # fmt: skip
+def test_attention_dp_and_ep_use_each_engines_own_mechanism(engine, want, config):
+    from optimizer.launch import commands
+
+    g = _group(engine)
+    commands.build(load_engine(engine), g, disaggregated=False)
+    flags = parse(engine, g.argv)[1]
+    assert {k: flags.get(k) for k in want} == want
+    settings = yaml.safe_load(next(iter(g.files.values()))) if g.files else {}
+    assert {k: settings.get(k) for k in config} == config
+    check_group(engine, g, 8192)
+    # attention tensor-parallel and experts tensor-parallel: no data-parallel or expert flags
+    g = _group(engine, attention_dp=1, ep=1)
+    commands.build(load_engine(engine), g, disaggregated=False)
+    flags = parse(engine, g.argv)[1]
+    assert not {"--enable-dp-attention", "--enable-expert-parallel", "--ep-size", "--ep_size"} & set(flags)
+    assert "enable_attention_dp" not in "".join(g.files.values())
+    check_group(engine, g, 8192)
+
+
+def test_every_split_of_a_replica_gives_the_plans_values():
+    from optimizer.launch import commands
+
+    for engine in ENGINES:
+        for d in (1, 2, 4, 8):
+            for e in (1, 8):
+                g = _group(engine, attention_dp=d, ep=e, batch=37)
+                if engine == "trtllm" and d not in (1, 8):
+                    with pytest.raises(InputError, match="one group per GPU"):
+                        commands.build(load_engine(engine), g, disaggregated=False)
+                    continue
+                commands.build(load_engine(engine), g, disaggregated=False)
+                check_group(engine, g, 8192)
+
+
+def test_deepseek_on_tensorrt_llm_runs_attention_data_parallel():
+    """The refusal this replaces: a plan whose replicas split attention launches on TensorRT-LLM."""
+    search = Search(CATALOG, _chips("nvidia"), ["bf16"], ["bf16", "fp8"])
+    plan = launch("deepseek-r1", Workload(slo_ms=SLO_MS), search=search, engine="trtllm")
+    decode = next(g for g in plan.servers if g.role == "decode")
+    assert decode.attention_dp == decode.tp > 1 and plan.plan["attention_dp"] == decode.attention_dp
+    assert yaml.safe_load(next(iter(decode.files.values())))["enable_attention_dp"] is True
+    assert any("enable_attention_dp is a beta setting" in n for n in plan.notes)
+    check_group("trtllm", decode, 8192)
+
+
+WHOLE_NODES = """
+[chips.h8]
+kind = "gpu"
+display_name = "{vendor} test GPU rented by whole 8-GPU nodes"
+bf16_flops = 9.89e14
+int8_flops = 1.979e15
+fp8_flops = 1.979e15
+hbm_bytes = 80e9
+hbm_bytes_per_s = 3.35e12
+link_bytes_per_s = 4.5e11
+links_per_axis = 1
+usd_per_chip_hour = 3.0
+weight_dtypes = ["bf16", "fp8"]
+kv_dtypes = ["bf16", "fp8"]
+eight_bit = "fp8"
+topologies = ["8"]
+
+[chips.h8.sources]
+specs = "test"
+price = "test"
+topologies = "test"
+"""
+
+
+def _whole_nodes(tmp_path, vendor="NVIDIA"):
+    path = tmp_path / f"{vendor}.toml"
+    path.write_text(WHOLE_NODES.format(vendor=vendor))
+    return Search(load_chips(path), ["h8"], ["bf16"], ["bf16"])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_replicas_that_share_a_node_run_side_by_side(tmp_path, engine):
+    plan = launch("llama3-8b", Workload(slo_ms=50), search=_whole_nodes(tmp_path), engine=engine)
+    assert {g.role for g in plan.servers} == {"decode", "prefill"}
+    for g in plan.servers:
+        assert g.tp < g.slice_chips and g.servers_per_node == min(g.slice_chips // g.tp, g.servers) > 1
+        check_group(engine, g, 8192)  # disjoint GPUs, ports 8000 + k, the engine's per-server ports
+        assert g.node_commands[0]["argv"][: len(g.argv)] == g.argv  # the first adds only its own ports
+    prefill = next(g for g in plan.servers if g.role == "prefill")
+    ports = [c["env"].get("VLLM_NIXL_SIDE_CHANNEL_PORT") for c in prefill.node_commands]
+    bootstrap = [parse(engine, c["argv"])[1].get("--disaggregation-bootstrap-port") for c in prefill.node_commands]
+    if engine == "vllm":
+        assert ports[:2] == [str(5600), str(5600 + 2 * prefill.tp)]
+    if engine == "sglang":
+        assert bootstrap[:2] == ["8998", "8999"]
+    text = render.launch_text(plan)
+    assert text.count(" &\n") >= 2 and "\nwait" in text and "CUDA_VISIBLE_DEVICES=0" in text
+    assert f"{prefill.servers_per_node} per node" in text
+    # Kubernetes: a pod per server requesting its own GPUs, every one on port 8000, no device variable
+    k8s = launch("llama3-8b", Workload(slo_ms=50), search=_whole_nodes(tmp_path), engine=engine, fmt="k8s")
+    for g in k8s.servers:
+        deployment = next(m for m in k8s.objects[g.name] if m["kind"] == "Deployment")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert deployment["spec"]["replicas"] == g.servers
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == str(g.tp)
+        assert "CUDA_VISIBLE_DEVICES" not in json.dumps(container) and container["command"] == g.argv
+    validate_manifests(k8s.manifests)
+
+
+def test_side_by_side_servers_on_amd_gpus_get_hip_visible_devices(tmp_path):
+    plan = launch("llama3-8b", Workload(slo_ms=50), search=_whole_nodes(tmp_path, "AMD"), engine="vllm")
+    for g in plan.servers:
+        assert g.family == "amd" and g.node_commands
+        assert all(set(c["env"]) == {"HIP_VISIBLE_DEVICES", "VLLM_NIXL_SIDE_CHANNEL_PORT"} for c in g.node_commands)
+        check_group("vllm", g, 8192)
+
+
+def test_side_by_side_servers_write_one_script_that_starts_them_all(tmp_path):
+    args = ["launch", "--model", "llama3-8b", "--slo-ms", "50", "--chips", str(tmp_path / "NVIDIA.toml"),
+            "--chip", "h8", "--weights", "bf16", "--kv", "bf16", "--colocated"]  # fmt: skip
+    _whole_nodes(tmp_path)
+    r = CliRunner().invoke(cli.main, [*args, "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    script = (tmp_path / "out" / "serve.sh").read_text()
+    assert script.startswith("#!/bin/sh\n") and script.rstrip().endswith("wait")
+    r = CliRunner().invoke(cli.main, [*args, "--json"])
+    command = json.loads(r.output)["commands"][0]
+    assert command["servers_per_node"] == len(command["node_commands"]) > 1
+
+
+def test_a_moe_models_replicas_as_ranks_of_one_tpu_server_carry_a_note():
+    from optimizer.launch import commands
+    from optimizer.launch.api import _notes
+
+    spec = load_engine("vllm")
+    g = _group(family="tpu", chip="tpu-v5p", topology="2x4x4", slice_chips=32, tp=16, attention_dp=1, ep=1,
+               dp=2, replicas=2, nodes=8, chips_per_node=4)  # fmt: skip
+    commands.build(spec, g, disaggregated=False)
+    assert parse("vllm", g.argv)[1]["--data-parallel-size"] == "2"
+    ref = optimize("qwen3-30b-a3b", Workload(slo_ms=SLO_MS), search=Search(chips=["tpu-v5e"]), top=1)
+    from optimizer.models import load_model
+
+    notes = _notes(spec, [g], ref, None, load_model("qwen3-30b-a3b"), g.model_id)
+    assert any("not independent" in n and "32 chips" in n for n in notes)
+    assert not any("not independent" in n for n in _notes(spec, [g], ref, None, load_model("llama3-70b"), ""))

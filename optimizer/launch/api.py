@@ -48,10 +48,25 @@ def _infeasible_reason(result: OptimizeResult) -> str | None:
 
 
 def _notes(
-    spec: EngineSpec, groups: list[servers.ServerGroup], result: OptimizeResult, qps: float | None, model_id: str
+    spec: EngineSpec,
+    groups: list[servers.ServerGroup],
+    result: OptimizeResult,
+    qps: float | None,
+    mdl: Model,
+    model_id: str,
 ) -> list[str]:
     notes = []
     for g in groups:
+        if g.attention_dp > 1 and spec.parallel.note:
+            notes.append(spec.parallel.note)
+        if g.dp > 1 and mdl.is_moe:
+            layout = "expert-parallel" if g.ep > 1 else "tensor-parallel"
+            notes.append(
+                f"{g.name} on {g.chip}: {spec.label} runs the {g.dp} replicas of a slice as data-parallel ranks of one "
+                f"server, and a mixture-of-experts model's ranks are not independent: their expert layers form one "
+                f"{layout} group over all {g.chips} chips and step together, where the plan costs {g.dp} replicas "
+                f"of {g.tp} chips each"
+            )
         if g.memory_need > spec.memory.high:
             notes.append(
                 f"{g.name} on {g.chip}: weights and the KV caches of {g.batch} sequences with a "
@@ -126,7 +141,7 @@ def launch(
     images = {g.name: image or spec.images[g.family] for g in plan.servers}
     plan.objects = manifests.by_group(manifests.base_name(mdl.name, spec.name), plan.servers, images)
     plan.plan = servers.plan_summary(result.best, workload.context)
-    plan.notes = _notes(spec, plan.servers, result, qps, plan.model_id)
+    plan.notes = _notes(spec, plan.servers, result, qps, mdl, plan.model_id)
     return plan
 
 

@@ -1,9 +1,12 @@
 """Each server group's engine command: the engine's program, then every flag of its table the
 plan sets, with the plan's values; settings the engine takes only from a config file
-(TensorRT-LLM's YAML) go into that file, which the command names."""
+(TensorRT-LLM's YAML) go into that file, which the command names. The plan's parallelism
+(tp, attention_dp, ep) becomes each engine's flags by its [parallel] rule; servers that share
+a node get their own devices and ports by its [node_sharing] table."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from optimizer.errors import InputError
@@ -21,20 +24,52 @@ CONFIG_DIR = "servesat"
 COMPUTE_DTYPE = "bfloat16"
 
 
+def parallel_values(spec: EngineSpec, g: ServerGroup) -> dict[str, Any]:
+    """What the engine's parallelism and batch flags get for the group (docs/launch.md,
+    Parallelism): tensor_parallel, data_parallel, attention_dp (True: the engine's switch or
+    config key; None: not set), expert_parallel (the size, True for a switch, None: not set)
+    and max_seqs; InputError when the engine's rule cannot express the plan's split."""
+    rule = spec.parallel
+    d, e = g.attention_dp, g.ep
+    if d > 1 and rule.attention_groups == "tp" and d != g.tp:
+        raise InputError(
+            f"{spec.label} runs attention data parallelism as one group per GPU; the plan splits a replica of "
+            f"{g.tp} chips into {d} attention groups"
+        )
+    if rule.tensor_parallel == "attention":  # the tensor-parallel flag counts one attention group
+        tp, dp, attention = g.tp // d, g.dp * d, None
+    else:  # the tensor-parallel flag counts the replica; attention data parallelism splits it
+        if d > 1 and g.dp > 1:
+            raise InputError(
+                f"{spec.label} splits attention inside the one replica a server runs; a server here runs {g.dp}"
+            )
+        tp, attention = g.tp, (True if d > 1 else None)
+        dp = d if d > 1 and "data_parallel" in spec.flags else g.dp
+    per_rank = math.ceil(g.batch / d)
+    ep_flag = spec.flags.get("expert_parallel")
+    return {
+        "tensor_parallel": tp,
+        "data_parallel": dp,
+        "attention_dp": attention,
+        "expert_parallel": None if e <= 1 else True if ep_flag is not None and ep_flag.switch else e,
+        "max_seqs": per_rank if rule.batch == "rank" else per_rank * d,
+    }
+
+
 def _settings(spec: EngineSpec, g: ServerGroup, disaggregated: bool) -> list[tuple[str, Any]]:
     """(flag key, value) in the order they are emitted; None drops a setting, True is a switch."""
-    ep_flag = spec.flags.get("expert_parallel")
-    ep = None if g.ep <= 1 else True if ep_flag is not None and ep_flag.switch else g.ep
+    par = parallel_values(spec, g)
     out: list[tuple[str, Any]] = [
         ("host", "0.0.0.0"),
         ("port", PORT),
         ("backend", "pytorch"),
         ("dtype", COMPUTE_DTYPE),
-        ("tensor_parallel", g.tp),
+        ("tensor_parallel", par["tensor_parallel"]),
         ("pipeline_parallel", g.pp),
-        ("data_parallel", g.dp),
-        ("expert_parallel", ep),
-        ("max_seqs", g.batch),
+        ("data_parallel", par["data_parallel"]),
+        ("attention_dp", par["attention_dp"]),
+        ("expert_parallel", par["expert_parallel"]),
+        ("max_seqs", par["max_seqs"]),
         ("max_len", g.context),
         ("kv_dtype", g.kv_cache_dtype),
         ("quantization", g.quantization or None),
@@ -77,15 +112,15 @@ def _nested(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build(spec: EngineSpec, g: ServerGroup, disaggregated: bool) -> None:
-    """Fill the group's argv (and config files, and the commands of a multi-host server)."""
+def _compose(spec: EngineSpec, g: ServerGroup, settings: list[tuple[str, Any]]) -> tuple[list[str], dict[str, Any]]:
+    """The command (program, model, flags) and the config file's settings."""
     argv = list(spec.program)
     if spec.model_flag:
         argv += [spec.model_flag, g.model_id]
     else:
         argv.append(g.model_id)
     config: dict[str, Any] = {}
-    for key, value in _settings(spec, g, disaggregated):
+    for key, value in settings:
         if not _required(spec, key, value):
             continue
         flag = spec.flag(key)
@@ -95,6 +130,39 @@ def build(spec: EngineSpec, g: ServerGroup, disaggregated: bool) -> None:
             argv.append(flag.flag)
         else:
             argv += [flag.flag, str(value)]
+    return argv, config
+
+
+def devices(g: ServerGroup, k: int) -> str:
+    """The device indices (on its node) of the k-th server that shares a node."""
+    return ",".join(str(i) for i in range(k * g.chips_per_node, (k + 1) * g.chips_per_node))
+
+
+def _side_by_side(
+    spec: EngineSpec, g: ServerGroup, settings: list[tuple[str, Any]], k: int, disaggregated: bool
+) -> dict[str, Any]:
+    """The k-th of the servers that share a node: its devices and the ports it needs its own of
+    (the HTTP port, and the engine's per-server ports of [node_sharing]), and its command."""
+    sharing = spec.node_sharing
+    variable = sharing.devices.get(g.family)
+    if variable is None:
+        raise InputError(f"{spec.label}: servesat knows no device variable for {g.family} chips")
+    env = {variable: devices(g, k)}
+    if disaggregated:
+        ports = sharing.env.get("disaggregated", {})
+        env |= {name: str(base + k * 2 * g.chips_per_node) for name, base in ports.items()}
+    extra = [(key, base + k) for key, base in sharing.flags.get(g.role, {}).items()] if disaggregated else []
+    argv, _ = _compose(spec, g, [(key, PORT + k if key == "port" else v) for key, v in settings] + extra)
+    if g.files:
+        argv += [spec.flag("config").flag, next(iter(g.files))]
+    return {"env": env, "argv": argv}
+
+
+def build(spec: EngineSpec, g: ServerGroup, disaggregated: bool) -> None:
+    """Fill the group's argv (and config files, the commands of a multi-host server, and those
+    of the servers that share a node)."""
+    settings = _settings(spec, g, disaggregated)
+    argv, config = _compose(spec, g, settings)
     if config:
         path = f"{CONFIG_DIR}/{g.name}.yaml"
         g.files = {path: to_yaml(_nested(config))}
@@ -102,6 +170,8 @@ def build(spec: EngineSpec, g: ServerGroup, disaggregated: bool) -> None:
     g.argv = argv
     if g.nodes > 1:
         g.worker_argv = ["ray", "start", f"--address=$(LWS_LEADER_ADDRESS):{RAY_PORT}", "--block"]
+    if g.servers_per_node > 1:
+        g.node_commands = [_side_by_side(spec, g, settings, k, disaggregated) for k in range(g.servers_per_node)]
 
 
 def leader_setup(g: ServerGroup) -> list[str]:

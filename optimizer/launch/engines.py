@@ -53,6 +53,35 @@ class MemoryRule:
 
 
 @dataclass(frozen=True)
+class ParallelRule:
+    """How a replica (tp chips; attention as attention_dp groups of tp/attention_dp chips; the
+    routed experts over ep chips) maps onto the engine's flags: whether its tensor-parallel
+    flag counts one attention group's chips ("attention": the data-parallel flag counts the
+    groups) or the whole replica's ("replica": attention data parallelism splits them); whether
+    its batch flag counts one attention group's sequences ("rank") or the server's ("server");
+    which attention splits it expresses ("any" divisor of tp, or "tp": one group per chip)."""
+
+    tensor_parallel: str
+    batch: str
+    attention_groups: str
+    source: str
+    note: str = ""  # said of every plan whose replicas split attention (what servesat did not check)
+
+
+@dataclass(frozen=True)
+class NodeSharing:
+    """Several servers on one node (a GPU slice holding several replicas, --format shell): the
+    variable that gives each its devices per family, and the settings each needs its own value
+    of: environment variables (base + k x 2 x the server's chips, for the k-th server) by
+    serving mode, engine flags (base + k) by role."""
+
+    devices: dict[str, str]
+    source: str
+    env: dict[str, dict[str, int]] = field(default_factory=dict)
+    flags: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class EngineSpec:
     """An engine at one version: its command, flag table, dtype maps and sources."""
 
@@ -74,6 +103,8 @@ class EngineSpec:
     disaggregation: dict[str, dict[str, dict[str, str]]]
     images: dict[str, str]
     image_source: str
+    parallel: ParallelRule
+    node_sharing: NodeSharing
     checkpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     checkpoint_sources: dict[str, str] = field(default_factory=dict)
 
@@ -156,6 +187,7 @@ def load_engine(name: str) -> EngineSpec:
     t = read_data(name)
     images = dict(t["images"])
     image_source = images.pop("image_source")
+    sharing = t["node_sharing"]
     return EngineSpec(
         name=t["engine"],
         display_name=t["display_name"],
@@ -175,6 +207,13 @@ def load_engine(name: str) -> EngineSpec:
         disaggregation=t.get("disaggregation", {}),
         images=images,
         image_source=image_source,
+        parallel=ParallelRule(**t["parallel"]),
+        node_sharing=NodeSharing(
+            devices={f: sharing[f] for f in FAMILIES if f in sharing},
+            source=sharing["source"],
+            env={mode: dict(v["env"]) for mode, v in sharing.items() if isinstance(v, dict) and "env" in v},
+            flags={role: dict(v["flags"]) for role, v in sharing.items() if isinstance(v, dict) and "flags" in v},
+        ),
         checkpoints=t.get("checkpoints", {}),
         checkpoint_sources=t.get("checkpoint_sources", {}),
     )

@@ -44,6 +44,8 @@ class LaunchPlan:
                 "leader_setup": leader_setup(g) or None,
                 "worker_argv": g.worker_argv,
                 "files": g.files,
+                "servers_per_node": g.servers_per_node,
+                "node_commands": g.node_commands,
             }
             for g in self.servers
         ]
@@ -55,7 +57,7 @@ class LaunchPlan:
 
     def server_dict(self, g: ServerGroup) -> dict[str, Any]:
         """A group's plan values (its commands are under `commands`)."""
-        skip = ("argv", "worker_argv", "files")
+        skip = ("argv", "worker_argv", "files", "node_commands")
         return {k: v for k, v in asdict(g).items() if k not in skip}
 
     def to_dict(self) -> dict[str, Any]:

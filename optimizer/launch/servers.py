@@ -2,9 +2,12 @@
 configuration, with the counts, parallelism and memory fraction each server gets.
 
 A GPU replica is its own server (a pod of `tp` GPUs on one node: Kubernetes packs them onto
-nodes), so a GPU server runs one replica. A TPU slice is one server on one GKE node pool of
+nodes; in a shell, the replicas a node holds run side by side, each on its own GPUs and
+ports), so a GPU server runs one replica. A TPU slice is one server on one GKE node pool of
 the slice's topology, running the replicas the slice holds as data-parallel ranks, on one
 node or, for a multi-host slice, on several (docs/launch.md, optimizer/launch/data/kubernetes.toml).
+A group carries the plan's parallelism (tp, attention_dp, ep); optimizer.launch.commands
+turns it into each engine's flags.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ class ServerGroup:
     family: str  # nvidia, amd, tpu
     topology: str  # the plan's slice shape
     slice_chips: int  # chips in the plan's slice
-    tp: int
+    tp: int  # the plan's tp: chips of one replica
+    attention_dp: int  # the plan's attention groups per replica (each of tp/attention_dp chips)
     pp: int
-    dp: int  # replicas one server runs (data-parallel ranks)
-    ep: int
+    dp: int  # replicas one server runs (a TPU slice's; 1 on GPUs)
+    ep: int  # the plan's expert parallelism: chips the routed experts spread over
     batch: int  # sequences decoded at once per replica (1 on a prefill server)
     weights: str
     kv: str
@@ -44,6 +48,7 @@ class ServerGroup:
     servers: int  # engine servers: pods, or leader-worker groups
     nodes: int  # nodes one server spans
     chips_per_node: int
+    servers_per_node: int  # GPU servers side by side on one node (the replicas a slice holds)
     memory_fraction: float  # the value passed to the engine
     memory_need: float  # before clipping to the engine's range
     model_id: str
@@ -52,6 +57,8 @@ class ServerGroup:
     argv: list[str] = field(default_factory=list)
     worker_argv: list[str] | None = None  # the other nodes of a multi-host server
     files: dict[str, str] = field(default_factory=dict)  # config files the command reads
+    # several servers on one node (servers_per_node > 1): each one's environment and command
+    node_commands: list[dict[str, Any]] | None = None
 
     @property
     def chips(self) -> int:
@@ -150,9 +157,10 @@ def group(spec: EngineSpec, shape: Shape, target: Target, name: str) -> ServerGr
     kv_value = spec.kv_option(shape.kv, family)
     if family == "tpu":
         nodes, per_node = tpu_hosts(shape.chip, shape.slice_chips)
-        dp, servers = shape.per_slice, math.ceil(shape.replicas / shape.per_slice)
+        dp, servers, side_by_side = shape.per_slice, math.ceil(shape.replicas / shape.per_slice), 1
     else:
         nodes, per_node, dp, servers = 1, shape.tp, 1, shape.replicas
+        side_by_side = min(shape.per_slice, servers)
     w = target.workload
     e = evaluate(
         target.model, Workload(context=w.context, decode_len=w.decode_len, serving="decode-only"),
@@ -162,12 +170,10 @@ def group(spec: EngineSpec, shape: Shape, target: Target, name: str) -> ServerGr
     fraction, need = spec.memory_fraction(e.param_bytes, e.kv_bytes, chip.hbm_bytes * shape.tp)
     return ServerGroup(
         role=shape.role, name=name, chip=shape.chip, family=family, topology=shape.topology,
-        # attention data parallelism: each of a replica's attention_dp groups is a data-parallel
-        # rank of tp/attention_dp chips (the engines' --data-parallel-size with expert parallelism)
-        slice_chips=shape.slice_chips, tp=shape.tp // shape.attention_dp, pp=1, dp=dp * shape.attention_dp,
-        ep=shape.ep, batch=shape.batch,
-        weights=shape.weights, kv=shape.kv, context=w.context, replicas=shape.replicas, servers=servers,
-        nodes=nodes, chips_per_node=per_node, memory_fraction=fraction, memory_need=need,
+        slice_chips=shape.slice_chips, tp=shape.tp, attention_dp=shape.attention_dp, pp=1, dp=dp, ep=shape.ep,
+        batch=shape.batch, weights=shape.weights, kv=shape.kv, context=w.context, replicas=shape.replicas,
+        servers=servers, nodes=nodes, chips_per_node=per_node, servers_per_node=side_by_side,
+        memory_fraction=fraction, memory_need=need,
         model_id=checkpoint or target.model_id, quantization=quantization, kv_cache_dtype=kv_value,
     )  # fmt: skip
 
@@ -212,5 +218,5 @@ def plan_summary(b: Configuration, context: int) -> dict[str, Any]:
         "prefill": None
         if p is None
         else {"chip": p.chip, "topology": p.topology, "chips": p.chips, "tp": p.tp, "ep": _ep(p),
-              "servers_per_replica": b.prefill_servers_per_replica},
+              "attention_dp": _attention_dp(p), "servers_per_replica": b.prefill_servers_per_replica},
     }  # fmt: skip

@@ -27,9 +27,11 @@ def _header(p: LaunchPlan) -> list[str]:
 def _group_line(g: ServerGroup) -> str:
     where = "one node" if g.nodes == 1 else f"{g.nodes} nodes of {g.chips_per_node}"
     replicas = f", {g.dp} replicas each" if g.dp > 1 else ""
+    split = (f", attention dp {g.attention_dp}" if g.attention_dp > 1 else "") + (f", ep {g.ep}" if g.ep > 1 else "")
+    side = f", {g.servers_per_node} per node" if g.servers_per_node > 1 else ""
     return (
         f"# {g.name}: {g.servers} {plural(g.servers, 'server')} of {g.chips} {g.chip} {plural(g.chips, 'chip')} "
-        f"(slice {g.topology}, tp {g.tp}, on {where}{replicas}), batch {g.batch}, {g.weights}/{g.kv}, "
+        f"(slice {g.topology}, tp {g.tp}{split}, on {where}{replicas}{side}), batch {g.batch}, {g.weights}/{g.kv}, "
         f"memory fraction {g.memory_fraction:.2f}"
     )
 
@@ -56,7 +58,14 @@ def shell_group(g: ServerGroup) -> str:
     if g.nodes > 1:
         lines.append(f"# on the first node of each server ({g.nodes} nodes):")
         lines.append(shlex.join(leader_setup(g)))
-    lines.append(_command(g.argv))
+    if g.node_commands:
+        lines.append(f"# on each node, {len(g.node_commands)} servers side by side, each on its own devices and ports:")
+        for c in g.node_commands:
+            env = " ".join(f"{name}={shlex.quote(value)}" for name, value in c["env"].items())
+            lines.append(f"{env} {_command(c['argv'])} &")
+        lines.append("wait")
+    else:
+        lines.append(_command(g.argv))
     if g.worker_argv:
         worker = " ".join(a.replace("$(LWS_LEADER_ADDRESS)", '"$LEADER_ADDRESS"') for a in g.worker_argv)
         lines += [f"# on each of the other {g.nodes - 1} nodes (LEADER_ADDRESS: the first node's):", worker]
