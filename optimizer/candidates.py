@@ -206,7 +206,8 @@ def candidate_rows(
                 seen.add((y, n))
                 for (d, e), w, k in itertools.product(moe_layouts(y, *split), w_opts, kv_opts):
                     rows.append((name, shape, int(np.prod(dims)), y, n, d, e, 1, 1, w, k))
-        for nodes in node_counts(max_nodes) if chip.multi_node else ():
+        allowed = node_counts(max_nodes) if chip.node_counts is None else chip.node_counts
+        for nodes in [n for n in allowed if n <= max_nodes] if chip.multi_node else []:
             y = nodes * chip.scale_up_domain
             for (d, e, pp, n), w, k in itertools.product(multi_node_layouts(chip, nodes, split), w_opts, kv_opts):
                 rows.append((name, str(y), y, y, n, d, e, pp, nodes, w, k))

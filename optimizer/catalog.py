@@ -49,6 +49,11 @@ class Chip:
     price_1yr_date: str = ""
     usd_per_chip_hour_3yr: float = 0.0  # 3-year committed price; 0: none published
     price_3yr_date: str = ""
+    # Past one node (optimizer.multinode): GPUs of one NVLink domain, set when the catalog loads
+    # (0: the largest GPU topology), kept when a plan pool narrows `topologies`; and the node
+    # counts a replica may span (None: those the search allows; a plan pool's shapes set them).
+    scale_up_gpus: int = 0
+    node_counts: tuple[int, ...] | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -60,7 +65,9 @@ class Chip:
     def scale_up_domain(self) -> int:
         """GPUs of one NVLink (or Infinity Fabric) domain: the largest GPU topology (8 on an HGX or
         AMD node, 72 in an NVL72 rack); 0 for a TPU, whose slices are its domains."""
-        return max(int(t) for t in self.topologies) if self.kind == "gpu" else 0
+        if self.kind != "gpu":
+            return 0
+        return self.scale_up_gpus or max((int(t) for t in self.topologies), default=0)
 
     @property
     def multi_node(self) -> bool:
@@ -324,6 +331,7 @@ def _chip_from_table(name: str, table: Any, origin: str) -> Chip:
         eight_bit=table["eight_bit"],
         topologies=tuple(table["topologies"]),
         **optional,
+        scale_up_gpus=max(int(t) for t in table["topologies"]) if table["kind"] == "gpu" else 0,
         sources=dict(table.get("sources", {})),
     )
 

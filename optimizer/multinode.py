@@ -42,7 +42,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from optimizer.catalog import ACTIVATION_BYTES
+from optimizer.catalog import ACTIVATION_BYTES, Chip
 from optimizer.costmodel import Layout, Roofline
 from optimizer.errors import InputError, check_positive_int
 from optimizer.models import Model
@@ -61,6 +61,15 @@ MAX_NODES = 64
 def node_counts(max_nodes: int) -> tuple[int, ...]:
     """The node counts (above one) a search enumerates: powers of two up to max_nodes."""
     return tuple(2**k for k in range(1, 7) if 2**k <= max_nodes)
+
+
+def multi_node_count(chip: Chip, shape: object) -> int:
+    """The nodes of a multi-node slice named by its GPU count ("16": two 8-GPU nodes) that a
+    search can enumerate (a power of two up to MAX_NODES); 0 for anything else."""
+    if not chip.multi_node or not isinstance(shape, str) or not shape.isdigit():
+        return 0
+    gpus, n = int(shape), chip.scale_up_domain
+    return gpus // n if gpus % n == 0 and gpus // n in node_counts(MAX_NODES) else 0
 
 
 def check_max_nodes(max_nodes: int) -> None:

@@ -3,6 +3,7 @@ the Workload, the profile and the Search the way the CLI does from its flags."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from optimizer.api import Search, evaluate, optimize
@@ -24,10 +25,12 @@ def profile_of(kw: dict[str, Any]):
 def solve(model: Any, slo_ms: float, **kw: Any):
     """optimize() with the options spelled as flat keywords (chips, chip_names, weights, kv,
     context, decode_len, prompt_len, ttft_ms, serving, profile, engine, calibration, prefill_mfu,
-    and optimize()'s own keywords)."""
+    max_nodes, and optimize()'s own keywords)."""
     workload = Workload(slo_ms=slo_ms, **{k: kw.pop(k) for k in WORKLOAD_KEYS if k in kw})
     profile = profile_of(kw)
     search = Search(kw.pop("chips", None), kw.pop("chip_names", None), kw.pop("weights", None), kw.pop("kv", None))
+    if "max_nodes" in kw:
+        search = replace(search, max_nodes=kw.pop("max_nodes"))
     return optimize(model, workload, profile=profile, search=search, **kw)
 
 

@@ -50,6 +50,10 @@ def pytest_generate_tests(metafunc):
         from optimizer import builtin_models, load_chips
 
         metafunc.parametrize("instance", list(_instances(load_chips(), builtin_models())))
+    if "node_instance" in metafunc.fixturenames:
+        from optimizer import load_chips
+
+        metafunc.parametrize("node_instance", list(_node_instances(load_chips())))
 
 
 def test_cp_sat_optimum_equals_brute_force(instance, chips, models):
@@ -128,3 +132,95 @@ def test_instances_cover_feasible_and_infeasible(chips, models):
         outcomes.add((r is None, inst["serving"]))
     assert {o for o in outcomes if not o[0]} == {(False, m) for m in ("decode-only", "disaggregated", "colocated")}
     assert any(o[0] for o in outcomes)
+
+
+# ----------------------------------------------------------------------------- past one node
+
+N_NODE_INSTANCES = 48
+#: Models that need or profit from several nodes, dense and mixture of experts.
+BIG = ["llama3-405b", "llama3-70b", "deepseek-v3", "qwen3-235b-a22b", "mixtral-8x7b", "llama4-maverick"]
+#: GPUs with a known scale-out bandwidth (and TPUs, which stay one slice, for contrast).
+NODE_CHIPS = ["a100", "h100", "h200", "b200", "mi300x", "gb200", "tpu-v5e"]
+
+
+def _node_instances(chips):
+    rng = random.Random(20261203)
+    for k in range(N_NODE_INSTANCES):
+        names = sorted(rng.sample([c for c in NODE_CHIPS if c in chips], rng.randint(1, 2)))
+        yield pytest.param(
+            dict(
+                model=rng.choice(BIG),
+                chip_names=names,
+                slo_ms=round(10 ** rng.uniform(0.5, 2.5), 3),
+                context=rng.choice([2048, 8192, 32768]),
+                decode_len=rng.choice([128, 512]),
+                weights=rng.choice([None, ["bf16"], ["fp8", "int8"]]),
+                objective=rng.choice(["queries-per-dollar"] * 4 + ["min-chips", "min-latency"]),
+                serving=rng.choice(["decode-only", "disaggregated", "colocated"]),
+                max_nodes=rng.choice([1, 2, 4, 8]),
+            ),
+            id=f"n{k}",
+        )
+
+
+def _node_instance(inst, chips, models):
+    weights = inst["weights"]
+    if weights and not any(set(weights) & set(chips[c].weight_dtypes) for c in inst["chip_names"]):
+        weights = None
+    kw = dict(weights=weights, objective=inst["objective"], serving=inst["serving"])
+    oracle = brute_force(
+        models[inst["model"]],
+        chips,
+        inst["chip_names"],
+        inst["slo_ms"],
+        inst["context"],
+        inst["decode_len"],
+        max_nodes=inst["max_nodes"],
+        **kw,
+    )
+    return kw, oracle
+
+
+def test_cp_sat_optimum_equals_brute_force_past_one_node(node_instance, chips, models):
+    """Replicas over several GPU nodes (pipelines and wide expert parallelism, up to max_nodes):
+    the optimum's value agrees with the brute-force oracle's."""
+    inst = node_instance
+    kw, oracle = _node_instance(inst, chips, models)
+    result = solve(
+        models[inst["model"]],
+        inst["slo_ms"],
+        chips=chips,
+        chip_names=inst["chip_names"],
+        context=inst["context"],
+        decode_len=inst["decode_len"],
+        top=1,
+        max_nodes=inst["max_nodes"],
+        alternatives=False,
+        **kw,
+    )
+    if oracle is None:
+        assert result.status == "infeasible" and result.best is None and result.reason
+        return
+    assert result.status == "optimal"
+    best = result.best
+    if inst["objective"] == "queries-per-dollar":
+        assert best.queries_per_dollar == pytest.approx(oracle.value, rel=1e-9)
+    elif inst["objective"] == "min-chips":
+        assert best.chips == oracle.value
+        assert best.queries_per_dollar == pytest.approx(oracle.qpd, rel=1e-9)
+    else:
+        assert best.step_ms / 1e3 == pytest.approx(oracle.value, rel=1e-9)
+    assert best.nodes <= inst["max_nodes"]
+
+
+def test_node_instances_cover_pipelines_and_wide_expert_parallelism(chips, models):
+    """The oracle's optima include pipelines over several nodes, one-stage replicas over several
+    nodes (experts across them) and one-node answers, so agreement is not vacuous."""
+    kinds = set()
+    for p in _node_instances(chips):
+        _, oracle = _node_instance(p.values[0], chips, models)
+        if oracle is not None:
+            kinds.add("one node" if oracle.nodes == 1 else "pipeline" if oracle.pp > 1 else "experts across nodes")
+        else:
+            kinds.add("infeasible")
+    assert kinds == {"one node", "pipeline", "experts across nodes", "infeasible"}

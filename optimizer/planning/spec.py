@@ -28,6 +28,7 @@ from optimizer.candidates import CandidateTable, build_table
 from optimizer.catalog import COMMITMENT_TIERS, DTYPES, Chip, check_priced, load_chips
 from optimizer.errors import InputError, check_choice, is_number, unknown_name
 from optimizer.models import Model
+from optimizer.multinode import multi_node_count
 from optimizer.profiles import PROFILES, Book, Calibrated, Profile, resolve_profile
 from optimizer.workload import SERVING, Workload
 
@@ -236,12 +237,17 @@ class Pool:
         if chip is None:
             raise unknown_name(f"chip in {where}.chip", str(self.chip), sorted(catalog))
         if self.shapes is not None:
+            # one node's slices, and replicas over several nodes named by their GPU count (optimizer.multinode)
+            nodes = {s: multi_node_count(chip, s) for s in self.shapes if s not in chip.topologies}
+            n = chip.scale_up_domain
+            more = f", or {2 * n}, {4 * n}, ... (replicas over 2, 4, ... nodes)" if chip.multi_node else ""
             for s in self.shapes:
                 _require(
-                    isinstance(s, str) and s in chip.topologies,
-                    f"{where}.shapes: {s!r} is not a {chip.name} slice; valid: {', '.join(chip.topologies)}",
+                    isinstance(s, str) and (s in chip.topologies or bool(nodes.get(s))),
+                    f"{where}.shapes: {s!r} is not a {chip.name} slice; valid: {', '.join(chip.topologies)}{more}",
                 )
-            chip = replace(chip, topologies=tuple(dict.fromkeys(self.shapes)))
+            single = tuple(dict.fromkeys(s for s in self.shapes if s in chip.topologies))
+            chip = replace(chip, topologies=single, node_counts=tuple(sorted(set(nodes.values()))))
         if self.usd_per_chip_hour is not None:
             chip = replace(chip, usd_per_chip_hour=float(self.usd_per_chip_hour))
         try:
