@@ -94,8 +94,6 @@ OPTIONS: dict[str, Callable] = {
     "json": option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     "topology": option("--topology", required=True, help="Slice shape, e.g. 4x8 (GPUs: number of GPUs)."),
     "tp": option("--tp", type=POSITIVE_INT, help="Model-parallel degree (default: every chip)."),
-    "pp": option("--pp", type=POSITIVE_INT, help="Pipeline stages (default: one per node of the slice)."),
-    "nodes": option("--max-nodes", type=POSITIVE_INT, help="Nodes a GPU replica may span [default: 4]."),
     # optimize
     "slo-ms": option("--slo-ms", type=POSITIVE_FLOAT, required=True, help="Per-token latency target (ms)."),
     "objective": option("--objective", default=OBJECTIVES[0], help=f"One of: {', '.join(OBJECTIVES)}."),
@@ -197,7 +195,7 @@ def _workload(o: Any, context: int | None = None, **served: Any) -> Any:
 
 @command("optimize", main)
 @options("model", "slo-ms", "chips", "context", "decode-len", "dtypes", "objective", "top", "prompt", "ttft-ms")
-@options("colocated", "decode-only", "compare", "qps", "time-limit", "plot", "catalog", "cost-model", "nodes", "json")
+@options("colocated", "decode-only", "compare", "qps", "time-limit", "plot", "catalog", "cost-model", "json")
 def optimize_cmd(o: Any) -> None:
     """The configuration with the most queries per dollar whose every output token meets --slo-ms."""
     from optimizer.api import optimize
@@ -220,7 +218,7 @@ def optimize_cmd(o: Any) -> None:
 @command("launch", main)
 @options("model", "slo-ms", "chips", "context", "decode-len", "dtypes", "objective", "prompt", "ttft-ms", "colocated")
 @options("decode-only", "qps", "time-limit", "catalog", "profile", "launch-engine", "calibration", "format", "image")
-@options("nodes", "out-dir", "json")
+@options("out-dir", "json")
 def launch_cmd(o: Any) -> None:
     """The engine commands (or Kubernetes manifests) that start the optimum's servers."""
     from optimizer.launch import launch, write_files
@@ -236,7 +234,7 @@ def launch_cmd(o: Any) -> None:
 
 
 @command("evaluate", main)
-@options("model", "chip", "topology", "tp", "pp", "dtype", "batch", "context", "decode-len", "prompt", "catalog")
+@options("model", "chip", "topology", "tp", "dtype", "batch", "context", "decode-len", "prompt", "catalog")
 @options("cost-model", "json")
 def evaluate_cmd(o: Any) -> None:
     """The roofline of one fixed configuration (reported even when it does not fit)."""
@@ -244,7 +242,7 @@ def evaluate_cmd(o: Any) -> None:
 
     e = evaluate(
         o.model, _workload(o, prompt_len=o.prompt_len, serving="decode-only"), profile=_profile(o), chip=o.chip,
-        topology=o.topology, weights=o.weights, kv=o.kv, batch=o.batch, tp=o.tp, chips=_catalog(o), pp=o.pp,
+        topology=o.topology, weights=o.weights, kv=o.kv, batch=o.batch, tp=o.tp, chips=_catalog(o),
     )  # fmt: skip
     click.echo(render.json_text(e.to_dict()) if o.as_json else render.evaluation(e))
 
@@ -359,14 +357,14 @@ def plan_cmd(o: Any) -> None:
 @options("data", "params-out", "chips-file", "json")
 def calibrate_cmd(o: Any) -> None:
     """Fit the calibrated profile's parameters to measured TPOT and TTFT; print and write them."""
-    from optimizer.calibration import fit, fit_warnings, validate, with_catalog
-    from optimizer.measurements import bundled_data, load_measurements
+    from optimizer.calibration import fit, fit_warnings, load_runs, validate, with_catalog
+    from optimizer.measurements import bundled_data
     from optimizer.profiles import Calibrated
 
     path = Path(o.data) if o.data else bundled_data()
     check_not_an_input(o.out, path, o.chips_file)
     catalog = load_chips(o.chips_file)
-    m = load_measurements(path, catalog)
+    m = load_runs(path, catalog)
     params = with_catalog(fit(m, f"fitted by servesat calibrate to {path.name} ({len(m)} rows)"), catalog)
     write_out(o.out, params.to_toml())
     check = validate(m, Calibrated(params))
@@ -381,13 +379,12 @@ def calibrate_cmd(o: Any) -> None:
 @options("data-csv", "check-profile", "calibration", "lomo", "chips-file", "json")
 def validate_cmd(o: Any) -> None:
     """Predicted TPOT and TTFT of every row of a measurements CSV, and their errors."""
-    from optimizer.calibration import validate
-    from optimizer.measurements import load_measurements
+    from optimizer.calibration import load_runs, validate
     from optimizer.profiles import resolve_profile
 
     if o.profile == "book" and (o.calibration or o.lomo):
         raise InputError("--calibration and --lomo apply to --profile calibrated")
-    m = load_measurements(o.data, load_chips(o.chips_file))
+    m = load_runs(o.data, load_chips(o.chips_file))
     result = validate(m, resolve_profile(o.profile, calibration=o.calibration), leave_one_model_out=o.lomo)
     click.echo(render.json_text(result.to_dict()) if o.as_json else render.validation(result, o.data, m))
 

@@ -63,78 +63,70 @@ DEFAULT_ENGINE = "vllm"
 KV_MEMORY_FRACTION = 0.9
 
 PRECISION_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
+#: The efficiencies: achieved fractions of a peak, physically in (0, 1].
+EFFICIENCIES = ("hbm_efficiency", "flops_efficiency", "prefill_efficiency", "link_efficiency")
+#: Engines' fixed costs: seconds (admission_steps: decode steps), zero or more.
+OVERHEADS = ("step_overhead_s", "seq_overhead_s", "layer_overhead_s", "admission_steps")
 
 
 @dataclass(frozen=True)
 class ChipEfficiency:
-    hbm_efficiency: float  # achieved fraction of peak HBM bandwidth
-    flops_efficiency: float  # achieved fraction of peak dense FLOP/s
-    assumed: bool = False  # not fitted: copied from the reference chip
+    """Achieved fractions of a chip's peaks, each in (0, 1]."""
+
+    hbm_efficiency: float  # of peak HBM bandwidth, streaming weights and KV
+    flops_efficiency: float  # of the dtype's dense peak, in decode matmuls
+    prefill_efficiency: float  # of the dtype's dense peak, in prefill (large matmuls)
+    link_efficiency: float  # of the scale-up link's bandwidth, in collectives
+    assumed: bool = False  # not fitted: no measured runs on this chip (a prior)
 
 
 @dataclass(frozen=True)
 class EngineOverheads:
-    step_overhead_s: float  # t0: fixed time per decode step (scheduling, kernel launches)
-    seq_overhead_s: float  # tseq: per sequence per step (sampling, bookkeeping)
-    link_efficiency: float  # achieved fraction of the interconnect bandwidth in all-reduce
+    """What a serving engine adds to every step, shared by every chip it runs on."""
+
+    step_overhead_s: float  # per decode step (scheduling, sampling launch)
+    seq_overhead_s: float  # per sequence per step (bookkeeping, sampling)
+    layer_overhead_s: float  # per layer per step (kernel launches, norms, synchronisation)
     admission_steps: float  # k: decode steps a new request waits before its prefill starts
 
 
 @dataclass(frozen=True)
 class CalibratedParams:
-    collective_latency_s: float  # alpha: per all-reduce stage
+    collective_latency_s: float  # alpha_launch: per collective
+    hop_latency_s: float  # alpha_hop: per link hop of a collective's algorithm
     chips: dict[str, ChipEfficiency]
-    engines: dict[str, EngineOverheads]  # "vllm" or "vllm@h200" (an engine on one chip)
+    engines: dict[str, EngineOverheads]
     default_engine: str = DEFAULT_ENGINE
     kv_memory_fraction: float = KV_MEMORY_FRACTION
     source: str = ""
 
     def chip(self, name: str) -> ChipEfficiency:
+        """The chip's fitted fractions, else the reference chip's as an assumption."""
         return self.chips.get(name) or replace(self.chips[REFERENCE_CHIP], assumed=True)
 
-    def engine(self, engine: str, chip: str) -> EngineOverheads:
-        """The engine's set on this chip, else its set on the reference chip, else the default
-        engine's on this chip or the reference chip (an engine measured only elsewhere)."""
-        if engine not in self.engine_names():
+    def engine(self, engine: str, chip: str = "") -> EngineOverheads:
+        """The engine's overheads (shared across chips)."""
+        if engine not in self.engines:
             raise InputError(f"unknown engine {engine!r}; calibrated engines: {', '.join(self.engine_names())}")
-        for key in (
-            f"{engine}@{chip}",
-            f"{engine}@{REFERENCE_CHIP}",
-            f"{self.default_engine}@{chip}",
-            f"{self.default_engine}@{REFERENCE_CHIP}",
-        ):
-            if key in self.engines:
-                return self.engines[key]
-        return self.engines[sorted(k for k in self.engines if k.split("@")[0] == engine)[0]]
+        return self.engines[engine]
 
     def engine_names(self) -> list[str]:
-        return sorted({k.split("@")[0] for k in self.engines})
+        return sorted(self.engines)
 
     def to_toml(self) -> str:
         lines = [
             f"# {self.source}" if self.source else "# calibrated profile parameters",
             f"collective_latency_s = {self.collective_latency_s!r}",
+            f"hop_latency_s = {self.hop_latency_s!r}",
             f'default_engine = "{self.default_engine}"',
             f"kv_memory_fraction = {self.kv_memory_fraction!r}",
             "",
         ]
         for name, c in sorted(self.chips.items()):
-            lines += [
-                f'[chips."{name}"]',
-                f"hbm_efficiency = {c.hbm_efficiency!r}",
-                f"flops_efficiency = {c.flops_efficiency!r}",
-                f"assumed = {'true' if c.assumed else 'false'}",
-                "",
-            ]
+            lines += [f'[chips."{name}"]', *(f"{k} = {getattr(c, k)!r}" for k in EFFICIENCIES)]
+            lines += [f"assumed = {'true' if c.assumed else 'false'}", ""]
         for name, e in sorted(self.engines.items()):
-            lines += [
-                f'[engines."{name}"]',
-                f"step_overhead_s = {e.step_overhead_s!r}",
-                f"seq_overhead_s = {e.seq_overhead_s!r}",
-                f"link_efficiency = {e.link_efficiency!r}",
-                f"admission_steps = {e.admission_steps!r}",
-                "",
-            ]
+            lines += [f'[engines."{name}"]', *(f"{k} = {getattr(e, k)!r}" for k in OVERHEADS), ""]
         return "\n".join(lines)
 
 
@@ -142,20 +134,13 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
     try:
         data = tomllib.loads(text)
         chips = {
-            n: ChipEfficiency(float(c["hbm_efficiency"]), float(c["flops_efficiency"]), bool(c.get("assumed", False)))
+            n: ChipEfficiency(**{k: float(c[k]) for k in EFFICIENCIES}, assumed=bool(c.get("assumed", False)))
             for n, c in data["chips"].items()
         }
-        engines = {
-            n: EngineOverheads(
-                float(e["step_overhead_s"]),
-                float(e["seq_overhead_s"]),
-                float(e["link_efficiency"]),
-                float(e["admission_steps"]),
-            )
-            for n, e in data["engines"].items()
-        }
+        engines = {n: EngineOverheads(**{k: float(e[k]) for k in OVERHEADS}) for n, e in data["engines"].items()}
         params = CalibratedParams(
             float(data["collective_latency_s"]),
+            float(data["hop_latency_s"]),
             chips,
             engines,
             str(data.get("default_engine", DEFAULT_ENGINE)),
@@ -166,20 +151,22 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
         raise InputError(f"{origin}: not a calibrated-profile parameter file ({e})") from None
     if REFERENCE_CHIP not in chips:
         raise InputError(f'{origin}: lacks the reference chip [chips."{REFERENCE_CHIP}"]')
-    numbers = [("collective_latency_s", params.collective_latency_s, False)]
-    numbers += [
-        (f"chips.{n}.{k}", getattr(c, k), True)
-        for n, c in chips.items()
-        for k in ("hbm_efficiency", "flops_efficiency")
-    ]
-    numbers += [
-        (f"engines.{n}.{k}", getattr(e, k), k == "link_efficiency")
-        for n, e in engines.items()
-        for k in ("step_overhead_s", "seq_overhead_s", "link_efficiency", "admission_steps")
-    ]
-    for key, value, positive in numbers:
-        if not math.isfinite(value) or value < 0 or (positive and value == 0):
-            raise InputError(f"{origin}: {key} must be {'positive' if positive else 'zero or more'}, got {value!r}")
+    for key in ("collective_latency_s", "hop_latency_s"):
+        value = getattr(params, key)
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"{origin}: {key} must be zero or more, got {value!r}")
+    for n, c in chips.items():
+        for k in EFFICIENCIES:
+            value = getattr(c, k)
+            if not (math.isfinite(value) and 0 < value <= 1):
+                raise InputError(
+                    f"{origin}: chips.{n}.{k} must be in (0, 1] (a fraction of the chip's peak), got {value!r}"
+                )
+    for n, overheads in engines.items():
+        for k in OVERHEADS:
+            value = getattr(overheads, k)
+            if not math.isfinite(value) or value < 0:
+                raise InputError(f"{origin}: engines.{n}.{k} must be zero or more, got {value!r}")
     if not 0 < params.kv_memory_fraction <= 1:
         raise InputError(f"{origin}: kv_memory_fraction must be in (0, 1], got {params.kv_memory_fraction!r}")
     if params.default_engine not in params.engine_names():
@@ -262,15 +249,18 @@ def step_terms(
     prompt_len: np.ndarray,
     chip_eff: Sequence[ChipEfficiency],
     engine: Sequence[EngineOverheads],
-    alpha: float,
+    latency: tuple[float, float],
     attention_dp: np.ndarray | None = None,
     ep: np.ndarray | None = None,
+    hops: np.ndarray | None = None,
 ) -> StepTerms:
     """The calibrated step's terms for rows of (model, chip, dtypes, Y = t*d = t_moe*e, link,
     context, prompt). Per layer: the mixer's (and dense MLP's) all-reduce over the t chips of
     an attention group carrying its B/d tokens; per MoE layer the experts' all-reduce over
     t_moe chips and, under expert parallelism, the all-to-all dispatch and combine of k copies
-    of each token (docs/models.md)."""
+    of each token (docs/models.md). Each collective costs alpha_launch + hops*alpha_hop
+    (`latency`; hops per collective: 1 through an NVSwitch, 2(a-1) per ring axis of a torus);
+    its bytes move at link_efficiency of the link."""
     rows = len(models)
     Y = np.asarray(tp, dtype=float)
     d = np.ones(rows) if attention_dp is None else np.asarray(attention_dp, dtype=float)
@@ -281,12 +271,10 @@ def step_terms(
     T = np.asarray(prompt_len, dtype=float)
     kvb = np.asarray(kv_bytes, dtype=float)
     bw = Y * np.array([c.hbm_bytes_per_s for c in chips]) * np.array([x.hbm_efficiency for x in chip_eff])
-    fl = (
-        Y
-        * np.array([peak_flops(c, w) for c, w in zip(chips, weight_dtype)])
-        * np.array([x.flops_efficiency for x in chip_eff])
-    )
-    link = np.asarray(link_bytes_per_s, dtype=float) * np.array([x.link_efficiency for x in engine])
+    peak = Y * np.array([peak_flops(c, w) for c, w in zip(chips, weight_dtype)])
+    fl = peak * np.array([x.flops_efficiency for x in chip_eff])
+    fl_prefill = peak * np.array([x.prefill_efficiency for x in chip_eff])
+    link = np.asarray(link_bytes_per_s, dtype=float) * np.array([x.link_efficiency for x in chip_eff])
 
     def per_model(f) -> np.ndarray:
         return np.array([float(f(m, i)) for i, m in enumerate(models)])
@@ -307,14 +295,17 @@ def step_terms(
     comm_tok = (
         act_bytes * D * (L_tp * _ring(t) / d + L_moe * _ring(moe_tp) / e + L_moe * 2.0 * k * (e - 1.0) / (e * Y)) / link
     )
+    collectives = L_tp * (t > 1) + L_moe * ((moe_tp > 1) + 2.0 * (e > 1))
+    per_collective = latency[0] + (np.ones(rows) if hops is None else np.asarray(hops, float)) * latency[1]
+    layers = per_model(lambda m, i: m.num_layers)
     return StepTerms(
-        t0=np.array([x.step_overhead_s for x in engine]),
+        t0=np.array([x.step_overhead_s for x in engine]) + layers * np.array([x.layer_overhead_s for x in engine]),
         tseq=np.array([x.seq_overhead_s for x in engine]),
         mem_fixed=dense_read * d * b_w / bw,
         mem_per_seq=kv_read / bw,
         dec_per_seq=(2.0 * active + attn_decode) / fl,
-        pf_per_token=(2.0 * (active - output) + attn_prompt) / fl + comm_tok,
-        comm_fixed=alpha * (L_tp * np.log2(t) + L_moe * (np.log2(moe_tp) + 2.0 * np.log2(e))),
+        pf_per_token=(2.0 * (active - output) + attn_prompt) / fl_prefill + comm_tok,
+        comm_fixed=collectives * per_collective,
         comm_per_token=comm_tok,
         experts_mem=per_model(lambda m, i: m.routed_expert_params) * b_w / bw,
         expert_miss=per_model(lambda m, i: m.expert_miss_probability),
@@ -322,6 +313,15 @@ def step_terms(
 
 
 # ----------------------------------------------------------------------------- the optimizer's profile
+
+
+def _hops(chip: Chip, y: int, n_axes: int) -> float:
+    """Link hops of one all-reduce: one through an NVSwitch; a ring along each of a torus
+    replica's n axes (of about y^(1/n) chips) takes 2(a-1) steps per axis."""
+    if chip.kind == "gpu" or y <= 1:
+        return 1.0
+    n = max(n_axes, 1)
+    return float(n * 2.0 * (round(y ** (1.0 / n)) - 1))
 
 
 def calibrated_roofline(
@@ -358,9 +358,10 @@ def calibrated_roofline(
         np.full(len(chips), float(workload.prompt_tokens)),
         [params.chip(n) for n in names],
         [params.engine(engine, n) for n in names],
-        params.collective_latency_s,
+        (params.collective_latency_s, params.hop_latency_s),
         layout.dp(),
         layout.experts(),
+        np.array([_hops(c, int(y), int(n)) for c, y, n in zip(chips, layout.tp, layout.n_axes)]),
     )
     prefill = workload.prompt_tokens * terms.pf_per_token
     attention_tp = np.asarray(layout.tp, dtype=float) / layout.dp()

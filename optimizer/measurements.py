@@ -69,12 +69,15 @@ class Measurements:
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
     attention_dp: np.ndarray = field(default_factory=lambda: np.zeros(0))
     ep: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # each kept row's line in the file
 
     def __post_init__(self) -> None:
         if len(self.attention_dp) != len(self.rows):
             self.attention_dp = np.ones(len(self.rows))
         if len(self.ep) != len(self.rows):
             self.ep = np.ones(len(self.rows))
+        if len(self.lines) != len(self.rows):
+            self.lines = np.zeros(len(self.rows), np.int64)
 
     @property
     def chips_per_replica(self) -> np.ndarray:
@@ -102,6 +105,7 @@ class Measurements:
             [],
             self.attention_dp[idx],
             self.ep[idx],
+            self.lines[idx],
         )
 
     @property
@@ -114,7 +118,7 @@ class Measurements:
 
 
 def bundled_data() -> Path:
-    return Path(str(resources.files("optimizer").joinpath("data/calibration.csv")))
+    return Path(str(resources.files("optimizer").joinpath("data/runs.csv")))
 
 
 def read_csv_rows(path: str | Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -170,6 +174,7 @@ def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
     chip_list: list[Chip] = []
     skipped: list[tuple[int, str]] = []
     numbers: list[list[float]] = []
+    kept_lines: list[int] = []
     for line, r in raw:
         system = SYSTEM_NAMES.get(r["system"], r["system"])
         try:
@@ -205,6 +210,7 @@ def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
             skipped.append((line, split))
             continue
         values += split
+        kept_lines.append(line)
         kept.append(r)
         models.append(model)
         chip_list.append(chips[system])
@@ -225,4 +231,5 @@ def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
         skipped,
         a[:, 7],
         a[:, 8],
+        np.array(kept_lines, dtype=np.int64),
     )

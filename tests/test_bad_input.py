@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "optimizer" / "data" / "calibration.csv"
+DATA = ROOT / "optimizer" / "data" / "runs.csv"
 HEADER = DATA.read_text().splitlines()[0]
 GOOD_ROW = DATA.read_text().splitlines()[1]
 PLAN = '[[models]]\nmodel = "llama3-8b"\ndemand_qps = 10\nslo_ms = 20\n[[pools]]\nchip = "h100"\nquota_chips = 64\n'
@@ -82,7 +82,7 @@ BAD = [
     ([*EVAL, "--batch", "8", "--context", "10", "--decode-len", "512"], "is below decode_len"),
     ([*FRONT, "--slo-ms", "nan"], "'--slo-ms': nan is not a finite number"),
     ([*BY_BATCH, "--context", "1", "--decode-len", "1"], "over 100,000: give a longer --context"),
-    (["validate", "--data", "{short_csv}"], "line 3 has 3 fields, the header 13"),
+    (["validate", "--data", "{short_csv}"], "line 3 has 3 fields, the header 32"),
     (["calibrate", "--data", "{short_csv}", "--out", "{tmp}/o.toml"], "line 3 has 3 fields"),
     (["validate", "--data", "{quote_csv}"], "line 3"),
     (["validate", "--data", "{binary_toml}"], "not a UTF-8 text file"),

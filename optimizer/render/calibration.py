@@ -18,20 +18,27 @@ if TYPE_CHECKING:
 def calibration(params: CalibratedParams, check: Validation, data: Path | str, m: Measurements, out: str) -> str:
     """calibrate's report: what was fitted to what, the parameters, the in-sample errors."""
     chips = table(
-        ["chip", "HBM efficiency", "FLOP/s efficiency", "fitted"],
+        ["chip", "HBM", "decode FLOP/s", "prefill FLOP/s", "link", "fitted"],
         [
-            [n, f"{c.hbm_efficiency:.3f}", f"{c.flops_efficiency:.3f}", "no (assumed)" if c.assumed else "yes"]
+            [
+                n,
+                f"{c.hbm_efficiency:.3f}",
+                f"{c.flops_efficiency:.3f}",
+                f"{c.prefill_efficiency:.3f}",
+                f"{c.link_efficiency:.3f}",
+                "no (assumed)" if c.assumed else "yes",
+            ]
             for n, c in sorted(params.chips.items())
         ],
     )
     engines = table(
-        ["engine", "step overhead ms", "per-sequence us", "link efficiency", "admission steps"],
+        ["engine", "step overhead ms", "per-sequence us", "per-layer us", "admission steps"],
         [
             [
                 n,
                 f"{e.step_overhead_s * 1e3:.3f}",
                 f"{e.seq_overhead_s * 1e6:.2f}",
-                f"{e.link_efficiency:.3f}",
+                f"{e.layer_overhead_s * 1e6:.2f}",
                 f"{e.admission_steps:.1f}",
             ]
             for n, e in sorted(params.engines.items())
@@ -40,7 +47,9 @@ def calibration(params: CalibratedParams, check: Validation, data: Path | str, m
     return "\n".join(
         [
             f"fitted to {len(m)} rows of {data} ({len(m.skipped)} skipped); written to {out}",
-            f"collective latency  {params.collective_latency_s * 1e6:.2f} us per all-reduce stage",
+            f"collective latency  {params.collective_latency_s * 1e6:.2f} us per collective, "
+            f"{params.hop_latency_s * 1e6:.2f} us per torus hop (assumed)",
+            "efficiencies (fractions of each peak, all in (0, 1]):",
             chips,
             engines,
             f"in-sample MAPE: TPOT {check.overall['tpot_mape']:.2f}%, TTFT {check.overall['ttft_mape']:.2f}%",
@@ -76,5 +85,10 @@ def validation(v: Validation, data: str, m: Measurements) -> str:
                 [[r["model"], *_errors(r)] for r in v.leave_one_model_out],
             ),
         ]
+    if v.chip_order and v.chip_order["pairs"]:
+        lines.append(
+            f"\nChip ordering: on {v.chip_order['pairs']} matched pairs of runs on two chips, the faster chip "
+            f"is predicted faster in {v.chip_order['agree_pct']:.1f}%"
+        )
     lines += [f"skipped line {s['line']}: {s['reason']}" for s in v.skipped]
     return "\n".join(lines)
