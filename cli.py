@@ -94,6 +94,8 @@ OPTIONS: dict[str, Callable] = {
     "json": option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     "topology": option("--topology", required=True, help="Slice shape, e.g. 4x8 (GPUs: number of GPUs)."),
     "tp": option("--tp", type=POSITIVE_INT, help="Model-parallel degree (default: every chip)."),
+    "pp": option("--pp", type=POSITIVE_INT, help="Pipeline stages (default: one per node of the slice)."),
+    "nodes": option("--max-nodes", type=POSITIVE_INT, help="Nodes a GPU replica may span [default: 4]."),
     # optimize
     "slo-ms": option("--slo-ms", type=POSITIVE_FLOAT, required=True, help="Per-token latency target (ms)."),
     "objective": option("--objective", default=OBJECTIVES[0], help=f"One of: {', '.join(OBJECTIVES)}."),
@@ -195,7 +197,7 @@ def _workload(o: Any, context: int | None = None, **served: Any) -> Any:
 
 @command("optimize", main)
 @options("model", "slo-ms", "chips", "context", "decode-len", "dtypes", "objective", "top", "prompt", "ttft-ms")
-@options("colocated", "decode-only", "compare", "qps", "time-limit", "plot", "catalog", "cost-model", "json")
+@options("colocated", "decode-only", "compare", "qps", "time-limit", "plot", "catalog", "cost-model", "nodes", "json")
 def optimize_cmd(o: Any) -> None:
     """The configuration with the most queries per dollar whose every output token meets --slo-ms."""
     from optimizer.api import optimize
@@ -218,7 +220,7 @@ def optimize_cmd(o: Any) -> None:
 @command("launch", main)
 @options("model", "slo-ms", "chips", "context", "decode-len", "dtypes", "objective", "prompt", "ttft-ms", "colocated")
 @options("decode-only", "qps", "time-limit", "catalog", "profile", "launch-engine", "calibration", "format", "image")
-@options("out-dir", "json")
+@options("nodes", "out-dir", "json")
 def launch_cmd(o: Any) -> None:
     """The engine commands (or Kubernetes manifests) that start the optimum's servers."""
     from optimizer.launch import launch, write_files
@@ -234,7 +236,7 @@ def launch_cmd(o: Any) -> None:
 
 
 @command("evaluate", main)
-@options("model", "chip", "topology", "tp", "dtype", "batch", "context", "decode-len", "prompt", "catalog")
+@options("model", "chip", "topology", "tp", "pp", "dtype", "batch", "context", "decode-len", "prompt", "catalog")
 @options("cost-model", "json")
 def evaluate_cmd(o: Any) -> None:
     """The roofline of one fixed configuration (reported even when it does not fit)."""
@@ -242,7 +244,7 @@ def evaluate_cmd(o: Any) -> None:
 
     e = evaluate(
         o.model, _workload(o, prompt_len=o.prompt_len, serving="decode-only"), profile=_profile(o), chip=o.chip,
-        topology=o.topology, weights=o.weights, kv=o.kv, batch=o.batch, tp=o.tp, chips=_catalog(o),
+        topology=o.topology, weights=o.weights, kv=o.kv, batch=o.batch, tp=o.tp, chips=_catalog(o), pp=o.pp,
     )  # fmt: skip
     click.echo(render.json_text(e.to_dict()) if o.as_json else render.evaluation(e))
 

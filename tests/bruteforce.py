@@ -5,6 +5,10 @@ are written out again here, every subset of a slice's axes is tried (no
 de-duplication), and every batch is enumerated. Batches are enumerated one by one up to
 EXHAUSTIVE; a candidate still feasible there is extended by doubling and bisection on the
 feasibility of the batch (each constraint only tightens as the batch grows).
+
+Replicas over several GPU nodes (docs/cost-model.md, "Several nodes") are written out again
+too, in another form than the library's: a pipeline of pp stages is a replica of one stage's
+chips holding the whole model, stepped at the microbatch B/pp, plus its stage boundaries.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import numpy as np
 
 BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
 EXHAUSTIVE = 4096
+HOP_S = 10e-6  # one transfer between nodes (docs/cost-model.md)
+MAX_NODES = 4  # the search's default: replicas of 2 and 4 nodes
 
 
 @dataclass
@@ -30,6 +36,8 @@ class Best:
     weights: str
     kv: str
     batch: int
+    pp: int = 1
+    nodes: int = 1
 
 
 def _params(model):
@@ -224,10 +232,17 @@ def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=F
 
 def _comms_ok(t, B):
     B = np.asarray(B, dtype=float)
+    if "stage" in t:  # a pipeline: each stage on its microbatch
+        return _comms_ok(t["stage"], np.maximum(B, t["pp"]) / t["pp"])
     m = t["moe"]
     if m and m["k"] and t["Y"] > 1:
         Y, d, e, link = t["Y"], m["d"], m["e"], t["n"] * t["Wici"]
         coll = B * t["D"] * 2 * ((Y / d > 1) / d + (Y / e > 1) / e + 2 * m["k"] * (e - 1) / (e * Y)) / link
+        nodes = t.get("nodes", 1)
+        if nodes > 1 and e > 1:  # the all-to-all's slower leg: NVLink in a node, or the NICs out of it
+            here = e / nodes
+            a2a = 2 * m["k"] / (e * Y) * max((here - 1) / link, (e - here) / t["Wout"])
+            coll = B * t["D"] * 2 * (((Y / d > 1) / d + (Y / e > 1) / e) / link + a2a)
         reads = (m["layer_dense"] + m["layer_experts"] * (1 - m["miss"] ** B)) * t["bw"] / (Y * t["W"])
         return ~(coll > np.maximum(reads, 2 * B * m["layer_flop"] / (Y * t["C"])))
     if t["Y"] > 1:
@@ -248,6 +263,11 @@ def _feasible(t, B, slo_s, ttft_s=np.inf):
 
 def _step(t, B):
     B = np.asarray(B, dtype=float)
+    if "stage" in t:  # pp microbatches in flight; below pp sequences the stages idle
+        pp = t["pp"]
+        b = np.maximum(B, pp)
+        hops = pp * HOP_S + (pp - 1) * (b / pp) * t["D"] * 2 / t["Wout"]
+        return _step(t["stage"], b / pp) + hops + b * t["col"]
     c = t["cal"]
     if c:
         weights = c["weights"] + c["experts"] * (1 - c["miss"] ** B)
@@ -304,22 +324,75 @@ def _splits(model, y):
     return [(d, e) for d in {1, y} for e in {1, y} if model.num_heads % (y // d) == 0 and model.num_experts % e == 0]
 
 
+def _node_layouts(chip, max_nodes):
+    """(shape, slice chips, y, n, pp, nodes) of every slice: each of _layouts, then, on a GPU with
+    a known scale-out bandwidth, replicas over 2, 4, ... <= max_nodes nodes of its largest slice,
+    as a pipeline of one stage per node or as one stage over all of them."""
+    for shape, n_chips, y, n in _layouts(chip):
+        yield shape, n_chips, y, n, 1, 1
+    if chip.kind != "gpu" or not chip.scale_out_bytes_per_s:
+        return
+    node = max(int(s) for s in chip.topologies)
+    nodes = 2
+    while nodes <= max_nodes:
+        yield str(nodes * node), nodes * node, nodes * node, 1, nodes, nodes
+        yield str(nodes * node), nodes * node, nodes * node, 1, 1, nodes
+        nodes *= 2
+
+
+def _node_splits(model, y, pp, nodes):
+    """(d, e) of a replica: on one node _splits; a pipeline's stage is one node (_splits of it);
+    one stage over several nodes spreads the experts over every chip, attention tensor
+    parallel at most inside a node (a dense model has no such layout)."""
+    if nodes == 1:
+        return _splits(model, y)
+    node = y // nodes
+    if pp > 1:
+        return _splits(model, node)
+    if not model.num_experts or model.num_experts % y:
+        return []
+    return [(y // t, y) for t in sorted({1, node}) if model.num_heads % t == 0]
+
+
+def _replica(model, chip, y, n, pp, nodes, w, kv, context, T, mfu, colocated, decode_len, cal, d, e):
+    """_terms of a replica; a pipeline wraps the terms of one stage's chips (y/pp, the whole
+    model) with its HBM (every chip), its prefill (the stages' chips all busy, plus the
+    activations crossing pp-1 boundaries) and its boundaries."""
+    if pp == 1:
+        t = _terms(model, chip, y, n, w, kv, context, T, mfu, colocated, decode_len, cal, d, e)
+        return {**t, "nodes": nodes, "Wout": chip.scale_out_bytes_per_s}
+    stage = _terms(model, chip, y // pp, n, w, kv, context, T, mfu, False, decode_len, cal, d, e)
+    prefill = stage["prefill"] / pp + (pp - 1) * (HOP_S + T * model.d_model * 2 / chip.scale_out_bytes_per_s)
+    return {
+        **stage,
+        "Y": y,
+        "prefill": prefill,
+        "col": prefill / decode_len if colocated else 0.0,
+        "stage": stage,
+        "pp": pp,
+        "Wout": chip.scale_out_bytes_per_s,
+    }
+
+
 def _dtypes(chip, asked, options):
     four = chip.four_bit if chip.four_bit in options else "int4"
     return [d for d in (asked or ("bf16", chip.eight_bit, four)) if d in options]
 
 
-def cheapest_prefill(model, chips, chip_names, context, prompt_len, mfu, ttft_s, cal=None, weights=None, kv=None):
+def cheapest_prefill(
+    model, chips, chip_names, context, prompt_len, mfu, ttft_s, cal=None, weights=None, kv=None, max_nodes=MAX_NODES
+):
     """Per (weights, kv) dtype pair, the lowest prefill cost per prompt of any server that holds
     the weights and one prompt's KV, is not comms-bound on the prompt, and meets the TTFT (the
     dtypes searched as for decode: the asked ones, else each chip's defaults)."""
     best: dict[tuple[str, str], float] = {}
     for name in chip_names:
         chip = chips[name]
-        for _, _, y, n in _layouts(chip):
+        for _, _, y, n, pp, nodes in _node_layouts(chip, max_nodes):
             for w in _dtypes(chip, weights, chip.weight_dtypes):
-                for k, (d, e) in itertools.product(_dtypes(chip, kv, chip.kv_dtypes), _splits(model, y)):
-                    t = _terms(model, chip, y, n, w, k, context, prompt_len, mfu, cal=cal, d=d, e=e)
+                splits = _node_splits(model, y, pp, nodes)
+                for k, (d, e) in itertools.product(_dtypes(chip, kv, chip.kv_dtypes), splits):
+                    t = _replica(model, chip, y, n, pp, nodes, w, k, context, prompt_len, mfu, False, 1, cal, d, e)
                     if t["P"] * t["bw"] + t["prompt_kv"] > y * t["M"] or t["prefill"] > ttft_s:
                         continue
                     if not _comms_ok(t, prompt_len):
@@ -344,28 +417,30 @@ def brute_force(
     mfu=0.4,
     ttft_ms=None,
     cal=None,
+    max_nodes=MAX_NODES,
 ) -> Best | None:
     slo_s = slo_ms / 1e3
     ttft_s = np.inf if ttft_ms is None else ttft_ms / 1e3
     T = prompt_len if prompt_len is not None else max(context - decode_len, 1)
     prefill_usd = (
-        cheapest_prefill(model, chips, chip_names, context, T, mfu, ttft_s, cal, weights, kv)
+        cheapest_prefill(model, chips, chip_names, context, T, mfu, ttft_s, cal, weights, kv, max_nodes)
         if serving == "disaggregated"
         else None
     )
     best: Best | None = None
     for name in chip_names:
         chip = chips[name]
-        for shape, chips_in_slice, y, n in _layouts(chip):
+        for shape, chips_in_slice, y, n, pp, nodes in _node_layouts(chip, max_nodes):
             for w in _dtypes(chip, weights, chip.weight_dtypes):
-                for k, (d, e) in itertools.product(_dtypes(chip, kv, chip.kv_dtypes), _splits(model, y)):
+                splits = _node_splits(model, y, pp, nodes)
+                for k, (d, e) in itertools.product(_dtypes(chip, kv, chip.kv_dtypes), splits):
                     extra = 0.0
                     if prefill_usd is not None:
                         if (w, k) not in prefill_usd:
                             continue
                         extra = prefill_usd[(w, k)]
                     col = serving == "colocated"
-                    t = _terms(model, chip, y, n, w, k, context, T, mfu, col, decode_len, cal, d, e)
+                    t = _replica(model, chip, y, n, pp, nodes, w, k, context, T, mfu, col, decode_len, cal, d, e)
                     feas = feasible_batches(t, slo_s, ttft_s)
                     if len(feas) == 0:
                         continue
@@ -385,5 +460,5 @@ def brute_force(
                         value = float(step[j])
                         better = best is None or value < best.value
                     if better:
-                        best = Best(value, float(qpd[j]), name, shape, y, n, w, k, int(feas[j]))
+                        best = Best(value, float(qpd[j]), name, shape, y, n, w, k, int(feas[j]), pp, nodes)
     return best

@@ -46,7 +46,7 @@ def test_optimize_result_header_table_prefill_and_why(best_405b):
         "llama3-405b: queries-per-dollar, decode step <= 15 ms, context 8192, 512 output tokens per query, "
         "7680-token prompts (disaggregated) (book profile)"
     )
-    assert lines[1].startswith("status: optimal (936 candidates, ") and lines[2] == ""
+    assert lines[1].startswith("status: optimal (1044 candidates, ") and lines[2] == ""
     assert lines[3].split()[: len(TABLE_HEAD)] == TABLE_HEAD and lines[3].split()[-1] == "binds"
     assert lines[4].startswith("best  ") and sum(line.startswith("alt ") for line in lines) == 9
     assert any(line.startswith("Prefill servers: ") for line in lines)
