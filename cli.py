@@ -94,6 +94,8 @@ OPTIONS: dict[str, Callable] = {
     "json": option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     "topology": option("--topology", required=True, help="Slice shape, e.g. 4x8 (GPUs: number of GPUs)."),
     "tp": option("--tp", type=POSITIVE_INT, help="Model-parallel degree (default: every chip)."),
+    "attention-dp": option("--attention-dp", type=POSITIVE_INT, default=1, help="Attention data-parallel groups."),
+    "ep": option("--ep", type=POSITIVE_INT, default=1, help="Chips the routed experts spread over."),
     "pp": option("--pp", type=POSITIVE_INT, help="Pipeline stages (default: one per node of the slice)."),
     "nodes": option("--max-nodes", type=POSITIVE_INT, help="Nodes a GPU replica may span [default: 4]."),
     # optimize
@@ -236,8 +238,8 @@ def launch_cmd(o: Any) -> None:
 
 
 @command("evaluate", main)
-@options("model", "chip", "topology", "tp", "pp", "dtype", "batch", "context", "decode-len", "prompt", "catalog")
-@options("cost-model", "json")
+@options("model", "chip", "topology", "tp", "pp", "attention-dp", "ep", "dtype", "batch", "context", "decode-len")
+@options("prompt", "catalog", "cost-model", "json")
 def evaluate_cmd(o: Any) -> None:
     """The roofline of one fixed configuration (reported even when it does not fit)."""
     from optimizer.api import evaluate
@@ -245,6 +247,7 @@ def evaluate_cmd(o: Any) -> None:
     e = evaluate(
         o.model, _workload(o, prompt_len=o.prompt_len, serving="decode-only"), profile=_profile(o), chip=o.chip,
         topology=o.topology, weights=o.weights, kv=o.kv, batch=o.batch, tp=o.tp, chips=_catalog(o), pp=o.pp,
+        attention_dp=o.attention_dp, ep=o.ep,
     )  # fmt: skip
     click.echo(render.json_text(e.to_dict()) if o.as_json else render.evaluation(e))
 

@@ -28,6 +28,23 @@ CONFIGURATION_HEADERS = [
 ]
 
 
+def split_suffix(pp: int, attention_dp: int, ep: int) -> str:
+    """The tp/axes column's split of a replica, e.g. " dp8 ep8": pipeline stages, attention
+    data-parallel groups and expert parallelism, each only when above 1 (a dense one-node
+    replica's column is unchanged)."""
+    return "".join(f" {name}{value}" for name, value in (("pp", pp), ("dp", attention_dp), ("ep", ep)) if value > 1)
+
+
+def layout_words(c: Any) -> str:
+    """A replica's layout in words (optimizer.multinode.describe), e.g. "attention data parallel
+    8, experts over 8"; "" for a replica on one node that splits nothing."""
+    if c.nodes <= 1 and c.pp <= 1 and c.attention_dp <= 1 and c.ep <= 1:
+        return ""
+    from optimizer.multinode import describe  # numpy and the cost model: only when a layout is shown
+
+    return describe(c.nodes, c.pp, c.tp, c.attention_dp, c.ep)
+
+
 def configuration_row(label: str, c: Configuration) -> list[str]:
     """One row of optimize's table."""
     return [
@@ -35,7 +52,7 @@ def configuration_row(label: str, c: Configuration) -> list[str]:
         c.chip,
         c.topology,
         str(c.chips),
-        f"{c.tp}/{c.n_axes}",
+        f"{c.tp}/{c.n_axes}{split_suffix(c.pp, c.attention_dp, c.ep)}",
         str(c.replicas),
         f"{c.weights}/{c.kv}",
         str(c.batch),
@@ -62,8 +79,10 @@ def _prefill_lines(r: OptimizeResult, b: Configuration) -> list[str]:
     lines = []
     if b.prefill is not None:
         p = b.prefill
+        layout = layout_words(p)
         lines.append(
-            f"\nPrefill servers: {p.chip} {p.topology}, {p.tp}-way model parallel, {p.prefill_ms:.1f} ms "
+            f"\nPrefill servers: {p.chip} {p.topology}, {p.tp}-way model parallel{f' ({layout})' if layout else ''}, "
+            f"{p.prefill_ms:.1f} ms "
             f"per {r.prompt_len}-token prompt; {b.prefill_servers_per_replica:.3f} per decode replica "
             f"(about {b.prefill_ratio} prefill:decode); TTFT {b.ttft_ms:.1f} ms"
         )
@@ -83,6 +102,13 @@ def _prefill_lines(r: OptimizeResult, b: Configuration) -> list[str]:
     return lines
 
 
+def _layout_lines(b: Configuration) -> list[str]:
+    """How the best configuration's replica is split (pp/dp/ep in the table), in words; none for
+    a replica on one node that splits nothing."""
+    layout = layout_words(b)
+    return [f"\nLayout: each replica of {b.tp} {b.chip} chips: {layout}"] if layout else []
+
+
 def _best_lines(r: OptimizeResult, b: Configuration) -> list[str]:
     """The status with the solve's size, the ranked table, prefill and cost, notes and why."""
     rows = [configuration_row("best", b)]
@@ -92,6 +118,7 @@ def _best_lines(r: OptimizeResult, b: Configuration) -> list[str]:
         f"status: {r.status} ({r.solve.candidates} candidates, "
         f"{r.solve.feasible_candidates} can serve; {r.solve.seconds * 1e3:.0f} ms)\n",
         table(CONFIGURATION_HEADERS, rows),
+        *_layout_lines(b),
         *_prefill_lines(r, b),
         *(f"Note: {note}" for note in r.notes),
         f"\nWhy: {b.explanation} ({r.profile} profile).",
@@ -175,7 +202,11 @@ def evaluation(e: Evaluation) -> str:
     """evaluate's report: the layout, HBM, the decode step and its parts, throughput, cost, prefill."""
     b = e.breakdown_ms
     book = e.profile == "book"
-    parallel = f"{e.tp}-way model parallel over {e.n_axes} {'axis' if e.n_axes == 1 else 'axes'}, "
+    layout = layout_words(e)
+    parallel = (
+        f"{e.tp}-way model parallel over {e.n_axes} {'axis' if e.n_axes == 1 else 'axes'}"
+        f"{f' ({layout})' if layout else ''}, "
+    )
     step = (
         f"decode step      {e.step_ms:.3f} ms = KV {b['kv']:.3f} + max(FLOPs {b['flops']:.3f}, "
         f"params {b['params']:.3f})"
