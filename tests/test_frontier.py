@@ -19,7 +19,7 @@ from optimizer import load_chips, load_model
 from optimizer.frontier import by_batch, frontier
 from optimizer.profiles import Calibrated
 from optimizer.workload import Workload
-from tests.bruteforce import _comms_ok, _dtypes, _layouts, _step, _terms
+from tests.bruteforce import MAX_NODES, _comms_ok, _dtypes, _node_layouts, _node_splits, _replica, _step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,14 +29,17 @@ def sig(x):
 
 
 def brute_frontier(model, chips, names, context, decode_len=512, cal=None):
-    """Every axis subset, every batch up to what fits, not comms-bound; Pareto-minimal points."""
+    """Every axis subset (and replica over several GPU nodes), every batch up to what fits, not
+    comms-bound; Pareto-minimal points."""
     pts = []
     for name in names:
         chip = chips[name]
-        for _shape, n_chips, y, n in _layouts(chip):
+        for _shape, n_chips, y, n, pp, nodes in _node_layouts(chip, MAX_NODES):
             for w in _dtypes(chip, None, chip.weight_dtypes):
-                for k in _dtypes(chip, None, chip.kv_dtypes):
-                    t = _terms(model, chip, y, n, w, k, context, cal=cal)
+                for k, (d, e) in itertools.product(
+                    _dtypes(chip, None, chip.kv_dtypes), _node_splits(model, y, pp, nodes)
+                ):
+                    t = _replica(model, chip, y, n, pp, nodes, w, k, context, 1, 0.4, False, 1, cal, d, e)
                     most = math.floor((y * t["M"] - t["P"] * t["bw"]) / t["kv_seq"])
                     if most < 1:
                         continue
