@@ -253,6 +253,7 @@ def step_terms(
     attention_dp: np.ndarray | None = None,
     ep: np.ndarray | None = None,
     hops: np.ndarray | None = None,
+    all_to_all_bytes_per_s: np.ndarray | None = None,
 ) -> StepTerms:
     """The calibrated step's terms for rows of (model, chip, dtypes, Y = t*d = t_moe*e, link,
     context, prompt). Per layer: the mixer's (and dense MLP's) all-reduce over the t chips of
@@ -260,7 +261,8 @@ def step_terms(
     t_moe chips and, under expert parallelism, the all-to-all dispatch and combine of k copies
     of each token (docs/models.md). Each collective costs alpha_launch + hops*alpha_hop
     (`latency`; hops per collective: 1 through an NVSwitch, 2(a-1) per ring axis of a torus);
-    its bytes move at link_efficiency of the link."""
+    its bytes move at link_efficiency of the link (the all-to-all of experts spread over several
+    nodes at all_to_all_bytes_per_s, the slower of its NVLink and scale-out legs: optimizer.multinode)."""
     rows = len(models)
     Y = np.asarray(tp, dtype=float)
     d = np.ones(rows) if attention_dp is None else np.asarray(attention_dp, dtype=float)
@@ -295,6 +297,16 @@ def step_terms(
     comm_tok = (
         act_bytes * D * (L_tp * _ring(t) / d + L_moe * _ring(moe_tp) / e + L_moe * 2.0 * k * (e - 1.0) / (e * Y)) / link
     )
+    if all_to_all_bytes_per_s is not None:
+        a2a = np.asarray(all_to_all_bytes_per_s, dtype=float)
+        apart = a2a != np.asarray(link_bytes_per_s, dtype=float)
+        a2a_link = a2a * np.array([x.link_efficiency for x in chip_eff])
+        comm_tok = np.where(
+            apart,
+            act_bytes * D * (L_tp * _ring(t) / d + L_moe * _ring(moe_tp) / e) / link
+            + act_bytes * D * L_moe * 2.0 * k * (e - 1.0) / (e * Y) / a2a_link,
+            comm_tok,
+        )
     collectives = L_tp * (t > 1) + L_moe * ((moe_tp > 1) + 2.0 * (e > 1))
     per_collective = latency[0] + (np.ones(rows) if hops is None else np.asarray(hops, float)) * latency[1]
     layers = per_model(lambda m, i: m.num_layers)
@@ -362,6 +374,7 @@ def calibrated_roofline(
         layout.dp(),
         layout.experts(),
         np.array([_hops(c, int(y), int(n)) for c, y, n in zip(chips, layout.tp, layout.n_axes)]),
+        layout.all_to_all_bytes_per_s() if layout.nodes is not None else None,
     )
     prefill = workload.prompt_tokens * terms.pf_per_token
     attention_tp = np.asarray(layout.tp, dtype=float) / layout.dp()

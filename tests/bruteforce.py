@@ -117,7 +117,7 @@ def calibrated_params(path, engine=None):
     )
 
 
-def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_bytes, d=1, e=1):
+def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_bytes, d=1, e=1, nodes=1):
     """The calibrated step's pieces for one replica, from the formulas of the profile."""
     eff = cal["chips"].get(chip.name, cal["chips"]["h100"])
     eng = cal["engines"][cal["engine"]]
@@ -152,6 +152,13 @@ def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_bytes, d=1, e
         * (L_tp * ring(t) / d + m.moe_layers * (ring(moe_tp) / e + 2 * k * (e - 1) / (e * y)))
         / (link * eff["link_efficiency"])
     )
+    if nodes > 1 and e > 1:  # experts over several nodes: the all-to-all at its slower leg
+        here = e / nodes
+        slowest = max((here - 1) / link, (e - here) / chip.scale_out_bytes_per_s) / eff["link_efficiency"]
+        comm_tok = (
+            2 * D * (L_tp * ring(t) / d + m.moe_layers * ring(moe_tp) / e) / (link * eff["link_efficiency"])
+            + 2 * D * m.moe_layers * 2 * k / (e * y) * slowest
+        )
     collectives = L_tp * (t > 1) + m.moe_layers * ((moe_tp > 1) + 2 * (e > 1))
     axes = max(n, 1)
     hops = 1.0 if chip.kind == "gpu" or y <= 1 else axes * 2.0 * (round(y ** (1 / axes)) - 1)
@@ -172,7 +179,9 @@ def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_bytes, d=1, e
     )
 
 
-def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=False, decode_len=1, cal=None, d=1, e=1):
+def _terms(
+    model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=False, decode_len=1, cal=None, d=1, e=1, nodes=1
+):
     P = _params(model)
     kv_tok = 2 * model.num_kv_heads * model.head_dim * model.num_layers * BYTES[kv]
     w_ici = chip.link_bytes_per_s * chip.links_per_axis
@@ -198,7 +207,7 @@ def _terms(model, chip, y, n, w, kv, context, prompt_len=1, mfu=0.4, colocated=F
         P = p_d * d + p_r
         kv_tok = 0.0
         prefill = 2 * p_flop * prompt_len / (y * chip.bf16_flops * mfu)
-    c = _calibrated(cal, model, chip, y, n, w, context, prompt_len, BYTES[kv], d, e) if cal else None
+    c = _calibrated(cal, model, chip, y, n, w, context, prompt_len, BYTES[kv], d, e, nodes) if cal else None
     if c:
         prefill = c["prefill"]
     kv_seq = kv_tok * context
@@ -359,7 +368,7 @@ def _replica(model, chip, y, n, pp, nodes, w, kv, context, T, mfu, colocated, de
     model) with its HBM (every chip), its prefill (the stages' chips all busy, plus the
     activations crossing pp-1 boundaries) and its boundaries."""
     if pp == 1:
-        t = _terms(model, chip, y, n, w, kv, context, T, mfu, colocated, decode_len, cal, d, e)
+        t = _terms(model, chip, y, n, w, kv, context, T, mfu, colocated, decode_len, cal, d, e, nodes)
         return {**t, "nodes": nodes, "Wout": chip.scale_out_bytes_per_s}
     stage = _terms(model, chip, y // pp, n, w, kv, context, T, mfu, False, decode_len, cal, d, e)
     prefill = stage["prefill"] / pp + (pp - 1) * (HOP_S + T * model.d_model * 2 / chip.scale_out_bytes_per_s)

@@ -224,3 +224,64 @@ def test_node_instances_cover_pipelines_and_wide_expert_parallelism(chips, model
         else:
             kinds.add("infeasible")
     assert kinds == {"one node", "pipeline", "experts across nodes", "infeasible"}
+
+
+@pytest.mark.parametrize("k", range(0, N_NODE_INSTANCES, 3))
+def test_calibrated_optimum_equals_brute_force_past_one_node(k, chips, models):
+    """The same multi-node instances (every third) under the calibrated profile: pipelines step at
+    B/pp on one stage's chips, and the all-to-all of experts across nodes moves at its slower leg."""
+    from optimizer.measurements import bundled_data
+    from tests.bruteforce import calibrated_params
+
+    inst = list(_node_instances(chips))[k].values[0]
+    engine = ["vllm", "sglang", "trtllm"][k % 3]
+    kw = dict(weights=None, serving=inst["serving"])
+    cal = calibrated_params(str(bundled_data().with_name("calibrated.toml")), engine)
+    oracle = brute_force(
+        models[inst["model"]],
+        chips,
+        inst["chip_names"],
+        inst["slo_ms"],
+        inst["context"],
+        inst["decode_len"],
+        max_nodes=inst["max_nodes"],
+        cal=cal,
+        **kw,
+    )
+    result = solve(
+        models[inst["model"]],
+        inst["slo_ms"],
+        chips=chips,
+        chip_names=inst["chip_names"],
+        context=inst["context"],
+        decode_len=inst["decode_len"],
+        top=1,
+        max_nodes=inst["max_nodes"],
+        alternatives=False,
+        profile="calibrated",
+        engine=engine,
+        **kw,
+    )
+    if oracle is None:
+        assert result.status == "infeasible"
+        return
+    assert result.status == "optimal"
+    assert result.best.queries_per_dollar == pytest.approx(oracle.value, rel=1e-9)
+
+
+@pytest.mark.parametrize("profile", ["book", "calibrated"])
+@pytest.mark.parametrize("d", [2, 16])
+def test_experts_across_nodes_step_equals_the_oracles(profile, d, chips, models):
+    """One wide expert-parallel layout (DeepSeek-V3 over two H100 nodes, experts over all 16),
+    which the random instances rarely pick: its step and comms check are the oracle's."""
+    from optimizer.measurements import bundled_data
+    from tests.bruteforce import _comms_ok, _replica, _step, calibrated_params
+    from tests.helpers import evaluate_one
+
+    cal = calibrated_params(str(bundled_data().with_name("calibrated.toml"))) if profile == "calibrated" else None
+    m = models["deepseek-v3"]
+    t = _replica(m, chips["h100"], 16, 1, 1, 2, "fp8", "fp8", 8192, 7680, 0.4, False, 512, cal, d, 16)
+    for batch in (1, 64, 3000):
+        e = evaluate_one(m, "h100", "16", weights="fp8", kv="fp8", batch=batch, attention_dp=d, ep=16, profile=profile)
+        assert e.step_ms / 1e3 == pytest.approx(float(_step(t, batch)), rel=1e-9)
+        assert e.comms_bound == (not bool(_comms_ok(t, batch)))
