@@ -207,12 +207,16 @@ def evaluation(e: Evaluation) -> str:
         f"{e.tp}-way model parallel over {e.n_axes} {'axis' if e.n_axes == 1 else 'axes'}"
         f"{f' ({layout})' if layout else ''}, "
     )
+    # a mixture of experts reads the experts its batch touches; a pipeline pays its stage boundaries
+    experts = f" + experts {b['experts']:.3f}" if "experts" in b else ""
+    boundaries = f" + stage boundaries {b['pipeline']:.3f}" if "pipeline" in b else ""
     step = (
         f"decode step      {e.step_ms:.3f} ms = KV {b['kv']:.3f} + max(FLOPs {b['flops']:.3f}, "
-        f"params {b['params']:.3f})"
+        f"params {b['params']:.3f}{experts}){boundaries}"
         if book
         else f"decode step      {e.step_ms:.3f} ms = overheads and collectives {b['overheads_and_collectives']:.3f} + "
-        f"max(FLOPs {b['flops']:.3f}, params {b['params']:.3f} + KV {b['kv']:.3f}) (calibrated profile)"
+        f"max(FLOPs {b['flops']:.3f}, params {b['params']:.3f}{experts} + KV {b['kv']:.3f}){boundaries} "
+        "(calibrated profile)"
     )
     lines = [
         f"{e.model} on {e.chip} {e.topology}: "
