@@ -11,6 +11,7 @@ import argparse
 import itertools
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -73,18 +74,45 @@ def parse(engine: str, argv: list[str]) -> tuple[list[str], dict[str, str | bool
 
 def expected_parallelism(engine: str, g) -> dict:
     """What each engine's parallelism and batch flags must say for a group (the plan's tp chips
-    per replica, attention_dp groups, ep chips for the experts, dp replicas per server), written
-    from the engines' sources independently of the tables' [parallel] rules. None: no flag."""
-    d, e, per_rank = g.attention_dp, g.ep, math.ceil(g.batch / g.attention_dp)
+    per replica in pp pipeline stages, attention_dp groups per stage, ep chips for the experts,
+    dp replicas per server), written from the engines' sources independently of the tables'
+    [parallel] rules. None: no flag."""
+    d, e, per_rank, stage = g.attention_dp, g.ep, math.ceil(g.batch / g.attention_dp), g.tp // g.pp
     if engine == "vllm":  # a DP rank per attention group, each with its own scheduler; EP over DP x TP
-        return {"tensor_parallel": g.tp // d, "data_parallel": g.dp * d, "attention_dp": None,
+        return {"tensor_parallel": stage // d, "data_parallel": g.dp * d, "attention_dp": None,
                 "expert_parallel": True if e > 1 else None, "max_seqs": per_rank}  # fmt: skip
-    if engine == "sglang":  # --tp-size the replica, --dp-size the attention groups, the batch the server's
-        return {"tensor_parallel": g.tp, "data_parallel": d if d > 1 else g.dp, "attention_dp": True if d > 1 else None,
-                "expert_parallel": e if e > 1 else None, "max_seqs": per_rank * d}  # fmt: skip
-    assert d in (1, g.tp)  # TensorRT-LLM: one attention group per GPU, the batch per rank
-    return {"tensor_parallel": g.tp, "data_parallel": None, "attention_dp": True if d > 1 else None,
+    if engine == "sglang":  # --tp-size the stage, --dp-size the attention groups, the batch the server's
+        return {"tensor_parallel": stage, "data_parallel": d if d > 1 else g.dp,
+                "attention_dp": True if d > 1 else None, "expert_parallel": e if e > 1 else None,
+                "max_seqs": per_rank * d}  # fmt: skip
+    assert d in (1, stage)  # TensorRT-LLM: one attention group per GPU, the batch per rank
+    return {"tensor_parallel": stage, "data_parallel": None, "attention_dp": True if d > 1 else None,
             "expert_parallel": e if e > 1 else None, "max_seqs": per_rank}  # fmt: skip
+
+
+def check_nodes(engine: str, g, flags: dict) -> None:
+    """A server over several GPU nodes: vLLM on a Ray cluster (the first pod its head, Ray's
+    executor, data-parallel ranks a node's worth per node), SGLang as one rank per node meeting
+    at the first; one node: none of those flags."""
+    multi = {"--distributed-executor-backend", "--data-parallel-backend", "--data-parallel-size-local",
+             "--nnodes", "--node-rank", "--dist-init-addr"}  # fmt: skip
+    if g.nodes == 1 or g.family == "tpu":
+        assert not multi & set(flags) - ({"--distributed-executor-backend"} if g.family == "tpu" else set())
+        return
+    assert g.nodes * g.chips_per_node == g.tp and g.servers_per_node == 1
+    if engine == "vllm":
+        assert flags["--distributed-executor-backend"] == "ray" and g.worker_argv[:2] == ["ray", "start"]
+        dp = int(flags["--data-parallel-size"])
+        if dp > 1:
+            assert g.pp == 1 and flags["--data-parallel-backend"] == "ray"
+            assert int(flags["--data-parallel-size-local"]) * g.nodes == dp
+            assert int(flags["--tensor-parallel-size"]) <= g.chips_per_node  # a rank inside a node
+        return
+    assert engine == "sglang"
+    assert flags["--nnodes"] == str(g.nodes) and flags["--node-rank"] == "0"
+    assert flags["--dist-init-addr"] == "$(LWS_LEADER_ADDRESS):5000"
+    worker = parse(engine, g.worker_argv)[1]
+    assert worker == {**flags, "--node-rank": "$(LWS_WORKER_INDEX)"}
 
 
 def check_group(engine: str, g, context: int) -> None:
@@ -102,7 +130,7 @@ def check_group(engine: str, g, context: int) -> None:
     config = yaml.safe_load(next(iter(g.files.values()))) if g.files else {}
     want = expected_parallelism(engine, g)
     assert int(flags[flag["tensor_parallel"]]) == want["tensor_parallel"]
-    assert int(flags[flag["pipeline_parallel"]]) == 1
+    assert int(flags[flag["pipeline_parallel"]]) == g.pp
     if "data_parallel" in flag:
         assert int(flags[flag["data_parallel"]]) == want["data_parallel"]
     else:
@@ -131,6 +159,7 @@ def check_group(engine: str, g, context: int) -> None:
     if g.files:
         assert flags[flag["config"]] == next(iter(g.files))
     check_side_by_side(engine, g, flags)
+    check_nodes(engine, g, flags)
 
 
 #: The variable that gives a process its GPUs, per family (CUDA; ROCm's HIP runtime).
@@ -173,17 +202,24 @@ def test_every_model_gives_known_flags_with_the_plans_values(engine, family, wei
         qps = 5.0 if i % 2 else None  # half the models as a deployment for a demand
         search = Search(CATALOG, _chips(family), weights, kv)
         workload = Workload(slo_ms=SLO_MS)
+        try:
+            plan = launch(model, workload, search=search, engine=engine, qps=qps)
+        except InputError as err:  # the documented limits of replicas over several nodes (docs/launch.md)
+            check_multi_node_refusal(engine, str(err))
+            search = Search(CATALOG, _chips(family), weights, kv, max_nodes=1)
+            plan = launch(model, workload, search=search, engine=engine, qps=qps)
         ref = optimize(model, workload, search=search, top=1, qps=qps, alternatives=False)
         b = ref.best
-        plan = launch(model, workload, search=search, engine=engine, qps=qps)
         assert plan.status == "optimal", (model, plan.reason)
         assert plan.plan["chip"] == b.chip and plan.plan["tp"] == b.tp and plan.plan["batch"] == b.batch
         assert plan.plan["ep"] == b.ep and plan.plan["attention_dp"] == b.attention_dp
         decode = [g for g in plan.servers if g.role == "decode"]
         expected = ref.deployment.decode if qps else [b]
-        assert [(g.chip, g.topology, g.tp, g.attention_dp, g.ep, g.batch, g.weights, g.kv) for g in decode] == [
-            (e.chip, e.topology, e.tp, e.attention_dp, e.ep, e.batch, e.weights, e.kv) for e in expected
+        assert [(g.chip, g.topology, g.tp, g.attention_dp, g.ep, g.pp, g.batch, g.weights, g.kv) for g in decode] == [
+            (e.chip, e.topology, e.tp, e.attention_dp, e.ep, e.pp, e.batch, e.weights, e.kv) for e in expected
         ]
+        if family != "tpu":  # a TPU server's nodes are its slice's hosts
+            assert [g.nodes for g in decode] == [e.nodes for e in expected]
         if qps:
             assert sum(g.replicas for g in decode) == sum(e.replicas for e in ref.deployment.decode)
             prefill = [g for g in plan.servers if g.role == "prefill"]
@@ -194,9 +230,20 @@ def test_every_model_gives_known_flags_with_the_plans_values(engine, family, wei
             if family == "tpu":
                 assert g.dp * g.tp == g.slice_chips and g.nodes * g.chips_per_node == g.slice_chips
             else:
-                assert g.slice_chips % g.tp == 0 and g.nodes == 1 and g.servers == g.replicas and g.dp == 1
-                assert g.chips_per_node == g.tp
+                assert g.slice_chips % g.tp == 0 and g.servers == g.replicas and g.dp == 1
+                assert g.chips_per_node * g.nodes == g.tp
         validate_manifests(plan.manifests)
+
+
+def check_multi_node_refusal(engine: str, message: str) -> None:
+    """The only refusals of a built-in model's plan: a replica over several nodes that the
+    engine cannot launch (TensorRT-LLM: MPI; vLLM: a pipeline whose stages split attention),
+    each naming the way out."""
+    assert message.endswith("restrict the search to one node (--max-nodes 1)"), message
+    if engine == "trtllm":
+        assert "over" in message and "nodes" in message and "MPI ranks" in message
+    else:
+        assert engine == "vllm" and "a pipeline of" in message and "attention groups" in message
 
 
 def validate_manifests(objects: list[dict]) -> None:
@@ -700,3 +747,97 @@ def test_a_moe_models_replicas_as_ranks_of_one_tpu_server_carry_a_note():
     notes = _notes(spec, [g], ref, None, load_model("qwen3-30b-a3b"), g.model_id)
     assert any("not independent" in n and "32 chips" in n for n in notes)
     assert not any("not independent" in n for n in _notes(spec, [g], ref, None, load_model("llama3-70b"), ""))
+
+
+# Replicas over several GPU nodes (optimize's multi-node plans).
+
+MULTI_NODE = {"search": Search(chips=["h100"], weights=["bf16"], kv=["bf16"]), "fmt": "k8s"}
+#: llama3-405b's bf16 weights (810 GB) need more than one 8-GPU H100 node (640 GB): a pipeline of two
+PIPELINE = ("llama3-405b", Workload(slo_ms=SLO_MS, serving="colocated"))
+
+
+def test_a_pipeline_over_two_nodes_is_one_server_on_both_with_vllm():
+    plan = launch(*PIPELINE, engine="vllm", **MULTI_NODE)
+    g = plan.servers[0]
+    assert (g.tp, g.pp, g.nodes, g.chips_per_node, plan.plan["pp"], plan.plan["nodes"]) == (16, 2, 2, 8, 2, 2)
+    flags = parse("vllm", g.argv)[1]
+    assert (flags["--tensor-parallel-size"], flags["--pipeline-parallel-size"]) == ("8", "2")
+    check_group("vllm", g, 8192)
+    lws = next(m for m in plan.manifests if m["kind"] == "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    assert lws["size"] == 2
+    leader = lws["leaderTemplate"]["spec"]["containers"][0]
+    assert leader["command"][:2] == ["sh", "-c"] and leader["command"][2].startswith("ray start --head")
+    assert leader["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert lws["workerTemplate"]["spec"]["containers"][0]["command"] == g.worker_argv
+    validate_manifests(plan.manifests)
+    text = render.launch_text(replace(plan, format="shell"))
+    assert "ray start --head --port=6379" in text and '"--address=$LEADER_ADDRESS:6379"' in text
+
+
+def test_a_pipeline_over_two_nodes_runs_a_rank_per_node_with_sglang():
+    plan = launch(*PIPELINE, engine="sglang", **MULTI_NODE)
+    g = plan.servers[0]
+    flags = parse("sglang", g.argv)[1]
+    assert (flags["--tp-size"], flags["--pp-size"], flags["--nnodes"]) == ("8", "2", "2")
+    check_group("sglang", g, 8192)  # the worker: the same command with --node-rank $(LWS_WORKER_INDEX)
+    lws = next(m for m in plan.manifests if m["kind"] == "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    assert lws["leaderTemplate"]["spec"]["containers"][0]["command"] == g.argv  # no Ray: the engine itself
+    assert lws["workerTemplate"]["spec"]["containers"][0]["command"] == g.worker_argv
+    validate_manifests(plan.manifests)
+    text = render.launch_text(replace(plan, format="shell"))
+    assert '--dist-init-addr "$LEADER_ADDRESS:5000"' in text and '--node-rank "$NODE_RANK"' in text
+    assert "ray start" not in text and "NODE_RANK: 1)" in text
+
+
+def test_tensorrt_llm_refuses_a_replica_over_several_nodes_and_says_how_to_stay_on_one():
+    with pytest.raises(InputError) as err:
+        launch(*PIPELINE, engine="trtllm", **MULTI_NODE)
+    check_multi_node_refusal("trtllm", str(err.value))
+    assert "over 2 h100 nodes" in str(err.value)
+    args = ["launch", "--model", "llama3-70b", "--slo-ms", "100", "--chip", "h100", "--weights", "bf16",
+            "--kv", "bf16", "--engine", "trtllm", "--colocated"]  # fmt: skip
+    r = CliRunner().invoke(cli.main, [*args, "--max-nodes", "1"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli.main, ["launch", "--model", "llama3-405b", *args[3:], "--max-nodes", "2"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--max-nodes 1" in r.output
+
+
+def test_experts_over_two_nodes_place_a_nodes_worth_of_ranks_on_each_with_vllm():
+    from optimizer.launch import commands
+
+    # llama4-scout's wide expert parallelism: attention tensor parallel 8 in each node, 2 groups
+    g = _group("vllm", tp=16, slice_chips=16, topology="16", attention_dp=2, ep=16, nodes=2, chips_per_node=8)
+    commands.build(load_engine("vllm"), g, disaggregated=False)
+    flags = parse("vllm", g.argv)[1]
+    want = {"--tensor-parallel-size": "8", "--data-parallel-size": "2", "--data-parallel-backend": "ray",
+            "--data-parallel-size-local": "1", "--enable-expert-parallel": True,
+            "--distributed-executor-backend": "ray"}  # fmt: skip
+    assert {k: flags.get(k) for k in want} == want
+    check_group("vllm", g, 8192)
+    g = _group("vllm", tp=16, slice_chips=16, topology="16", attention_dp=16, ep=16, nodes=2, chips_per_node=8)
+    commands.build(load_engine("vllm"), g, disaggregated=False)
+    assert parse("vllm", g.argv)[1]["--data-parallel-size-local"] == "8"
+    check_group("vllm", g, 8192)
+    # a pipeline whose node-sized stages split attention: vLLM places a rank's stages together
+    g = _group("vllm", tp=16, slice_chips=16, topology="16", attention_dp=8, ep=1, pp=2, nodes=2, chips_per_node=8)
+    with pytest.raises(InputError) as err:
+        commands.build(load_engine("vllm"), g, disaggregated=False)
+    check_multi_node_refusal("vllm", str(err.value))
+    # SGLang expresses it: --pp-size 2, --tp-size 8 per stage, --dp-size 8 groups in each
+    g = _group("sglang", tp=16, slice_chips=16, topology="16", attention_dp=8, ep=1, pp=2, nodes=2, chips_per_node=8)
+    commands.build(load_engine("sglang"), g, disaggregated=False)
+    flags = parse("sglang", g.argv)[1]
+    assert (flags["--tp-size"], flags["--pp-size"], flags["--dp-size"], flags["--enable-dp-attention"]) == (
+        "8",
+        "2",
+        "8",
+        True,
+    )
+    check_group("sglang", g, 8192)
+
+
+def test_no_memory_left_beside_the_weights_clips_the_fraction():
+    trt, vllm = load_engine("trtllm"), load_engine("vllm")
+    value, need = trt.memory_fraction(200e9, 1e9, 100e9)
+    assert value == 0.95 and need == math.inf
+    assert vllm.memory_fraction(200e9, 1e9, 100e9)[0] == 0.95

@@ -31,24 +31,26 @@ def parallel_values(spec: EngineSpec, g: ServerGroup) -> dict[str, Any]:
     and max_seqs; InputError when the engine's rule cannot express the plan's split."""
     rule = spec.parallel
     d, e = g.attention_dp, g.ep
-    if d > 1 and rule.attention_groups == "tp" and d != g.tp:
+    stage = g.tp // g.pp  # chips of one pipeline stage (the replica without a pipeline)
+    if d > 1 and rule.attention_groups == "tp" and d != stage:
         raise InputError(
             f"{spec.label} runs attention data parallelism as one group per GPU; the plan splits a replica of "
-            f"{g.tp} chips into {d} attention groups"
+            f"{stage} chips into {d} attention groups"
         )
     if rule.tensor_parallel == "attention":  # the tensor-parallel flag counts one attention group
-        tp, dp, attention = g.tp // d, g.dp * d, None
-    else:  # the tensor-parallel flag counts the replica; attention data parallelism splits it
+        tp, dp, attention = stage // d, g.dp * d, None
+    else:  # the tensor-parallel flag counts the stage; attention data parallelism splits it
         if d > 1 and g.dp > 1:
             raise InputError(
                 f"{spec.label} splits attention inside the one replica a server runs; a server here runs {g.dp}"
             )
-        tp, attention = g.tp, (True if d > 1 else None)
+        tp, attention = stage, (True if d > 1 else None)
         dp = d if d > 1 and "data_parallel" in spec.flags else g.dp
     per_rank = math.ceil(g.batch / d)
     ep_flag = spec.flags.get("expert_parallel")
     return {
         "tensor_parallel": tp,
+        "pipeline_parallel": g.pp,
         "data_parallel": dp,
         "attention_dp": attention,
         "expert_parallel": None if e <= 1 else True if ep_flag is not None and ep_flag.switch else e,
@@ -65,8 +67,9 @@ def _settings(spec: EngineSpec, g: ServerGroup, disaggregated: bool) -> list[tup
         ("backend", "pytorch"),
         ("dtype", COMPUTE_DTYPE),
         ("tensor_parallel", par["tensor_parallel"]),
-        ("pipeline_parallel", g.pp),
+        ("pipeline_parallel", par["pipeline_parallel"]),
         ("data_parallel", par["data_parallel"]),
+        *_multi_node_settings(spec, g, par),
         ("attention_dp", par["attention_dp"]),
         ("expert_parallel", par["expert_parallel"]),
         ("max_seqs", par["max_seqs"]),
@@ -80,9 +83,37 @@ def _settings(spec: EngineSpec, g: ServerGroup, disaggregated: bool) -> list[tup
         if extra is None:
             raise InputError(f"{spec.label} has no prefill-decode disaggregation on {g.family} chips")
         out += list(extra.items())
-    if g.nodes > 1:
+    if g.nodes > 1 and g.launcher == "ray":
         out.append(("executor", "ray"))
     return out
+
+
+#: Where the ranks of a server over several nodes find its first node: the address the
+#: LeaderWorkerSet controller gives every pod of a group, and each pod's index in it.
+LEADER_ADDRESS = "$(LWS_LEADER_ADDRESS)"
+WORKER_INDEX = "$(LWS_WORKER_INDEX)"
+
+
+def _multi_node_settings(spec: EngineSpec, g: ServerGroup, par: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The flags that make one server of a GPU replica span its nodes (the engine's
+    [multi_node] launcher; a multi-host TPU slice keeps its Ray executor alone): every node's
+    rank (SGLang), or Ray placing a node's worth of data-parallel ranks on each node (vLLM,
+    whose executor is Ray's); InputError for a pipeline whose stages split attention, which
+    vLLM's whole-rank placement cannot lay out."""
+    if g.nodes <= 1 or g.family == "tpu" or spec.multi_node is None:
+        return []
+    if spec.multi_node.launcher == "ranks":  # every node runs the command with its rank
+        return [("nnodes", g.nodes), ("node_rank", 0), ("dist_init_addr", f"{LEADER_ADDRESS}:{spec.multi_node.port}")]
+    dp = par["data_parallel"]
+    if dp <= 1:
+        return []
+    if g.pp > 1:
+        raise InputError(
+            f"{spec.label} cannot lay out the plan's {g.role} replica (a pipeline of {g.pp} {g.chip} nodes, each "
+            f"stage in {g.attention_dp} attention groups): {spec.multi_node.refusal}; restrict the search to one "
+            "node (--max-nodes 1)"
+        )
+    return [("data_parallel_backend", "ray"), ("data_parallel_local", dp // g.nodes)]
 
 
 def _required(spec: EngineSpec, key: str, value: Any) -> bool:
@@ -161,6 +192,8 @@ def _side_by_side(
 def build(spec: EngineSpec, g: ServerGroup, disaggregated: bool) -> None:
     """Fill the group's argv (and config files, the commands of a multi-host server, and those
     of the servers that share a node)."""
+    if g.nodes > 1:
+        g.launcher = "ray" if g.family == "tpu" or spec.multi_node is None else spec.multi_node.launcher
     settings = _settings(spec, g, disaggregated)
     argv, config = _compose(spec, g, settings)
     if config:
@@ -168,12 +201,16 @@ def build(spec: EngineSpec, g: ServerGroup, disaggregated: bool) -> None:
         g.files = {path: to_yaml(_nested(config))}
         argv += [spec.flag("config").flag, path]
     g.argv = argv
-    if g.nodes > 1:
-        g.worker_argv = ["ray", "start", f"--address=$(LWS_LEADER_ADDRESS):{RAY_PORT}", "--block"]
+    if g.nodes > 1 and g.launcher == "ray":
+        g.worker_argv = ["ray", "start", f"--address={LEADER_ADDRESS}:{RAY_PORT}", "--block"]
+    elif g.nodes > 1:  # the same command on every other node, with its own rank
+        rank = spec.flag("node_rank").flag
+        g.worker_argv = [WORKER_INDEX if i and argv[i - 1] == rank else a for i, a in enumerate(argv)]
     if g.servers_per_node > 1:
         g.node_commands = [_side_by_side(spec, g, settings, k, disaggregated) for k in range(g.servers_per_node)]
 
 
 def leader_setup(g: ServerGroup) -> list[str]:
-    """What the first node of a multi-host server runs before the engine (none on one node)."""
-    return ["ray", "start", "--head", f"--port={RAY_PORT}"] if g.nodes > 1 else []
+    """What the first node of a multi-host server runs before the engine: Ray's head (none on
+    one node, or when every node runs the engine with its rank)."""
+    return ["ray", "start", "--head", f"--port={RAY_PORT}"] if g.nodes > 1 and g.launcher == "ray" else []

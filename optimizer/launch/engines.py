@@ -82,6 +82,18 @@ class NodeSharing:
 
 
 @dataclass(frozen=True)
+class MultiNode:
+    """How one server spans several GPU nodes (a replica of a multi-node plan): "ray" (the
+    first node starts a Ray cluster the others join; the engine runs on the first) or "ranks"
+    (every node runs the engine with its node rank, meeting at the first node's `port`)."""
+
+    launcher: str
+    source: str
+    port: int = 0
+    refusal: str = ""  # the layouts of a multi-node plan the launcher cannot express, and why
+
+
+@dataclass(frozen=True)
 class EngineSpec:
     """An engine at one version: its command, flag table, dtype maps and sources."""
 
@@ -105,6 +117,8 @@ class EngineSpec:
     image_source: str
     parallel: ParallelRule
     node_sharing: NodeSharing
+    multi_node: MultiNode | None = None  # None: the engine spans GPU nodes only in ways servesat does not emit
+    multi_node_refusal: str = ""  # why, when multi_node is None
     checkpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     checkpoint_sources: dict[str, str] = field(default_factory=dict)
 
@@ -152,7 +166,9 @@ class EngineSpec:
         else:
             free = hbm_bytes * (1 - m.margin) - weight_bytes
             need = kv_bytes / free if free > 0 else math.inf
-        value = min(m.high, max(m.low, math.ceil(need * 100 - 1e-9) / 100))
+        if not need <= m.high:  # also an infinite need: no memory is left beside the weights
+            return m.high, need
+        value = max(m.low, math.ceil(need * 100 - 1e-9) / 100)
         return value, need
 
 
@@ -208,6 +224,8 @@ def load_engine(name: str) -> EngineSpec:
         images=images,
         image_source=image_source,
         parallel=ParallelRule(**t["parallel"]),
+        multi_node=MultiNode(**t["multi_node"]) if "multi_node" in t else None,
+        multi_node_refusal=t.get("multi_node_refusal", ""),
         node_sharing=NodeSharing(
             devices={f: sharing[f] for f in FAMILIES if f in sharing},
             source=sharing["source"],

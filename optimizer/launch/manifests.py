@@ -1,6 +1,9 @@
 """Kubernetes objects (plain dicts) for each server group: a Deployment when a server fits on
 one node, a LeaderWorkerSet when it spans several (a multi-host TPU slice), a ConfigMap for
-an engine's config file, and one Service per role in front of the serving pods."""
+an engine's config file, and one Service per role in front of the serving pods. A server over
+several nodes (a multi-host TPU slice, a multi-node GPU replica) is one LeaderWorkerSet group:
+its pods find the first through $(LWS_LEADER_ADDRESS) and know their index as
+$(LWS_WORKER_INDEX), which the kubelet expands in the commands."""
 
 from __future__ import annotations
 
@@ -91,7 +94,8 @@ def workload(base: str, g: ServerGroup, image: str) -> list[dict[str, Any]]:
                      "template": _pod(base, g, image, g.argv, serves=True)},
         })  # fmt: skip
         return out
-    leader = ["sh", "-c", f"{shlex.join(leader_setup(g))} && exec {shlex.join(g.argv)}"]
+    setup = leader_setup(g)  # Ray's head before the engine; none when every node runs the engine with its rank
+    leader = ["sh", "-c", f"{shlex.join(setup)} && exec {shlex.join(g.argv)}"] if setup else list(g.argv)
     out.append({
         "apiVersion": LWS_API, "kind": "LeaderWorkerSet", "metadata": meta,
         "spec": {

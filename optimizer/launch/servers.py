@@ -3,7 +3,8 @@ configuration, with the counts, parallelism and memory fraction each server gets
 
 A GPU replica is its own server (a pod of `tp` GPUs on one node: Kubernetes packs them onto
 nodes; in a shell, the replicas a node holds run side by side, each on its own GPUs and
-ports), so a GPU server runs one replica. A TPU slice is one server on one GKE node pool of
+ports; a replica over several nodes is one server on all of them), so a GPU server runs one
+replica. A TPU slice is one server on one GKE node pool of
 the slice's topology, running the replicas the slice holds as data-parallel ranks, on one
 node or, for a multi-host slice, on several (docs/launch.md, optimizer/launch/data/kubernetes.toml).
 A group carries the plan's parallelism (tp, attention_dp, ep); optimizer.launch.commands
@@ -36,8 +37,8 @@ class ServerGroup:
     topology: str  # the plan's slice shape
     slice_chips: int  # chips in the plan's slice
     tp: int  # the plan's tp: chips of one replica
-    attention_dp: int  # the plan's attention groups per replica (each of tp/attention_dp chips)
-    pp: int
+    attention_dp: int  # the plan's attention groups (per pipeline stage: each of tp/pp/attention_dp chips)
+    pp: int  # the plan's pipeline stages (one per node of a multi-node replica; 1: none)
     dp: int  # replicas one server runs (a TPU slice's; 1 on GPUs)
     ep: int  # the plan's expert parallelism: chips the routed experts spread over
     batch: int  # sequences decoded at once per replica (1 on a prefill server)
@@ -59,6 +60,7 @@ class ServerGroup:
     files: dict[str, str] = field(default_factory=dict)  # config files the command reads
     # several servers on one node (servers_per_node > 1): each one's environment and command
     node_commands: list[dict[str, Any]] | None = None
+    launcher: str = ""  # how a server spans nodes: "ray" (a Ray cluster) or "ranks" (each node its rank)
 
     @property
     def chips(self) -> int:
@@ -83,6 +85,13 @@ class Shape:
     replicas: int
     per_slice: int
     attention_dp: int = 1  # a replica's tp chips run attention as attention_dp groups of tp/attention_dp
+    pp: int = 1  # pipeline stages (a GPU replica over several nodes: one per node)
+    nodes: int = 1  # nodes (scale-up domains) one replica spans
+
+
+def _split(c: Any) -> tuple[int, int, int]:
+    """(attention_dp, pp, nodes) of a plan's configuration or deployment entry."""
+    return _attention_dp(c), int(getattr(c, "pp", 1) or 1), int(getattr(c, "nodes", 1) or 1)
 
 
 def _ep(c: Any) -> int:
@@ -102,7 +111,7 @@ def shapes(result: OptimizeResult, deployment: Deployment | None) -> list[Shape]
             total = e.replicas if e.role == "decode" else e.servers
             out.append(
                 Shape(e.role, e.chip, e.topology, e.chips, e.tp, _ep(e), e.weights, e.kv,
-                      e.batch or 1, total, total // e.slices, _attention_dp(e))
+                      e.batch or 1, total, total // e.slices, *_split(e))
             )  # fmt: skip
         return out
     b = result.best
@@ -111,7 +120,7 @@ def shapes(result: OptimizeResult, deployment: Deployment | None) -> list[Shape]
     out = [
         Shape(
             role, b.chip, b.topology, b.chips, b.tp, _ep(b), b.weights, b.kv, b.batch, b.replicas, b.replicas,
-            _attention_dp(b),
+            *_split(b),
         )
     ]  # fmt: skip
     if b.prefill is not None:
@@ -120,7 +129,7 @@ def shapes(result: OptimizeResult, deployment: Deployment | None) -> list[Shape]
         out.append(
             Shape(
                 "prefill", p.chip, p.topology, p.chips, p.tp, _ep(p), p.weights, p.kv, 1, needed, p.replicas,
-                _attention_dp(p),
+                *_split(p),
             )
         )  # fmt: skip
     return out
@@ -158,6 +167,13 @@ def group(spec: EngineSpec, shape: Shape, target: Target, name: str) -> ServerGr
     if family == "tpu":
         nodes, per_node = tpu_hosts(shape.chip, shape.slice_chips)
         dp, servers, side_by_side = shape.per_slice, math.ceil(shape.replicas / shape.per_slice), 1
+    elif shape.nodes > 1:  # a replica over several GPU nodes: one server on all of them
+        if not spec.multi_node:
+            raise InputError(
+                f"{spec.label} cannot serve the plan's {shape.role} replica over {shape.nodes} {shape.chip} nodes: "
+                f"{spec.multi_node_refusal}; restrict the search to one node (--max-nodes 1)"
+            )
+        nodes, per_node, dp, servers, side_by_side = shape.nodes, shape.tp // shape.nodes, 1, shape.replicas, 1
     else:
         nodes, per_node, dp, servers = 1, shape.tp, 1, shape.replicas
         side_by_side = min(shape.per_slice, servers)
@@ -166,11 +182,12 @@ def group(spec: EngineSpec, shape: Shape, target: Target, name: str) -> ServerGr
         target.model, Workload(context=w.context, decode_len=w.decode_len, serving="decode-only"),
         profile=target.profile, chip=shape.chip, topology=shape.topology, weights=shape.weights, kv=shape.kv,
         batch=shape.batch, tp=shape.tp, chips=target.catalog, attention_dp=shape.attention_dp, ep=shape.ep,
+        pp=shape.pp,
     )  # fmt: skip
     fraction, need = spec.memory_fraction(e.param_bytes, e.kv_bytes, chip.hbm_bytes * shape.tp)
     return ServerGroup(
         role=shape.role, name=name, chip=shape.chip, family=family, topology=shape.topology,
-        slice_chips=shape.slice_chips, tp=shape.tp, attention_dp=shape.attention_dp, pp=1, dp=dp, ep=shape.ep,
+        slice_chips=shape.slice_chips, tp=shape.tp, attention_dp=shape.attention_dp, pp=shape.pp, dp=dp, ep=shape.ep,
         batch=shape.batch, weights=shape.weights, kv=shape.kv, context=w.context, replicas=shape.replicas,
         servers=servers, nodes=nodes, chips_per_node=per_node, servers_per_node=side_by_side,
         memory_fraction=fraction, memory_need=need,
@@ -208,7 +225,8 @@ def plan_summary(b: Configuration, context: int) -> dict[str, Any]:
         "tp": b.tp,
         "ep": _ep(b),
         "attention_dp": _attention_dp(b),
-        "pp": 1,
+        "pp": _split(b)[1],
+        "nodes": _split(b)[2],
         "replicas_per_slice": b.replicas,
         "batch": b.batch,
         "weights": b.weights,
@@ -218,5 +236,6 @@ def plan_summary(b: Configuration, context: int) -> dict[str, Any]:
         "prefill": None
         if p is None
         else {"chip": p.chip, "topology": p.topology, "chips": p.chips, "tp": p.tp, "ep": _ep(p),
-              "attention_dp": _attention_dp(p), "servers_per_replica": b.prefill_servers_per_replica},
+              "attention_dp": _attention_dp(p), "pp": _split(p)[1], "nodes": _split(p)[2],
+              "servers_per_replica": b.prefill_servers_per_replica},
     }  # fmt: skip

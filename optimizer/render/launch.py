@@ -27,7 +27,8 @@ def _header(p: LaunchPlan) -> list[str]:
 def _group_line(g: ServerGroup) -> str:
     where = "one node" if g.nodes == 1 else f"{g.nodes} nodes of {g.chips_per_node}"
     replicas = f", {g.dp} replicas each" if g.dp > 1 else ""
-    split = (f", attention dp {g.attention_dp}" if g.attention_dp > 1 else "") + (f", ep {g.ep}" if g.ep > 1 else "")
+    split = (f", pp {g.pp}" if g.pp > 1 else "") + (f", attention dp {g.attention_dp}" if g.attention_dp > 1 else "")
+    split += f", ep {g.ep}" if g.ep > 1 else ""
     side = f", {g.servers_per_node} per node" if g.servers_per_node > 1 else ""
     return (
         f"# {g.name}: {g.servers} {plural(g.servers, 'server')} of {g.chips} {g.chip} {plural(g.chips, 'chip')} "
@@ -36,16 +37,29 @@ def _group_line(g: ServerGroup) -> str:
     )
 
 
+#: The LeaderWorkerSet's variables in a command, as a shell on the nodes spells them.
+SHELL_VARIABLES = {"$(LWS_LEADER_ADDRESS)": "$LEADER_ADDRESS", "$(LWS_WORKER_INDEX)": "$NODE_RANK"}
+
+
+def _word(token: str) -> str:
+    """A shell word: quoted, or double-quoted with the LeaderWorkerSet's variables as shell ones."""
+    if "$(LWS_" not in token:
+        return shlex.quote(token)
+    for lws, shell in SHELL_VARIABLES.items():
+        token = token.replace(lws, shell)
+    return f'"{token}"'
+
+
 def _command(argv: list[str]) -> str:
     """The program and model on the first line, then one flag and its value per line."""
     head, rest = [], list(argv)
     while rest and not rest[0].startswith("--"):
         head.append(rest.pop(0))
-    parts = [shlex.join(head)]
+    parts = [" ".join(_word(t) for t in head)]
     while rest:
         flag = rest.pop(0)
         value = [rest.pop(0)] if rest and not rest[0].startswith("--") else []
-        parts.append(shlex.join([flag, *value]))
+        parts.append(" ".join(_word(t) for t in [flag, *value]))
     return " \\\n    ".join(parts)
 
 
@@ -56,8 +70,9 @@ def shell_group(g: ServerGroup) -> str:
         lines.append(f"mkdir -p {shlex.quote(str(Path(path).parent))} && cat > {shlex.quote(path)} <<'EOF'")
         lines += [text.rstrip("\n"), "EOF"]
     if g.nodes > 1:
-        lines.append(f"# on the first node of each server ({g.nodes} nodes):")
-        lines.append(shlex.join(leader_setup(g)))
+        lines.append(f"# on the first node of each server ({g.nodes} nodes; LEADER_ADDRESS: its address):")
+        if leader_setup(g):
+            lines.append(shlex.join(leader_setup(g)))
     if g.node_commands:
         lines.append(f"# on each node, {len(g.node_commands)} servers side by side, each on its own devices and ports:")
         for c in g.node_commands:
@@ -67,8 +82,14 @@ def shell_group(g: ServerGroup) -> str:
     else:
         lines.append(_command(g.argv))
     if g.worker_argv:
-        worker = " ".join(a.replace("$(LWS_LEADER_ADDRESS)", '"$LEADER_ADDRESS"') for a in g.worker_argv)
-        lines += [f"# on each of the other {g.nodes - 1} nodes (LEADER_ADDRESS: the first node's):", worker]
+        others = "the other node" if g.nodes == 2 else f"each of the other {g.nodes - 1} nodes"
+        ranks = (
+            ""
+            if "$(LWS_WORKER_INDEX)" not in g.worker_argv
+            else ", NODE_RANK: " + ("1" if g.nodes == 2 else f"1 to {g.nodes - 1}")
+        )
+        worker = _command(g.worker_argv) if ranks else " ".join(_word(a) for a in g.worker_argv)
+        lines += [f"# on {others} (LEADER_ADDRESS: the first node's{ranks}):", worker]
     return "\n".join(lines)
 
 
