@@ -10,6 +10,7 @@ from constraints import prefill
 from optimizer.candidates import CandidateTable
 from optimizer.costmodel import prefill_servers_per_replica
 from optimizer.metrics import measure, prefill_usd_per_query
+from optimizer.multinode import describe
 from optimizer.profiles import Profile
 from optimizer.result import Configuration, PrefillServer
 from optimizer.solve import Choice
@@ -95,7 +96,8 @@ def configuration(
 
 def _describe(table: CandidateTable, i: int) -> str:
     r = table.row(i)
-    return f"{r['chip']} {r['topology']}, {r['tp']}-way model parallel, {r['weights']} weights, {r['kv']} KV"
+    nodes = f" ({describe(r['nodes'], r['pp'], r['tp'], r['attention_dp'], r['ep'])})" if r["nodes"] > 1 else ""
+    return f"{r['chip']} {r['topology']}, {r['tp']}-way model parallel{nodes}, {r['weights']} weights, {r['kv']} KV"
 
 
 def infeasible_reason(

@@ -201,7 +201,8 @@ def by_batch(
     b = np.arange(1, top + 1)
     rows = np.zeros(len(b), dtype=np.int64)
     step = c.step_s(b, rows)
-    flops = c.flops_s_per_seq[0] * b
+    b_eff = c.effective_batch(b, rows)  # a pipeline below pp sequences costs what pp cost
+    flops = c.flops_s_per_seq[0] * b_eff
     weights_s = c.params_s[0] + c.experts_read_s(b, rows)  # a mixture of experts reads the ones touched
     bound = comms.comms_bound(table, rows, b)
     return [
@@ -211,11 +212,13 @@ def by_batch(
             batch=int(bi),
             step_ms=float(s * 1e3),
             params_ms=float(w * 1e3),
-            kv_ms=float(c.kv_s_per_seq[0] * bi * 1e3),
+            kv_ms=float(c.kv_s_per_seq[0] * be * 1e3),
             flops_ms=float(f * 1e3),
             tokens_per_ms_per_chip=float(bi / (s * 1e3 * table.tp[0])),
-            compute_bound=bool(f >= w + c.slopes()[1][0] * bi),
+            compute_bound=bool(f >= w + c.slopes()[1][0] * be),
             comms_bound=bool(cb),
         )
-        for bi, s, f, w, cb in zip(b.tolist(), step.tolist(), flops.tolist(), weights_s.tolist(), bound.tolist())
+        for bi, be, s, f, w, cb in zip(
+            b.tolist(), b_eff.tolist(), step.tolist(), flops.tolist(), weights_s.tolist(), bound.tolist()
+        )
     ]

@@ -283,3 +283,26 @@ def test_a_plan_pool_may_be_a_gb200_rack():
     assert result.status in ("optimal", "feasible") and {e.topology for e in entries} == {"16"}
     with pytest.raises(InputError, match="'12' is not a h100 slice"):
         plan(PlanSpec(models=(model,), pools=(Pool(chip="h100", quota_chips=64, shapes=("12",)),), periods=1))
+
+
+def test_zoo_rows_and_the_by_batch_view_carry_the_layout():
+    from optimizer.frontier import by_batch
+    from optimizer.zoo import COLUMNS
+    from optimizer.zoo_solve import _row
+
+    r = optimize("llama3-405b", Workload(slo_ms=150), search=Search(chips=["h100"], weights=["bf16"], kv=["bf16"]))
+    row = _row({"model": "llama3-405b"}, r)
+    assert {"pp", "nodes"} <= set(COLUMNS) and (row["pp"], row["nodes"]) == (r.best.pp, r.best.nodes) == (4, 4)
+    points = by_batch(
+        load_model("llama3-405b"),
+        Workload(),
+        chip=load_chips()["h100"],
+        topology="16",
+        tp=None,
+        weights="bf16",
+        kv="bf16",
+        max_batch=3,
+    )
+    # below pp = 2 sequences the stages idle: batch 1 costs what batch 2 costs, and says so
+    assert points[0].step_ms == points[1].step_ms and points[0].kv_ms == points[1].kv_ms
+    assert points[2].step_ms > points[1].step_ms
