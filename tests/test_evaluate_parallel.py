@@ -124,3 +124,13 @@ def test_a_dense_models_optimize_text_has_no_split():
     r = CliRunner().invoke(cli.main, ["optimize", "--model", "llama3-70b", "--slo-ms", "50", "--chip", "h100"])
     assert r.exit_code == 0, r.output
     assert " dp" not in r.output and " ep" not in r.output and "Layout:" not in r.output
+
+
+def test_a_split_past_one_node_is_taken_and_described():
+    args = ["--model", "deepseek-v3", "--chip", "h100", "--topology", "16", "--weights", "fp8", "--kv", "fp8"]
+    d = json.loads(_evaluate(*args, "--attention-dp", "2", "--ep", "16", "--json").output)
+    assert (d["attention_dp"], d["ep"], d["pp"], d["nodes"]) == (2, 16, 1, 2)
+    first = _evaluate(*args, "--attention-dp", "2", "--ep", "16").output.splitlines()[0]
+    assert "(2 nodes x 8: attention tensor parallel 8 x data parallel 2, experts over 16" in first
+    r = _evaluate(*args, "--attention-dp", "4", "--ep", "16")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "valid:" in r.output
