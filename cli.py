@@ -134,7 +134,7 @@ OPTIONS: dict[str, Callable] = {
     "params-out": option("--out", default="calibrated.toml", type=FILE, help="Parameter file to write."),
     "data-csv": option("--data", type=FILE, required=True, help="Measurements CSV (calibration schema)."),
     "check-profile": option("--profile", type=PROFILES, default="calibrated"),
-    "lomo": option("--lomo", is_flag=True, help="Also leave-one-model-out: refit without each model, predict it."),
+    "lomo": option("--lomo", is_flag=True, help="Leave-one-model-out: refit without each model, predict it."),
     # launch
     "launch-engine": option("--engine", type=click.Choice(ENGINES), default="vllm", help="Engine to run (and cost)."),
     "format": option("--format", "fmt", type=click.Choice(FORMATS), default="shell", help="Commands or manifests."),
@@ -359,10 +359,10 @@ def plan_cmd(o: Any) -> None:
 
 
 @command("calibrate", main)
-@options("data", "params-out", "chips-file", "json")
+@options("data", "params-out", "chips-file", "lomo", "json")
 def calibrate_cmd(o: Any) -> None:
     """Fit the calibrated profile's parameters to measured TPOT and TTFT; print and write them."""
-    from optimizer.calibration import fit, fit_warnings, load_runs, validate, with_catalog
+    from optimizer.calibration import fit, fit_warnings, load_runs, validate, with_bands, with_catalog
     from optimizer.measurements import bundled_data
     from optimizer.profiles import Calibrated
 
@@ -371,6 +371,7 @@ def calibrate_cmd(o: Any) -> None:
     catalog = load_chips(o.chips_file)
     m = load_runs(path, catalog)
     params = with_catalog(fit(m, f"fitted by servesat calibrate to {path.name} ({len(m)} rows)"), catalog)
+    params = with_bands(m, params) if o.lomo else params  # --lomo: the prediction bands
     write_out(o.out, params.to_toml())
     check = validate(m, Calibrated(params))
     warnings = fit_warnings(m, params)

@@ -211,9 +211,24 @@ def optimize(
         ttft_target_ms=workload.ttft_ms,
         deployment=demand,
         comparison=comparison,
-        notes=_notes(workload, profile, table),
+        notes=_notes(workload, profile, table) + _within_band(best, runners, profile),
         profile=profile.name,
+        uncertainty=profile.uncertainty(),
     )
+
+
+def _within_band(best: Configuration | None, runners: list[Configuration], profile: Profile) -> list[str]:
+    """Say when the winner and the runner-up are closer than the prediction band."""
+    band = profile.uncertainty()
+    if band is None or best is None or not runners:
+        return []
+    gap = abs(best.queries_per_dollar / runners[0].queries_per_dollar - 1.0) * 100.0
+    if gap >= band["step_pct"]:
+        return []
+    return [
+        f"the winner and the runner-up are {gap:.1f}% apart in queries per dollar, within the "
+        f"calibrated band of ±{band['step_pct']:.0f}%: either may be the cheaper in practice"
+    ]
 
 
 def _compare(modes: dict[str, tuple[Configuration | None, Deployment | None]]) -> dict[str, Any]:
@@ -306,6 +321,7 @@ def evaluate(
         prefill_mfu=profile.prefill_mfu if isinstance(profile, Book) else None,
         prefill_ms=float(c.prefill_s[0] * 1e3),
         prompt_fits=bool(prefill.prompt_fits(table, rows)[0]),
+        uncertainty=profile.uncertainty(),
         prefill_servers_per_replica=prefill_servers_per_replica(
             batch=batch,
             step_s=float(m.step_s[0]),

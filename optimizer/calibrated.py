@@ -99,6 +99,10 @@ class CalibratedParams:
     default_engine: str = DEFAULT_ENGINE
     kv_memory_fraction: float = KV_MEMORY_FRACTION
     source: str = ""
+    # The band of each prediction: mean absolute error (%) of leave-one-model-out predictions
+    # (`servesat calibrate --lomo`); None where the file has none.
+    tpot_band_pct: float | None = None
+    ttft_band_pct: float | None = None
 
     def chip(self, name: str) -> ChipEfficiency:
         """The chip's fitted fractions, else the reference chip's as an assumption."""
@@ -120,6 +124,11 @@ class CalibratedParams:
             f"hop_latency_s = {self.hop_latency_s!r}",
             f'default_engine = "{self.default_engine}"',
             f"kv_memory_fraction = {self.kv_memory_fraction!r}",
+            *(
+                f"{k} = {getattr(self, k)!r}"
+                for k in ("tpot_band_pct", "ttft_band_pct")
+                if getattr(self, k) is not None
+            ),
             "",
         ]
         for name, c in sorted(self.chips.items()):
@@ -146,6 +155,7 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
             str(data.get("default_engine", DEFAULT_ENGINE)),
             float(data.get("kv_memory_fraction", KV_MEMORY_FRACTION)),
             origin,
+            *(None if data.get(k) is None else float(data[k]) for k in ("tpot_band_pct", "ttft_band_pct")),
         )
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise InputError(f"{origin}: not a calibrated-profile parameter file ({e})") from None
@@ -167,6 +177,10 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
             value = getattr(overheads, k)
             if not math.isfinite(value) or value < 0:
                 raise InputError(f"{origin}: engines.{n}.{k} must be zero or more, got {value!r}")
+    for key in ("tpot_band_pct", "ttft_band_pct"):
+        band = getattr(params, key)
+        if band is not None and not (math.isfinite(band) and band >= 0):
+            raise InputError(f"{origin}: {key} must be a percentage of zero or more, got {band!r}")
     if not 0 < params.kv_memory_fraction <= 1:
         raise InputError(f"{origin}: kv_memory_fraction must be in (0, 1], got {params.kv_memory_fraction!r}")
     if params.default_engine not in params.engine_names():

@@ -355,21 +355,11 @@ def validate(m: Measurements, profile: Profile, leave_one_model_out: bool = Fals
         groups.append({**dict(zip(GROUP_KEYS, key.split("|"))), **_summary(m, tpot, ttft, keys == key)})
     lomo = None
     if leave_one_model_out and isinstance(profile, Calibrated):
-        lomo = []
+        held_tpot, held_ttft = held_out_predictions(m)
         names = m.model_names
-        if len(set(names.tolist())) < 2:
-            raise InputError("leave-one-model-out needs rows of at least two models")
-        for held in sorted(set(names.tolist())):
-            train = m.subset(names != held)
-            test = m.subset(names == held)
-            missing = sorted(set(test.engine.tolist()) - set(train.engine.tolist()))
-            if missing:
-                raise InputError(
-                    f"leave-one-model-out: {held} runs on {', '.join(missing)}, which no other model's "
-                    "rows measure, so its overheads cannot be fitted without it"
-                )
-            t1, t2 = predict(test, fit(train))
-            lomo.append({"model": held, **_summary(test, t1, t2, np.ones(len(test), bool))})
+        lomo = [
+            {"model": held, **_summary(m, held_tpot, held_ttft, names == held)} for held in sorted(set(names.tolist()))
+        ]
     return Validation(
         profile=profile.name,
         rows=rows,
@@ -379,6 +369,31 @@ def validate(m: Measurements, profile: Profile, leave_one_model_out: bool = Fals
         leave_one_model_out=lomo,
         chip_order=chip_order(m, tpot),
     )
+
+
+def held_out_predictions(m: Measurements) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's (TPOT, TTFT) predicted by a fit to the other models' rows only."""
+    names = m.model_names
+    if len(set(names.tolist())) < 2:
+        raise InputError("leave-one-model-out needs rows of at least two models")
+    tpot, ttft = np.empty(len(m)), np.empty(len(m))
+    for held in sorted(set(names.tolist())):
+        train, test = m.subset(names != held), m.subset(names == held)
+        missing = sorted(set(test.engine.tolist()) - set(train.engine.tolist()))
+        if missing:
+            raise InputError(
+                f"leave-one-model-out: {held} runs on {', '.join(missing)}, which no other model's "
+                "rows measure, so its overheads cannot be fitted without it"
+            )
+        tpot[names == held], ttft[names == held] = predict(test, fit(train))
+    return tpot, ttft
+
+
+def with_bands(m: Measurements, params: CalibratedParams) -> CalibratedParams:
+    """The parameters with their prediction bands: the mean absolute error (%) of every row's
+    leave-one-model-out prediction (a model the fit never saw)."""
+    tpot, ttft = held_out_predictions(m)
+    return replace(params, tpot_band_pct=mape(tpot, m.tpot_s), ttft_band_pct=mape(ttft, m.ttft_s))
 
 
 def chip_order(m: Measurements, tpot: np.ndarray) -> dict:

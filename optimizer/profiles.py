@@ -77,6 +77,10 @@ class Book:
     def notes(self, prompts: bool, chip_names: set[str]) -> list[str]:
         return []
 
+    def uncertainty(self) -> dict[str, float] | None:
+        """The book is a lower bound, not an estimate: it has no band."""
+        return None
+
 
 @dataclass(frozen=True)
 class Calibrated:
@@ -119,6 +123,13 @@ class Calibrated:
 
     def notes(self, prompts: bool, chip_names: set[str]) -> list[str]:
         return profile_notes(self.params, self.engine_name, prompts, chip_names)
+
+    def uncertainty(self) -> dict[str, float] | None:
+        """Each prediction's band (%): the leave-one-model-out mean absolute error of the fit."""
+        p = self.params
+        if p.tpot_band_pct is None or p.ttft_band_pct is None:
+            return None
+        return {"step_pct": p.tpot_band_pct, "ttft_pct": p.ttft_band_pct}
 
 
 Profile = Book | Calibrated

@@ -140,6 +140,9 @@ class OptimizeResult:
     deployment: Deployment | None = None
     comparison: dict[str, Any] | None = None  # --compare-colocated
     notes: list[str] = field(default_factory=list)
+    # calibrated profile: every predicted step, TTFT and cost is within +-these percentages
+    # (leave-one-model-out mean absolute error); None under the book profile (a bound)
+    uncertainty: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,6 +194,7 @@ class Evaluation:
     prompt_fits: bool  # weights and one prompt's KV fit on a replica
     prefill_servers_per_replica: float  # servers of this configuration per decode replica
     profile: str = "book"
+    uncertainty: dict[str, float] | None = None  # calibrated: the band (%) of step and TTFT
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -433,3 +433,42 @@ def test_validate_without_rows_and_lomo_with_one_model(tmp_path):
     one.write_text(header + "vllm,1,llama3-8b,h100,bf16,agg,1024,128,8,1,1,100,10\n")
     res = CliRunner().invoke(main, ["validate", "--data", str(one), "--lomo"])
     assert res.exit_code == 2 and "at least two models" in res.output
+
+
+def test_bands_are_the_leave_one_model_out_error(measured):
+    """with_bands sets each band to the mean absolute error of predictions from fits that never
+    saw the row's model (here on two models' vLLM H100 rows, to keep it quick)."""
+    from optimizer.calibration import held_out_predictions, mape, with_bands
+
+    keep = (measured.engine == "vllm") & (measured.chip_names == "h100")
+    keep &= np.isin(measured.model_names, ["llama3-70b", "qwen3-32b"])
+    small = measured.subset(keep)
+    tpot, ttft = held_out_predictions(small)
+    banded = with_bands(small, fit(small))
+    assert banded.tpot_band_pct == pytest.approx(mape(tpot, small.tpot_s))
+    assert banded.ttft_band_pct == pytest.approx(mape(ttft, small.ttft_s))
+    lomo = validate(small, Calibrated(banded), leave_one_model_out=True).leave_one_model_out
+    n = sum(r["n"] for r in lomo)
+    assert banded.tpot_band_pct == pytest.approx(sum(r["n"] * r["tpot_mape"] for r in lomo) / n)
+    assert "tpot_band_pct" in banded.to_toml()
+
+
+def test_results_carry_the_band_and_say_when_the_top_two_are_within_it():
+    shipped = load_params()
+    assert shipped.tpot_band_pct is not None and shipped.ttft_band_pct is not None
+    args = ["optimize", "--model", "llama3-70b", "--chip", "h100", "--chip", "h200", "--slo-ms", "40"]
+    out = json.loads(CliRunner().invoke(main, [*args, "--profile", "calibrated", "--json"]).output)
+    assert out["uncertainty"] == {"step_pct": shipped.tpot_band_pct, "ttft_pct": shipped.ttft_band_pct}
+    best, second = out["best"]["queries_per_dollar"], out["runners_up"][0]["queries_per_dollar"]
+    within = abs(best / second - 1) * 100 < shipped.tpot_band_pct
+    assert within == any("within the calibrated band" in n for n in out["notes"])
+    text = CliRunner().invoke(main, [*args, "--profile", "calibrated"]).output
+    assert f"±{shipped.tpot_band_pct:.0f}%" in text and "Band: step " in text
+    book = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)
+    assert book["uncertainty"] is None and not any("calibrated band" in n for n in book["notes"])
+    e = CliRunner().invoke(
+        main,
+        ["evaluate", "--model", "llama3-8b", "--chip", "h100", "--topology", "1", "--weights", "bf16", "--kv",
+         "bf16", "--batch", "8", "--profile", "calibrated"],
+    )  # fmt: skip
+    assert f"(calibrated profile; ±{shipped.tpot_band_pct:.0f}%)" in e.output

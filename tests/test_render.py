@@ -151,7 +151,7 @@ def test_evaluation_calibrated_profile():
         batch=42,
     )
     text = render.evaluation(e)
-    assert "= overheads and collectives " in text and "(calibrated profile)" in text
+    assert "= overheads and collectives " in text and "(calibrated profile" in text
     assert "at the calibrated rate" in text and "MFU" not in text
 
 

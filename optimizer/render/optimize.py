@@ -121,7 +121,19 @@ def _best_lines(r: OptimizeResult, b: Configuration) -> list[str]:
         *_layout_lines(b),
         *_prefill_lines(r, b),
         *(f"Note: {note}" for note in r.notes),
+        *_band_lines(r.uncertainty, b.step_ms, b.ttft_ms),
         f"\nWhy: {b.explanation} ({r.profile} profile).",
+    ]
+
+
+def _band_lines(band: dict[str, float] | None, step_ms: float, ttft_ms: float | None) -> list[str]:
+    """The calibrated prediction band, on the winner's figures."""
+    if band is None:
+        return []
+    ttft = f", TTFT {ttft_ms:.1f} ms ±{band['ttft_pct']:.0f}%" if ttft_ms is not None else ""
+    return [
+        f"Band: step {step_ms:.2f} ms ±{band['step_pct']:.0f}%{ttft}; queries per dollar and cost per "
+        f"token carry the step's band (leave-one-model-out error of the calibrated fit)"
     ]
 
 
@@ -216,7 +228,7 @@ def evaluation(e: Evaluation) -> str:
         if book
         else f"decode step      {e.step_ms:.3f} ms = overheads and collectives {b['overheads_and_collectives']:.3f} + "
         f"max(FLOPs {b['flops']:.3f}, params {b['params']:.3f}{experts} + KV {b['kv']:.3f}){boundaries} "
-        "(calibrated profile)"
+        "(calibrated profile" + (f"; ±{e.uncertainty['step_pct']:.0f}%)" if e.uncertainty else ")")
     )
     lines = [
         f"{e.model} on {e.chip} {e.topology}: "
