@@ -304,6 +304,7 @@ class Validation:
     skipped: list[dict]  # line, reason
     leave_one_model_out: list[dict] | None = None  # per held-out model: n, tpot_mape, ttft_mape
     chip_order: dict | None = None  # matched pairs on two chips: pairs, agree_pct (faster chip predicted faster)
+    engines: list[dict] | None = None  # per engine: engine, n, tpot_mape, ttft_mape
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -368,6 +369,7 @@ def validate(m: Measurements, profile: Profile, leave_one_model_out: bool = Fals
         skipped=[{"line": line, "reason": why} for line, why in m.skipped],
         leave_one_model_out=lomo,
         chip_order=chip_order(m, tpot),
+        engines=[{"engine": e, **_summary(m, tpot, ttft, m.engine == e)} for e in sorted(set(m.engine.tolist()))],
     )
 
 

@@ -472,3 +472,13 @@ def test_results_carry_the_band_and_say_when_the_top_two_are_within_it():
          "bf16", "--batch", "8", "--profile", "calibrated"],
     )  # fmt: skip
     assert f"(calibrated profile; ±{shipped.tpot_band_pct:.0f}%)" in e.output
+
+
+def test_validate_reports_errors_per_engine(measured):
+    v = validate(measured, Calibrated())
+    assert [g["engine"] for g in v.engines] == sorted(set(measured.engine.tolist()))
+    assert sum(g["n"] for g in v.engines) == len(measured)
+    for g in v.engines:
+        mask = measured.engine == g["engine"]
+        tpot = np.array([r["predicted_ttft_ms"] for r in v.rows])[mask] / 1e3
+        assert g["ttft_mape"] == pytest.approx(np.mean(np.abs(tpot / measured.ttft_s[mask] - 1)) * 100)

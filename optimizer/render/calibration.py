@@ -77,6 +77,11 @@ def validation(v: Validation, data: str, m: Measurements) -> str:
             [*summary, ["all", "", "", "", *_errors(v.overall)]],
         ),
     ]
+    if v.engines:
+        lines += [
+            "\nPer engine:",
+            table(["engine", "rows", "TPOT MAPE", "TTFT MAPE"], [[g["engine"], *_errors(g)] for g in v.engines]),
+        ]
     if v.leave_one_model_out is not None:
         lines += [
             "\nLeave one model out (fit without it, predict it):",
