@@ -23,7 +23,7 @@ from optimizer.errors import InputError, check_choice, check_positive_int, check
 from optimizer.metrics import measure
 from optimizer.models import Model, load_model
 from optimizer.multinode import DEFAULT_MAX_NODES, check_max_nodes
-from optimizer.profiles import DEFAULT_PROFILE, Book, Profile
+from optimizer.profiles import DEFAULT_PROFILE, Book, Calibrated, Profile
 from optimizer.result import Configuration, Deployment, Evaluation, OptimizeResult, SolveStats
 from optimizer.solve import ServingModel
 from optimizer.workload import OBJECTIVES, Workload
@@ -146,6 +146,14 @@ def optimize(
     catalog, names, weights, kv = search.resolve()
     unserved = _unsupported_dtypes(catalog, names, weights, kv)
     table = build_table(mdl, {n: catalog[n] for n in names}, workload, profile, weights, kv, search.max_nodes)
+    if isinstance(profile, Calibrated):
+        present = set(table.chip.tolist())
+        for n in names:
+            if n not in present and n not in unserved:
+                unserved[n] = (
+                    f"the {profile.engine_name} engine runs none of the asked weight and KV dtypes on {n} "
+                    "(its flag table: docs/launch.md)"
+                )
     sm = ServingModel(table, workload, objective, keep_per_class=top)
     status, choice = sm.solve()
 

@@ -166,7 +166,10 @@ def build_table(
     scale-out bandwidth is known also get replicas of 2, 4, ... up to `max_nodes` nodes
     (optimizer.multinode; 1: one node only)."""
     rows = candidate_rows(tuple(chips[n] for n in sorted(chips)), weights, kv, _split_key(model), max_nodes)
-    return _table(model, workload, profile, chips, list(rows))
+    # the profile's serving engine, if it names one, runs only some dtypes on each chip family
+    runs = {(r[0], r[9], r[10]) for r in rows}
+    runs = {key for key in runs if profile.runs(model, chips[key[0]], key[1], key[2])}
+    return _table(model, workload, profile, chips, [r for r in rows if (r[0], r[9], r[10]) in runs])
 
 
 def _split_key(model: Model) -> tuple[int, int]:

@@ -9,6 +9,7 @@ fitted to measured serving (docs/calibrated-profile.md), its parameters already 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -16,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from optimizer.calibrated import CalibratedParams, builtin_params, calibrated_roofline, load_params, profile_notes
+from optimizer.catalog import Chip
 from optimizer.costmodel import Layout, Roofline, book_roofline
 from optimizer.errors import InputError, check_choice, check_positive_number
 from optimizer.models import Model
@@ -81,6 +83,10 @@ class Book:
         """The book is a lower bound, not an estimate: it has no band."""
         return None
 
+    def runs(self, model: Model, chip: Chip, weights: str, kv: str) -> bool:
+        """The book names no engine: every configuration is a candidate."""
+        return True
+
 
 @dataclass(frozen=True)
 class Calibrated:
@@ -124,12 +130,35 @@ class Calibrated:
     def notes(self, prompts: bool, chip_names: set[str]) -> list[str]:
         return profile_notes(self.params, self.engine_name, prompts, chip_names)
 
+    def runs(self, model: Model, chip: Chip, weights: str, kv: str) -> bool:
+        """Whether the engine runs these weights and this KV cache on the chip (its flag table in
+        optimizer/launch/data: the chip families it serves, the weight formats it loads, online
+        or from a pre-quantized checkpoint of the model, and its KV-cache dtypes): the search
+        never proposes a configuration the engine cannot run."""
+        return engine_runs(self.engine_name, model.name, chip, weights, kv)
+
     def uncertainty(self) -> dict[str, float] | None:
         """Each prediction's band (%): the leave-one-model-out mean absolute error of the fit."""
         p = self.params
         if p.tpot_band_pct is None or p.ttft_band_pct is None:
             return None
         return {"step_pct": p.tpot_band_pct, "ttft_pct": p.ttft_band_pct}
+
+
+@functools.cache
+def engine_runs(engine: str, model: str, chip: Chip, weights: str, kv: str) -> bool:
+    from optimizer.launch.engines import ENGINES, chip_family, load_engine
+
+    if engine not in ENGINES:
+        return True  # an engine of a user's parameter file that servesat has no flag table for
+    spec = load_engine(engine)
+    try:
+        family = chip_family(chip)
+        spec.weight_option(weights, family, model)
+        spec.kv_option(kv, family)
+    except InputError:
+        return False
+    return family in spec.families
 
 
 Profile = Book | Calibrated

@@ -383,6 +383,22 @@ def _replica(model, chip, y, n, pp, nodes, w, kv, context, T, mfu, colocated, de
     }
 
 
+def engine_runs(engine, model_name, chip, w, k):
+    """Whether the engine's flag table (optimizer/launch/data/ENGINE.toml, read here again) has
+    the chip's family, a format for the weights (online, or a pre-quantized checkpoint of the
+    model) and a KV-cache dtype."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "optimizer" / "launch" / "data" / f"{engine}.toml"
+    if not path.exists():
+        return True
+    t = tomllib.loads(path.read_text())
+    family = "tpu" if chip.kind == "tpu" else chip.display_name.split(" ", 1)[0].lower()
+    weights_ok = w in t.get("weights", {}).get(family, {}) or model_name in t.get("checkpoints", {}).get(w, {})
+    return family in t["families"] and weights_ok and k in t.get("kv", {}).get(family, {})
+
+
 def _dtypes(chip, asked, options):
     four = chip.four_bit if chip.four_bit in options else "int4"
     return [d for d in (asked or ("bf16", chip.eight_bit, four)) if d in options]
@@ -401,6 +417,8 @@ def cheapest_prefill(
             for w in _dtypes(chip, weights, chip.weight_dtypes):
                 splits = _node_splits(model, y, pp, nodes)
                 for k, (d, e) in itertools.product(_dtypes(chip, kv, chip.kv_dtypes), splits):
+                    if cal and not engine_runs(cal["engine"], model.name, chip, w, k):
+                        continue
                     t = _replica(model, chip, y, n, pp, nodes, w, k, context, prompt_len, mfu, False, 1, cal, d, e)
                     if t["P"] * t["bw"] + t["prompt_kv"] > y * t["M"] or t["prefill"] > ttft_s:
                         continue
@@ -448,6 +466,8 @@ def brute_force(
                         if (w, k) not in prefill_usd:
                             continue
                         extra = prefill_usd[(w, k)]
+                    if cal and not engine_runs(cal["engine"], model.name, chip, w, k):
+                        continue
                     col = serving == "colocated"
                     t = _replica(model, chip, y, n, pp, nodes, w, k, context, T, mfu, col, decode_len, cal, d, e)
                     feas = feasible_batches(t, slo_s, ttft_s)

@@ -482,3 +482,25 @@ def test_validate_reports_errors_per_engine(measured):
         mask = measured.engine == g["engine"]
         tpot = np.array([r["predicted_ttft_ms"] for r in v.rows])[mask] / 1e3
         assert g["ttft_mape"] == pytest.approx(np.mean(np.abs(tpot / measured.ttft_s[mask] - 1)) * 100)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_the_search_proposes_only_what_the_engine_runs(engine):
+    """Under the calibrated profile every configuration optimize names is one the engine's flag
+    table runs (launch would emit it); the chips the engine does not serve say so."""
+    from optimizer import Search, Workload, optimize
+    from optimizer.catalog import load_chips
+    from optimizer.launch.engines import chip_family, load_engine
+
+    spec, catalog = load_engine(engine), load_chips()
+    r = optimize("llama3-70b", Workload(slo_ms=40), profile=Calibrated(engine=engine), search=Search(catalog))
+    for c in [r.best, *r.runners_up, *r.alternatives]:
+        family = chip_family(catalog[c.chip])
+        assert family in spec.families
+        spec.weight_option(c.weights, family, "llama3-70b")  # raises if the engine cannot
+        spec.kv_option(c.kv, family)
+    for name, chip in catalog.items():
+        if chip_family(chip) not in spec.families:
+            assert "engine runs none of the asked" in r.unserved[name]
+    if engine == "vllm":
+        assert all(c.weights not in ("int4", "int8") for c in [r.best, *r.runners_up, *r.alternatives])

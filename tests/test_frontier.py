@@ -19,7 +19,7 @@ from optimizer import load_chips, load_model
 from optimizer.frontier import by_batch, frontier
 from optimizer.profiles import Calibrated
 from optimizer.workload import Workload
-from tests.bruteforce import MAX_NODES, _comms_ok, _dtypes, _node_layouts, _node_splits, _replica, _step
+from tests.bruteforce import MAX_NODES, _comms_ok, _dtypes, _node_layouts, _node_splits, _replica, _step, engine_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +39,8 @@ def brute_frontier(model, chips, names, context, decode_len=512, cal=None):
                 for k, (d, e) in itertools.product(
                     _dtypes(chip, None, chip.kv_dtypes), _node_splits(model, y, pp, nodes)
                 ):
+                    if cal and not engine_runs(cal["engine"], model.name, chip, w, k):
+                        continue  # the engine cannot run it: not a candidate
                     t = _replica(model, chip, y, n, pp, nodes, w, k, context, 1, 0.4, False, 1, cal, d, e)
                     most = math.floor((y * t["M"] - t["P"] * t["bw"]) / t["kv_seq"])
                     if most < 1:
