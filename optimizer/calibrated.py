@@ -4,23 +4,20 @@ The model of each term, with its physical meaning, is documented in docs/calibra
 the measurements, the fit and validation live in optimizer.calibration.
 
 The book profile assumes every byte moves at peak HBM bandwidth and nothing else costs time.
-The calibrated profile keeps the same structure and adds the terms real engines pay, each
-with a physical meaning (symbols per replica of Y GPUs serving a model of L layers, width D):
+The calibrated profile keeps the same structure and adds the terms real engines pay, each a
+bounded coefficient with a physical meaning (per replica of Y = t*d = t_moe*e chips serving a
+model of L layers, width D):
 
-    T_mem  = (P_lin*b_w + N*S*kv_token) / (Y * W_hbm * eta_hbm[chip])     weights + KV read
-    T_dec  = N * (2*P_lin + 4*L*H*hd*S) / (Y * C[dtype] * eta_flops[chip])   decode matmuls
-    T_comm = 2L*alpha*log2(Y) + (N + N_p) * 2L*2D*(2(Y-1)/Y) / (W_link * eta_link[engine])
-    T_pf   = N_p * (2*P_body + 2*L*H*hd*T) / (Y * C[dtype] * eta_flops[chip])  prefill mixed in
-    T_step = t0[engine] + tseq[engine]*N + max(T_mem, T_dec) + T_pf + T_comm
+    T_mem  = (P_d*d*b_w + experts touched + N*S*kv*copies) / (Y * W_hbm * eta_hbm[chip])
+    T_dec  = N * (2*P_active + attention FLOPs) / (Y * C[dtype] * eta_flops[chip])
+    T_pf   = N_p * (2*P_body + attention FLOPs) / (Y * C[dtype] * eta_prefill[chip])
+    T_comm = collectives * (alpha_launch + hops*alpha_hop) + (N + N_p) * bytes / (W_link * eta_link[chip])
+    T_step = t_step[engine] + L*t_layer[engine] + t_seq[engine]*N + max(T_mem, T_dec) + T_pf + T_comm
 
-N sequences decode in the step, S is their mean context, N_p = N*T/G prompt tokens of
-prefill ride along in aggregated serving (a replica finishing N/G queries per step must
-admit as many prompts of T tokens; zero when no prompts arrive), P_lin the weights read per
-step (all but the embedding table), P_body the weights a prompt token multiplies (no
-embedding, no output layer), C[dtype] the peak dense FLOP/s of the weights' dtype (fp8 and
-int8 run at their own peak). The collective term is two all-reduces per layer (attention
-and MLP outputs, ring algorithm): a latency per log2(Y) stage plus bytes over the link,
-exactly zero at Y = 1.
+with every eta in (0, 1] and every t, alpha and k zero or more. N sequences decode in the
+step at mean context S; N_p = N*T/G prompt tokens of prefill ride along in aggregated serving.
+Engines' overheads are shared by every chip; chips without measurements take the reference
+chip's efficiencies, marked `assumed`.
 
 Measured TPOT and TTFT come from a closed-loop load generator with B clients; the model of
 that loop (for validation against such data, not for the optimizer) is:
@@ -32,11 +29,6 @@ that loop (for validation against such data, not for the optimizer) is:
     TTFT = k[engine]*TPOT + s/(1-rho) + (B-n)/X
 (admission delay of k decode steps, the wait in the prompt queue, and the clients waiting
 for KV space, by Little's law).
-
-The optimizer uses T_step with N = its batch, G the decode length, T the prompt length, and
-prefill servers take T*c_p per prompt. Parameters are per chip type and per engine (an
-engine on a chip may have its own set); chips without measurements (TPUs, A100, B200) take
-the reference chip's fractions, marked `assumed` in the parameter file and overridable.
 """
 
 from __future__ import annotations
