@@ -202,12 +202,12 @@ def test_every_model_gives_known_flags_with_the_plans_values(engine, family, wei
         qps = 5.0 if i % 2 else None  # half the models as a deployment for a demand
         search = Search(CATALOG, _chips(family), weights, kv)
         workload = Workload(slo_ms=SLO_MS)
-        try:
-            plan = launch(model, workload, search=search, engine=engine, qps=qps)
-        except InputError as err:  # the documented limits of replicas over several nodes (docs/launch.md)
-            check_multi_node_refusal(engine, str(err))
+        plan = launch(model, workload, search=search, engine=engine, qps=qps)
+        if plan.notes and plan.notes[0].startswith("the optimum over up to"):
+            # the documented limits of replicas over several nodes (docs/launch.md): launch fell
+            # back to the best plan within one node, saying why
+            check_multi_node_refusal(engine, plan.notes[0])
             search = Search(CATALOG, _chips(family), weights, kv, max_nodes=1)
-            plan = launch(model, workload, search=search, engine=engine, qps=qps)
         ref = optimize(model, workload, search=search, top=1, qps=qps, alternatives=False)
         b = ref.best
         assert plan.status == "optimal", (model, plan.reason)
@@ -236,10 +236,10 @@ def test_every_model_gives_known_flags_with_the_plans_values(engine, family, wei
 
 
 def check_multi_node_refusal(engine: str, message: str) -> None:
-    """The only refusals of a built-in model's plan: a replica over several nodes that the
+    """The only plans launch does not start as optimized: a replica over several nodes that the
     engine cannot launch (TensorRT-LLM: MPI; vLLM: a pipeline whose stages split attention),
-    each naming the way out."""
-    assert message.endswith("restrict the search to one node (--max-nodes 1)"), message
+    each naming the way out, which launch then takes (the note that says so)."""
+    assert "restrict the search to one node (--max-nodes 1)" in message, message
     if engine == "trtllm":
         assert "over" in message and "nodes" in message and "MPI ranks" in message
     else:
@@ -789,7 +789,9 @@ def test_a_pipeline_over_two_nodes_runs_a_rank_per_node_with_sglang():
     assert "ray start" not in text and "NODE_RANK: 1)" in text
 
 
-def test_tensorrt_llm_refuses_a_replica_over_several_nodes_and_says_how_to_stay_on_one():
+def test_tensorrt_llm_refuses_a_replica_over_several_nodes_when_no_node_serves_it():
+    """405B in bf16 needs two H100 nodes, which TensorRT-LLM 1.2 cannot start and no single node
+    holds: launch refuses, naming what the engine lacks (no one-node plan to fall back to)."""
     with pytest.raises(InputError) as err:
         launch(*PIPELINE, engine="trtllm", **MULTI_NODE)
     check_multi_node_refusal("trtllm", str(err.value))
@@ -841,3 +843,21 @@ def test_no_memory_left_beside_the_weights_clips_the_fraction():
     value, need = trt.memory_fraction(200e9, 1e9, 100e9)
     assert value == 0.95 and need == math.inf
     assert vllm.memory_fraction(200e9, 1e9, 100e9)[0] == 0.95
+
+
+def test_an_optimum_the_engine_cannot_start_falls_back_to_one_node_and_says_so():
+    """DeepSeek-V3 on H200 is cheapest as a 2-node pipeline with attention groups, which vLLM
+    cannot place: launch gives the best one-node plan instead, with the reason in its notes."""
+    search = Search(CATALOG, ["h200"], ["fp8"], ["fp8"])
+    workload = Workload(slo_ms=60)
+    spanning = optimize("deepseek-v3", workload, search=search, top=1, alternatives=False).best
+    assert spanning.nodes > 1 and spanning.attention_dp > 1
+    plan = launch("deepseek-v3", workload, search=search, engine="vllm")
+    one_node = optimize(
+        "deepseek-v3", workload, search=Search(CATALOG, ["h200"], ["fp8"], ["fp8"], 1), top=1, alternatives=False
+    ).best
+    assert plan.plan["nodes"] == 1 and plan.plan["batch"] == one_node.batch and plan.plan["tp"] == one_node.tp
+    assert plan.notes[0].startswith("the optimum over up to 4 nodes is not one vLLM")
+    # any other refusal is not retried: int4 weights vLLM cannot load on any node count
+    with pytest.raises(InputError, match="int4 weights"):
+        launch("llama3-70b", workload, search=Search(CATALOG, ["h100"], ["int4"], ["bf16"]), engine="vllm")

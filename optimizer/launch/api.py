@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -118,6 +119,40 @@ def launch(
     spec = load_engine(engine)
     check_choice("format (--format)", fmt, FORMATS)
     mdl = model if isinstance(model, Model) else load_model(model)
+    try:
+        return _launch(model, mdl, workload, profile, search, spec, fmt, qps, objective, time_limit_s, image, model_id)
+    except InputError as refusal:
+        if search.max_nodes <= 1 or "--max-nodes 1" not in str(refusal):
+            raise
+        # the optimum spans nodes in a way the engine cannot start: the best plan within one node
+        plan = _launch(
+            model, mdl, workload, profile, replace(search, max_nodes=1), spec, fmt, qps, objective, time_limit_s, image,
+            model_id,
+        )  # fmt: skip
+        if plan.status == "infeasible":
+            raise  # nothing within one node serves it either: the refusal says what the engine lacks
+        plan.notes.insert(
+            0,
+            f"the optimum over up to {search.max_nodes} nodes is not one {spec.label} can start ({refusal}); "
+            "this is the best plan within one node",
+        )
+        return plan
+
+
+def _launch(
+    model: Model | str | Path,
+    mdl: Model,
+    workload: Workload,
+    profile: Profile,
+    search: Search,
+    spec: EngineSpec,
+    fmt: str,
+    qps: float | None,
+    objective: str,
+    time_limit_s: float,
+    image: str | None,
+    model_id: str | None,
+) -> LaunchPlan:
     result = optimize(
         mdl, workload, profile=profile, search=search, objective=objective, top=1, qps=qps,
         time_limit_s=time_limit_s, alternatives=False,
