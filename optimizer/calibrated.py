@@ -284,8 +284,17 @@ def step_terms(
     fl_prefill = peak * np.array([x.prefill_efficiency for x in chip_eff])
     link = np.asarray(link_bytes_per_s, dtype=float) * np.array([x.link_efficiency for x in chip_eff])
 
+    keys = [(id(m), S[i], T[i], kvb[i]) for i, m in enumerate(models)]
+
     def per_model(f) -> np.ndarray:
-        return np.array([float(f(m, i)) for i, m in enumerate(models)])
+        """f of each row's model and lengths, evaluated once per distinct (model, lengths, KV dtype)."""
+        cache: dict[tuple, float] = {}
+        return np.array(
+            [
+                cache[k] if k in cache else cache.setdefault(k, float(f(m, i)))
+                for i, (m, k) in enumerate(zip(models, keys))
+            ]
+        )
 
     lookup = per_model(lambda m, i: 0 if m.tie_embeddings else m.d_model * m.vocab)  # input table: not a matmul
     output = per_model(lambda m, i: m.d_model * m.vocab)  # output layer: only the last prompt token needs it

@@ -27,7 +27,7 @@ prefill B/G prompts per step, adding B * T_prefill/G to the step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,9 +206,10 @@ def roofline(
     b_kv = np.asarray(kv_bytes_per_elem, float)
     # latent attention keeps one compressed vector per token, copied to every chip of a group
     kv_copies = t if model.is_mla else np.ones_like(Y)
-    kv_seq = np.array([model.kv_bytes_per_sequence(context, float(b)) for b in b_kv]) * kv_copies
-    kv_read = np.array([model.kv_read_bytes_per_sequence(context, float(b)) for b in b_kv]) * kv_copies
-    prompt_kv = np.array([model.kv_bytes_per_sequence(workload.prompt_tokens, float(b)) for b in b_kv]) * kv_copies
+    # per distinct KV dtype (a few), not per row
+    kv_seq = _per_dtype(b_kv, lambda b: model.kv_bytes_per_sequence(context, b)) * kv_copies
+    kv_read = _per_dtype(b_kv, lambda b: model.kv_read_bytes_per_sequence(context, b)) * kv_copies
+    prompt_kv = _per_dtype(b_kv, lambda b: model.kv_bytes_per_sequence(workload.prompt_tokens, b)) * kv_copies
     dense_bytes = model.dense_params * d * b_w  # P_d, replicated over the attention groups
     expert_bytes = model.routed_expert_params * b_w
     replica_bw = Y * hbm_bytes_per_s
@@ -246,7 +247,7 @@ def roofline(
         matmul_flops = 2.0 * D * F / (Y * flops)
     return Roofline(
         weight_bytes=dense_bytes + expert_bytes,
-        kv_bytes_per_token=np.array([model.kv_bytes_per_token(float(b)) for b in b_kv]),
+        kv_bytes_per_token=_per_dtype(b_kv, model.kv_bytes_per_token),
         kv_bytes_per_seq=kv_seq,
         hbm_capacity_bytes=Y * hbm_bytes,
         params_s=dense_bytes / replica_bw,
@@ -269,6 +270,12 @@ def roofline(
         boundary_s=zeros,
         boundary_s_per_seq=zeros,
     )
+
+
+def _per_dtype(bytes_per_elem: np.ndarray, f: Callable[[float], float]) -> np.ndarray:
+    """f of each row's bytes per element, evaluated once per distinct value."""
+    values, inverse = np.unique(bytes_per_elem, return_inverse=True)
+    return np.array([float(f(float(v))) for v in values])[inverse].reshape(np.shape(bytes_per_elem))
 
 
 def prefill_servers_per_replica(*, batch: int, step_s: float, decode_len: int, prefill_seconds: float) -> float:
