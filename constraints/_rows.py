@@ -29,21 +29,26 @@ def verified_caps(caps: np.ndarray, satisfied: Callable[[np.ndarray, np.ndarray]
         return (b == 0) | satisfied(r, np.maximum(b, 1))
 
     c = caps[rows]
-    # lo: a batch the float check accepts (0 stands for "none"); hi: one it rejects.
-    lo = np.where(ok(rows, c), c, 0)
-    hi = np.where(lo == c, c + 1, c)
+    # lo: a batch the float check accepts (0 stands for "none"); hi: one it rejects. Each step
+    # checks only the rows still moving (the check is row by row, so the others' answers stand).
+    accepted = ok(rows, c)
+    lo = np.where(accepted, c, 0)
+    hi = np.where(accepted, c + 1, c)
     step = np.ones_like(c)
-    grow = ok(rows, hi) & (hi < UNBOUNDED)
-    while grow.any():
-        lo = np.where(grow, hi, lo)
-        step = np.where(grow, step * 2, step)
-        hi = np.where(grow, np.minimum(hi + step, UNBOUNDED), hi)
-        grow = grow & ok(rows, hi) & (hi < UNBOUNDED)
-    while (open_ := hi - lo > 1).any():
-        mid = (lo + hi) // 2
-        good = ok(rows, mid)
-        lo = np.where(open_ & good, mid, lo)
-        hi = np.where(open_ & ~good, mid, hi)
+    k = np.flatnonzero(accepted)
+    k = k[ok(rows[k], hi[k]) & (hi[k] < UNBOUNDED)]
+    while len(k):
+        lo[k] = hi[k]
+        step[k] *= 2
+        hi[k] = np.minimum(hi[k] + step[k], UNBOUNDED)
+        k = k[ok(rows[k], hi[k]) & (hi[k] < UNBOUNDED)]
+    k = np.flatnonzero(hi - lo > 1)
+    while len(k):
+        mid = (lo[k] + hi[k]) // 2
+        good = ok(rows[k], mid)
+        lo[k[good]] = mid[good]
+        hi[k[~good]] = mid[~good]
+        k = k[hi[k] - lo[k] > 1]
     caps[rows] = lo
     return caps
 

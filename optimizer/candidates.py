@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,15 +87,13 @@ class CandidateTable:
     usd_per_chip_hour: np.ndarray
     scale_up_bytes_per_s: np.ndarray  # n_axes * W_ici per chip (the collectives inside a domain)
     scale_out_bytes_per_s: np.ndarray  # W_out per chip, one way (0: not known)
+    dtype_groups: np.ndarray  # "weights/kv": decode replicas and prefill servers pair up within a group
+    chip_code: np.ndarray  # per row, an integer equal for the rows of one chip type
+    group_code: np.ndarray  # per row, an integer equal for the rows of one dtype group
     cost: Roofline
 
     def __len__(self) -> int:
         return len(self.chip)
-
-    @property
-    def dtype_groups(self) -> np.ndarray:
-        """ "weights/kv" per row: decode replicas and prefill servers pair up within a group."""
-        return np.char.add(np.char.add(self.weights, "/"), self.kv) if len(self) else np.zeros(0, str)
 
     def row(self, i: int) -> dict:
         return {
@@ -113,40 +112,144 @@ class CandidateTable:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class _Columns:
+    """Candidate rows as columns, with what the table reads of them that no model or workload
+    changes: built once per enumeration (candidate_rows) and reused for every scenario."""
+
+    chips: tuple[Chip, ...]  # the distinct chips
+    chip_index: np.ndarray  # per row: index into chips
+    chip: np.ndarray
+    topology: np.ndarray
+    slice_chips: np.ndarray
+    tp: np.ndarray
+    n_axes: np.ndarray
+    attention_dp: np.ndarray
+    ep: np.ndarray
+    pp: np.ndarray
+    nodes: np.ndarray
+    weights: np.ndarray
+    kv: np.ndarray
+    groups: np.ndarray  # "weights/kv"
+    group_index: np.ndarray  # per row: an integer per distinct group
+    keys: tuple[tuple[str, str, str], ...]  # the distinct (chip name, weights, kv)
+    key_index: np.ndarray  # per row: index into keys
+
+    def __len__(self) -> int:
+        return len(self.chip)
+
+    def take(self, rows: np.ndarray) -> _Columns:
+        """These rows, in this order."""
+        return _Columns(
+            chips=self.chips,
+            chip_index=self.chip_index[rows],
+            chip=self.chip[rows],
+            topology=self.topology[rows],
+            slice_chips=self.slice_chips[rows],
+            tp=self.tp[rows],
+            n_axes=self.n_axes[rows],
+            attention_dp=self.attention_dp[rows],
+            ep=self.ep[rows],
+            pp=self.pp[rows],
+            nodes=self.nodes[rows],
+            weights=self.weights[rows],
+            kv=self.kv[rows],
+            groups=self.groups[rows],
+            group_index=self.group_index[rows],
+            keys=self.keys,
+            key_index=self.key_index[rows],
+        )
+
+
+def _columns_of(chips: dict[str, Chip], rows: Sequence[tuple]) -> _Columns:
+    """rows: (chip name, topology, slice chips, Y, n_axes, d, e, pp, nodes, weight dtype, kv dtype)."""
+    cols: list[tuple] = list(zip(*rows)) if rows else [()] * 11
+    names = list(dict.fromkeys(cols[0]))
+    keys = list(dict.fromkeys(zip(cols[0], cols[9], cols[10])))
+    chip_at = {n: i for i, n in enumerate(names)}
+    key_at = {k: i for i, k in enumerate(keys)}
+    groups = [f"{w}/{k}" for w, k in zip(cols[9], cols[10])]
+    group_at = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+
+    def ints(k: int) -> np.ndarray:
+        return np.array(cols[k], dtype=np.int64)
+
+    out = _Columns(
+        chips=tuple(chips[n] for n in names),
+        chip_index=np.array([chip_at[n] for n in cols[0]], dtype=np.int64),
+        chip=np.array(cols[0], dtype=str),
+        topology=np.array(cols[1], dtype=str),
+        slice_chips=ints(2),
+        tp=ints(3),
+        n_axes=ints(4),
+        attention_dp=ints(5),
+        ep=ints(6),
+        pp=ints(7),
+        nodes=ints(8),
+        weights=np.array(cols[9], dtype=str),
+        kv=np.array(cols[10], dtype=str),
+        groups=np.array(groups, dtype=str),
+        group_index=np.array([group_at[g] for g in groups], dtype=np.int64),
+        keys=tuple(keys),
+        key_index=np.array([key_at[k] for k in zip(cols[0], cols[9], cols[10])], dtype=np.int64),
+    )
+    for value in vars(out).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False  # shared by every table built from these rows
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _enumerated(
+    chips: tuple[Chip, ...],
+    weights: tuple[str, ...] | None,
+    kv: tuple[str, ...] | None,
+    split: tuple[int, int],
+    max_nodes: int,
+) -> _Columns:
+    """candidate_rows as columns, cached alike."""
+    return _columns_of({c.name: c for c in chips}, candidate_rows(chips, weights, kv, split, max_nodes))
+
+
 def _table(
     model: Model, workload: Workload, profile: Profile, chips: dict[str, Chip], rows: list[tuple]
 ) -> CandidateTable:
     """rows: (chip name, topology, slice chips, Y, n_axes, d, e, pp, nodes, weight dtype, kv dtype)."""
-    cols: list[tuple] = list(zip(*rows)) if rows else [()] * 11
-    tp = np.array(cols[3], dtype=np.int64)
-    slice_chips = np.array(cols[2], dtype=np.int64)
+    return _table_of(model, workload, profile, _columns_of(chips, rows))
+
+
+def _table_of(model: Model, workload: Workload, profile: Profile, cols: _Columns) -> CandidateTable:
     layout = Layout(
-        chips=[chips[name] for name in cols[0]],
-        tp=tp,
-        n_axes=np.array(cols[4], dtype=np.int64),
-        attention_dp=np.array(cols[5], dtype=np.int64),
-        ep=np.array(cols[6], dtype=np.int64),
-        pp=np.array(cols[7], dtype=np.int64),
-        nodes=np.array(cols[8], dtype=np.int64),
-        weights=list(cols[9]),
-        kv=list(cols[10]),
+        chips=[cols.chips[i] for i in cols.chip_index.tolist()],
+        tp=cols.tp,
+        n_axes=cols.n_axes,
+        attention_dp=cols.attention_dp,
+        ep=cols.ep,
+        pp=cols.pp,
+        nodes=cols.nodes,
+        weights=cols.weights.tolist(),
+        kv=cols.kv.tolist(),
+        chip_index=(cols.chips, cols.chip_index),
     )
     return CandidateTable(
-        chip=np.array(cols[0], dtype=str),
-        topology=np.array(cols[1], dtype=str),
-        slice_chips=slice_chips,
-        tp=tp,
+        chip=cols.chip,
+        topology=cols.topology,
+        slice_chips=cols.slice_chips,
+        tp=cols.tp,
         n_axes=layout.n_axes,
         attention_dp=layout.dp(),
         ep=layout.experts(),
         pp=layout.stages(),
         nodes=layout.domains(),
-        replicas=slice_chips // np.maximum(tp, 1),
-        weights=np.array(cols[9], dtype=str),
-        kv=np.array(cols[10], dtype=str),
+        replicas=cols.slice_chips // np.maximum(cols.tp, 1),
+        weights=cols.weights,
+        kv=cols.kv,
         usd_per_chip_hour=layout.per_chip("usd_per_chip_hour"),
         scale_up_bytes_per_s=layout.per_chip("ici_bytes_per_s_per_axis") * np.maximum(layout.n_axes, 1),
         scale_out_bytes_per_s=layout.per_chip("scale_out_bytes_per_s"),
+        dtype_groups=cols.groups,
+        chip_code=cols.chip_index,
+        group_code=cols.group_index,
         cost=cost_terms(profile, model, workload, layout),
     )
 
@@ -165,11 +268,12 @@ def build_table(
     kept once, on the smallest: the larger slices only add identical replicas. GPUs whose
     scale-out bandwidth is known also get replicas of 2, 4, ... up to `max_nodes` nodes
     (optimizer.multinode; 1: one node only)."""
-    rows = candidate_rows(tuple(chips[n] for n in sorted(chips)), weights, kv, _split_key(model), max_nodes)
+    cols = _enumerated(tuple(chips[n] for n in sorted(chips)), weights, kv, _split_key(model), max_nodes)
     # the profile's serving engine, if it names one, runs only some dtypes on each chip family
-    runs = {(r[0], r[9], r[10]) for r in rows}
-    runs = {key for key in runs if profile.runs(model, chips[key[0]], key[1], key[2])}
-    return _table(model, workload, profile, chips, [r for r in rows if (r[0], r[9], r[10]) in runs])
+    runs = np.array([profile.runs(model, chips[c], w, k) for c, w, k in cols.keys], dtype=bool)
+    if not runs.all():
+        cols = cols.take(np.flatnonzero(runs[cols.key_index]))
+    return _table_of(model, workload, profile, cols)
 
 
 def _split_key(model: Model) -> tuple[int, int]:

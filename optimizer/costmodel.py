@@ -28,7 +28,7 @@ prefill B/G prompts per step, adding B * T_prefill/G to the step.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,6 +51,9 @@ class Layout:
     ep: np.ndarray | None = None  # e (None: 1 on every row)
     pp: np.ndarray | None = None  # pipeline stages (None: 1 on every row; see optimizer.multinode)
     nodes: np.ndarray | None = None  # scale-up domains the replica spans (None: 1 on every row)
+    # The distinct chips and each row's index into them (None: read per row from `chips`); the
+    # same per-row figures, without a Python loop over the rows (optimizer.candidates sets it).
+    chip_index: tuple[tuple[Chip, ...], np.ndarray] | None = field(default=None, compare=False)
 
     def dp(self) -> np.ndarray:
         return np.ones(len(self.tp), np.int64) if self.attention_dp is None else np.asarray(self.attention_dp)
@@ -81,7 +84,10 @@ class Layout:
         return np.where(cross, (e - 1.0) / np.where(cross, slowest, 1.0), local)
 
     def per_chip(self, attr: str) -> np.ndarray:
-        return np.array([getattr(c, attr) for c in self.chips], dtype=float)
+        if self.chip_index is None:
+            return np.array([getattr(c, attr) for c in self.chips], dtype=float)
+        distinct, index = self.chip_index
+        return np.array([getattr(c, attr) for c in distinct], dtype=float)[index]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The CP-SAT model of one deployment: a decode candidate with its integer batch and, for
 disaggregated serving, the prefill-server candidate that serves its prompts.
 
-Variables: ``pick[i]`` per decode candidate that can serve at batch 1 (of each chip and dtype
-pair, the best few: see ``keep_per_class``; exactly one true), ``batch``, and ``serve[j]`` per
+Variables: ``pick[i]`` per decode candidate that can serve at batch 1 (the best few overall
+and each chip's best: see ``keep_best``; exactly one true), ``batch``, and ``serve[j]`` per
 dtype pair's cheapest prefill server (exactly one true).
 Each decode constraint family posts ``batch <= sum_i cap[i] * pick[i]`` (its integer-scaled
 inequality per candidate, see optimizer.scaling; with exactly one pick the sum is the
@@ -86,12 +86,25 @@ class ServingModel:
     """The CP-SAT model over a candidate table; solve() may be called with restrictions."""
 
     def __init__(
-        self, table: CandidateTable, workload: Workload, objective: str, keep_per_class: int | None = None
+        self,
+        table: CandidateTable,
+        workload: Workload,
+        objective: str,
+        keep_best: int | None = None,
+        *,
+        keep_per_class: int | None = None,
     ) -> None:
-        """keep_per_class: carry only the best that many candidates of each (chip, dtype pair)
-        class into CP-SAT. The k-th best plan overall is among the best k of its own class and
-        the best plan of a chip among the best of one of its classes, so with k = the number of
-        plans asked for, nothing that could be chosen is dropped (None: carry every candidate)."""
+        """keep_best: carry into CP-SAT only the best that many candidates overall and the best
+        candidate of each chip type (None: carry every candidate). Exact for the questions
+        optimize asks: every carried candidate is feasible on its own at its cap (its dtype
+        group's best prefill server included), and the objective ranks the picks
+        lexicographically before the batch, so solve() returns the best-ranked candidate its
+        restrictions allow. The k-th best plan overall (solve with the k - 1 plans before it
+        excluded) is among the best k, and a chip's best plan (solve(chip=...)) is its best
+        candidate: with k = the number of plans asked for, nothing that could be chosen is
+        dropped. Other exclusions may need candidates that were not carried. keep_per_class:
+        the former name of keep_best (optimizer.api still passes it)."""
+        keep_best = keep_per_class if keep_best is None else keep_best
         self.table = table
         self.caps = family_caps(table, workload)
         cap = np.minimum.reduce(list(self.caps.values())) if len(table) else np.zeros(0, np.int64)
@@ -112,14 +125,16 @@ class ServingModel:
             p_order = np.lexsort(
                 (p_all, table.slice_chips[p_all], significant(table.cost.prefill_s[p_all]), significant(p_cost_all))
             )
-            best_in_group: dict[str, int] = {}
-            for k in p_order.tolist():
-                best_in_group.setdefault(str(groups[p_all[k]]), k)
-            served = np.array([g in best_in_group for g in groups.tolist()], dtype=bool)
+            # the first of each dtype group in that order: its best server
+            codes, first = np.unique(table.group_code[p_all[p_order]], return_index=True)
+            best = p_order[first]
+            group_best = np.full(int(table.group_code.max(initial=-1)) + 1, -1, np.int64)
+            group_best[codes] = best
+            best_of_row = group_best[table.group_code]
+            served = best_of_row >= 0
             decode_ok &= served
-            for g, k in best_in_group.items():
-                prefill_cost[groups == g] = p_cost_all[k]
-            self.prefill_rows = np.sort(p_all[list(best_in_group.values())])
+            prefill_cost[served] = p_cost_all[best_of_row[served]]
+            self.prefill_rows = np.sort(p_all[best])
 
         self.feasible_rows = rows = np.flatnonzero(decode_ok)
         best_batch = np.ones(len(rows), np.int64) if objective == "min-latency" else self.cap[rows]
@@ -127,17 +142,12 @@ class ServingModel:
         total_qpd = 1.0 / (m.usd_per_query + prefill_cost[rows])
         order = rank_order(table, rows, total_qpd, m.step_s, objective)
         weight = _weights(order)
-        if keep_per_class is not None and len(rows):
-            # rank of each row within its (chip, dtype pair) class, in objective order
-            cls = np.char.add(np.char.add(table.chip[rows], "|"), groups[rows])[order]
-            by_class = np.argsort(cls, kind="stable")
-            sorted_cls = cls[by_class]
-            first = np.r_[0, np.flatnonzero(sorted_cls[1:] != sorted_cls[:-1]) + 1]
-            starts = np.repeat(first, np.diff(np.r_[first, len(cls)]))
-            rank_in_class = np.empty(len(cls), np.int64)
-            rank_in_class[by_class] = np.arange(len(cls)) - starts
+        if keep_best is not None and len(rows):
+            # the best keep_best rows overall and the best row of each chip type
+            by_rank = np.arange(len(rows)) < keep_best
+            by_rank[np.unique(table.chip_code[rows[order]], return_index=True)[1]] = True
             keep = np.empty(len(rows), dtype=bool)
-            keep[order] = rank_in_class < keep_per_class
+            keep[order] = by_rank
             rows, weight = rows[keep], weight[keep]
         self.rows = rows
 
