@@ -370,7 +370,8 @@ def calibrate_cmd(o: Any) -> None:
     check_not_an_input(o.out, path, o.chips_file)
     catalog = load_chips(o.chips_file)
     m = load_runs(path, catalog)
-    params = with_catalog(fit(m, f"fitted by servesat calibrate to {path.name} ({len(m)} rows)"), catalog)
+    every_chip = {**getattr(catalog, "unpriced", {}), **catalog}  # priced or not: a price may come later
+    params = with_catalog(fit(m, f"fitted by servesat calibrate to {path.name} ({len(m)} rows)"), every_chip)
     params = with_bands(m, params) if o.lomo else params  # --lomo: the prediction bands
     write_out(o.out, params.to_toml())
     check = validate(m, Calibrated(params))

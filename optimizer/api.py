@@ -23,7 +23,7 @@ from optimizer.errors import InputError, check_choice, check_positive_int, check
 from optimizer.metrics import measure
 from optimizer.models import Model, load_model
 from optimizer.multinode import DEFAULT_MAX_NODES, check_max_nodes
-from optimizer.profiles import DEFAULT_PROFILE, Book, Calibrated, Profile
+from optimizer.profiles import DEFAULT_PROFILE, Book, Profile, engine_refusal
 from optimizer.result import Configuration, Deployment, Evaluation, OptimizeResult, SolveStats
 from optimizer.solve import ServingModel
 from optimizer.workload import OBJECTIVES, Workload
@@ -146,14 +146,11 @@ def optimize(
     catalog, names, weights, kv = search.resolve()
     unserved = _unsupported_dtypes(catalog, names, weights, kv)
     table = build_table(mdl, {n: catalog[n] for n in names}, workload, profile, weights, kv, search.max_nodes)
-    if isinstance(profile, Calibrated):
+    if profile.engine_name is not None:
         present = set(table.chip.tolist())
         for n in names:
             if n not in present and n not in unserved:
-                unserved[n] = (
-                    f"the {profile.engine_name} engine runs none of the asked weight and KV dtypes on {n} "
-                    "(its flag table: docs/launch.md)"
-                )
+                unserved[n] = engine_refusal(profile.engine_name, catalog[n])
     sm = ServingModel(table, workload, objective, keep_per_class=top)
     status, choice = sm.solve()
 
@@ -222,7 +219,14 @@ def optimize(
         notes=_notes(workload, profile, table) + _within_band(best, runners, profile),
         profile=profile.name,
         uncertainty=profile.uncertainty(),
+        assumed=profile.assumed(_answer_chips([best, *runners, *alts])),
     )
+
+
+def _answer_chips(configs: list[Configuration | None]) -> set[str]:
+    """The chips an answer's decode replicas and prefill servers run on."""
+    chips = {c.chip for c in configs if c is not None}
+    return chips | {c.prefill.chip for c in configs if c is not None and c.prefill is not None}
 
 
 def _within_band(best: Configuration | None, runners: list[Configuration], profile: Profile) -> list[str]:
@@ -330,6 +334,7 @@ def evaluate(
         prefill_ms=float(c.prefill_s[0] * 1e3),
         prompt_fits=bool(prefill.prompt_fits(table, rows)[0]),
         uncertainty=profile.uncertainty(),
+        assumed=profile.assumed([str(table.chip[0])]),
         prefill_servers_per_replica=prefill_servers_per_replica(
             batch=batch,
             step_s=float(m.step_s[0]),

@@ -16,8 +16,9 @@ model of L layers, width D):
 
 with every eta in (0, 1] and every t, alpha and k zero or more. N sequences decode in the
 step at mean context S; N_p = N*T/G prompt tokens of prefill ride along in aggregated serving.
-Engines' overheads are shared by every chip; chips without measurements take the reference
-chip's efficiencies, marked `assumed`.
+Engines' overheads are shared by every chip; chips and engines without measurements take
+priors (optimizer/data/priors.toml: a sibling chip's efficiencies, or the fitted chips' mean
+adjusted by published achieved fractions of the peak), marked `assumed`.
 
 Measured TPOT and TTFT come from a closed-loop load generator with B clients; the model of
 that loop (for validation against such data, not for the optimizer) is:
@@ -36,10 +37,11 @@ from __future__ import annotations
 import functools
 import math
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,6 +82,7 @@ class EngineOverheads:
     seq_overhead_s: float  # per sequence per step (bookkeeping, sampling)
     layer_overhead_s: float  # per layer per step (kernel launches, norms, synchronisation)
     admission_steps: float  # k: decode steps a new request waits before its prefill starts
+    assumed: bool = False  # not fitted: no measured runs of this engine (a prior: optimizer/data/priors.toml)
 
 
 @dataclass(frozen=True)
@@ -97,17 +100,29 @@ class CalibratedParams:
     ttft_band_pct: float | None = None
 
     def chip(self, name: str) -> ChipEfficiency:
-        """The chip's fitted fractions, else the reference chip's as an assumption."""
-        return self.chips.get(name) or replace(self.chips[REFERENCE_CHIP], assumed=True)
+        """The chip's fractions as the file gives them, else its prior (assumed)."""
+        return self.chips.get(name) or chip_prior(name, self.chips)
 
     def engine(self, engine: str, chip: str = "") -> EngineOverheads:
-        """The engine's overheads (shared across chips)."""
-        if engine not in self.engines:
+        """The engine's overheads (shared across chips), else its prior (assumed)."""
+        if engine in self.engines:
+            return self.engines[engine]
+        like = _priors()["engines"].get(engine, {}).get("like")
+        if like not in self.engines:
             raise InputError(f"unknown engine {engine!r}; calibrated engines: {', '.join(self.engine_names())}")
-        return self.engines[engine]
+        return replace(self.engines[like], assumed=True)
 
     def engine_names(self) -> list[str]:
-        return sorted(self.engines)
+        """The engines of the file and those with a prior built on one of them."""
+        priors = _priors()["engines"]
+        return sorted(set(self.engines) | {n for n, rule in priors.items() if rule.get("like") in self.engines})
+
+    def assumed(self, chip_names: Iterable[str], engine: str) -> list[str]:
+        """What of these chips' and this engine's parameters are priors, not fitted (in words)."""
+        chips = [f"{n}: {prior_basis(n)}" for n in sorted(set(chip_names)) if self.chip(n).assumed]
+        if self.engine(engine).assumed:
+            chips.append(f"engine {engine}: {_priors()['engines'][engine]['basis']}")
+        return chips
 
     def to_toml(self) -> str:
         lines = [
@@ -127,7 +142,8 @@ class CalibratedParams:
             lines += [f'[chips."{name}"]', *(f"{k} = {getattr(c, k)!r}" for k in EFFICIENCIES)]
             lines += [f"assumed = {'true' if c.assumed else 'false'}", ""]
         for name, e in sorted(self.engines.items()):
-            lines += [f'[engines."{name}"]', *(f"{k} = {getattr(e, k)!r}" for k in OVERHEADS), ""]
+            lines += [f'[engines."{name}"]', *(f"{k} = {getattr(e, k)!r}" for k in OVERHEADS)]
+            lines += [f"assumed = {'true' if e.assumed else 'false'}", ""]
         return "\n".join(lines)
 
 
@@ -138,7 +154,10 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
             n: ChipEfficiency(**{k: float(c[k]) for k in EFFICIENCIES}, assumed=bool(c.get("assumed", False)))
             for n, c in data["chips"].items()
         }
-        engines = {n: EngineOverheads(**{k: float(e[k]) for k in OVERHEADS}) for n, e in data["engines"].items()}
+        engines = {
+            n: EngineOverheads(**{k: float(e[k]) for k in OVERHEADS}, assumed=bool(e.get("assumed", False)))
+            for n, e in data["engines"].items()
+        }
         params = CalibratedParams(
             float(data["collective_latency_s"]),
             float(data["hop_latency_s"]),
@@ -193,6 +212,37 @@ def load_params(path: str | Path | None = None) -> CalibratedParams:
 def builtin_params() -> CalibratedParams:
     text = resources.files("optimizer").joinpath("data/calibrated.toml").read_text()
     return params_from_toml(text, "built-in calibrated.toml")
+
+
+@functools.cache
+def _priors() -> dict[str, Any]:
+    text = resources.files("optimizer").joinpath("data/priors.toml").read_text()
+    data = tomllib.loads(text)
+    return {"chips": data.get("chips", {}), "engines": data.get("engines", {})}
+
+
+def chip_prior(name: str, chips: Mapping[str, ChipEfficiency]) -> ChipEfficiency:
+    """An unmeasured chip's efficiencies (assumed), by its rule in optimizer/data/priors.toml
+    over the fitted chips: a sibling's (the same silicon), or the fitted chips' mean scaled,
+    capped or set by published achieved fractions of the peak."""
+    fitted = [c for c in chips.values() if not c.assumed] or list(chips.values())
+    rule = _priors()["chips"].get(name, {})
+    sibling = chips.get(rule.get("like", ""))
+    if sibling is not None and not sibling.assumed:
+        values = {k: getattr(sibling, k) for k in EFFICIENCIES}
+    else:
+        values = {k: float(np.mean([getattr(c, k) for c in fitted])) for k in EFFICIENCIES}
+    for k, x in rule.get("scale", {}).items():
+        values[k] *= x
+    for k, x in rule.get("at_most", {}).items():
+        values[k] = min(values[k], x)
+    values.update(rule.get("value", {}))
+    return ChipEfficiency(**{k: min(max(v, 1e-6), 1.0) for k, v in values.items()}, assumed=True)
+
+
+def prior_basis(name: str) -> str:
+    """What an unmeasured chip's prior rests on, in words."""
+    return str(_priors()["chips"].get(name, {}).get("basis", "the fitted chips' mean efficiencies"))
 
 
 def kv_copies(model: Model, attention_tp: np.ndarray) -> np.ndarray:
@@ -427,10 +477,12 @@ def profile_notes(params: CalibratedParams, engine: str, prompts: bool, chip_nam
             "prefill runs at the calibrated FLOP/s efficiency of the weights' dtype; --prefill-mfu "
             "applies to the book profile only"
         )
-    assumed = sorted(chip_names - {n for n, e in params.chips.items() if not e.assumed})
-    if assumed:
+    chips = sorted(n for n in chip_names if params.chip(n).assumed)
+    if chips:
         notes.append(
-            f"no measurements for {', '.join(assumed)}: their efficiencies are the reference chip's "
-            "(an assumption; override with --calibration FILE)"
+            f"no measured runs on {', '.join(chips)}: their efficiencies are priors (assumed; `assumed` in "
+            "--json says what each answer's rest on; override with --calibration FILE)"
         )
+    if params.engine(engine).assumed:
+        notes.append(f"no measured runs of {engine}: its overheads are a prior (assumed)")
     return notes

@@ -169,8 +169,10 @@ class _Layout:
             for i, c in enumerate(self.chips)
         }
         rest = np.exp(np.clip(x[n_eff:], -40, 15))
+        per_engine = rest[1:].reshape(len(self.engines), len(OVERHEADS))
         engines = {
-            e: EngineOverheads(*(float(v) for v in rest[1 + 4 * j : 5 + 4 * j])) for j, e in enumerate(self.engines)
+            e: EngineOverheads(float(step), float(seq), float(layer), float(admission))
+            for e, (step, seq, layer, admission) in zip(self.engines, per_engine)
         }
         return CalibratedParams(float(rest[0]), HOP_LATENCY_PRIOR_S, chips, engines, source=source)
 
@@ -239,8 +241,8 @@ def fit(m: Measurements, source: str = "") -> CalibratedParams:
     """Fit every parameter the rows identify (bounded least squares on log TPOT and
     0.3 x log TTFT, i.e. on relative error, with each chip's efficiencies pulled toward the
     measured chips' mean: POOLING), from fixed starting values; engines' overheads are
-    shared by every chip they run on; chips of the catalog without rows take the reference
-    chip's efficiencies (marked assumed). Rows faster than 100% of every peak must be left
+    shared by every chip they run on; chips of the catalog without rows take priors
+    (calibrated.chip_prior, marked assumed). Rows faster than 100% of every peak must be left
     out first (faster_than_peak): no bounded parameter can reach them."""
     if not len(m):
         raise InputError("no rows to fit: every row of the data was skipped")
@@ -259,9 +261,8 @@ def fit(m: Measurements, source: str = "") -> CalibratedParams:
 
     params = layout.params(_levenberg_marquardt(resid, layout.initial()), source)
     if REFERENCE_CHIP not in params.chips:
-        first = params.chips[chips[0]]
-        params = replace(params, chips={**params.chips, REFERENCE_CHIP: replace(first, assumed=True)})
-    default = DEFAULT_ENGINE if DEFAULT_ENGINE in params.engine_names() else params.engine_names()[0]
+        params = replace(params, chips={**params.chips, REFERENCE_CHIP: params.chip(REFERENCE_CHIP)})
+    default = DEFAULT_ENGINE if DEFAULT_ENGINE in params.engines else sorted(params.engines)[0]
     return replace(params, default_engine=default)
 
 
@@ -280,10 +281,11 @@ def fit_warnings(m: Measurements, params: CalibratedParams) -> list[str]:
 
 
 def with_catalog(params: CalibratedParams, chips: dict[str, Chip]) -> CalibratedParams:
-    """Every catalog chip listed: fitted chips as fitted, the others the reference chip's (assumed)."""
-    ref = params.chips[REFERENCE_CHIP]
-    full = {name: params.chips.get(name, replace(ref, assumed=True)) for name in chips}
-    return replace(params, chips={**full, **params.chips})
+    """Every catalog chip and every engine with a prior listed: fitted ones as fitted, the
+    others their priors (assumed)."""
+    full = {name: params.chip(name) for name in chips}
+    engines = {name: params.engine(name) for name in params.engine_names()}
+    return replace(params, chips={**full, **params.chips}, engines=engines)
 
 
 def mape(predicted: np.ndarray, measured: np.ndarray) -> float:

@@ -10,6 +10,7 @@ fitted to measured serving (docs/calibrated-profile.md), its parameters already 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -38,10 +39,17 @@ def _check_mfu(mfu: float) -> None:
 
 @dataclass(frozen=True)
 class Book:
-    """The chapter's roofline; prefill at `prefill_mfu` of the bf16 peak (the chapter: 40%)."""
+    """The chapter's roofline; prefill at `prefill_mfu` of the bf16 peak (the chapter: 40%).
+    `engine` (launch: the engine to start) only narrows the candidates to what it can run: the
+    book's times name no engine."""
 
     prefill_mfu: float = DEFAULT_PREFILL_MFU
+    engine: str | None = None
     name: ClassVar[str] = "book"
+
+    @property
+    def engine_name(self) -> str | None:
+        return self.engine
 
     def __post_init__(self) -> None:
         _check_mfu(self.prefill_mfu)
@@ -83,9 +91,13 @@ class Book:
         """The book is a lower bound, not an estimate: it has no band."""
         return None
 
+    def assumed(self, chip_names: Iterable[str]) -> list[str]:
+        """The book's parameters are the datasheets': nothing is a prior."""
+        return []
+
     def runs(self, model: Model, chip: Chip, weights: str, kv: str) -> bool:
-        """The book names no engine: every configuration is a candidate."""
-        return True
+        """Without an engine every configuration is a candidate; with one, what it can run."""
+        return self.engine is None or engine_runs(self.engine, model.name, chip, weights, kv)
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,10 @@ class Calibrated:
         never proposes a configuration the engine cannot run."""
         return engine_runs(self.engine_name, model.name, chip, weights, kv)
 
+    def assumed(self, chip_names: Iterable[str]) -> list[str]:
+        """The parameters behind these chips' answers that are priors, not fitted (in words)."""
+        return self.params.assumed(chip_names, self.engine_name)
+
     def uncertainty(self) -> dict[str, float] | None:
         """Each prediction's band (%): the leave-one-model-out mean absolute error of the fit."""
         p = self.params
@@ -159,6 +175,19 @@ def engine_runs(engine: str, model: str, chip: Chip, weights: str, kv: str) -> b
     except InputError:
         return False
     return family in spec.families
+
+
+def engine_refusal(engine: str, chip: Chip) -> str:
+    """Why the engine serves no candidate on the chip: its chip family, or the asked dtypes."""
+    from optimizer.launch.engines import ENGINES, load_engine, serves
+
+    if engine in ENGINES and not serves(load_engine(engine), chip):
+        spec = load_engine(engine)
+        return f"the {engine} engine does not serve {chip.name}: it runs on {', '.join(spec.families)} chips"
+    return (
+        f"the {engine} engine runs none of the asked weight and KV dtypes on {chip.name} "
+        "(its flag table: docs/launch.md)"
+    )
 
 
 Profile = Book | Calibrated

@@ -143,6 +143,9 @@ class OptimizeResult:
     # calibrated profile: every predicted step, TTFT and cost is within +-these percentages
     # (leave-one-model-out mean absolute error); None under the book profile (a bound)
     uncertainty: dict[str, float] | None = None
+    # calibrated profile: the chips and engine of the answer whose parameters are priors, not
+    # fitted to measured runs (each with what the prior rests on); empty under the book profile
+    assumed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,6 +198,7 @@ class Evaluation:
     prefill_servers_per_replica: float  # servers of this configuration per decode replica
     profile: str = "book"
     uncertainty: dict[str, float] | None = None  # calibrated: the band (%) of step and TTFT
+    assumed: list[str] = field(default_factory=list)  # calibrated: parameters that are priors (in words)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,7 +13,15 @@ from click.testing import CliRunner
 
 from cli import main
 from optimizer import load_model
-from optimizer.calibrated import EFFICIENCIES, OVERHEADS, CalibratedParams, EngineOverheads, load_params, step_terms
+from optimizer.calibrated import (
+    EFFICIENCIES,
+    OVERHEADS,
+    CalibratedParams,
+    ChipEfficiency,
+    EngineOverheads,
+    load_params,
+    step_terms,
+)
 from optimizer.calibration import faster_than_peak, fit, load_runs, predict, validate
 from optimizer.measurements import bundled_data, load_measurements
 from optimizer.profiles import Book, Calibrated
@@ -484,7 +492,7 @@ def test_validate_reports_errors_per_engine(measured):
         assert g["ttft_mape"] == pytest.approx(np.mean(np.abs(tpot / measured.ttft_s[mask] - 1)) * 100)
 
 
-@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm", "vllm-tpu"])
 def test_the_search_proposes_only_what_the_engine_runs(engine):
     """Under the calibrated profile every configuration optimize names is one the engine's flag
     table runs (launch would emit it); the chips the engine does not serve say so."""
@@ -501,6 +509,49 @@ def test_the_search_proposes_only_what_the_engine_runs(engine):
         spec.kv_option(c.kv, family)
     for name, chip in catalog.items():
         if chip_family(chip) not in spec.families:
-            assert "engine runs none of the asked" in r.unserved[name]
+            assert r.unserved[name] == (
+                f"the {engine} engine does not serve {name}: it runs on {', '.join(spec.families)} chips"
+            )
     if engine == "vllm":
         assert all(c.weights not in ("int4", "int8") for c in [r.best, *r.runners_up, *r.alternatives])
+
+
+def test_unmeasured_chips_take_their_priors_from_the_fitted_ones():
+    """A chip with no runs takes its rule of optimizer/data/priors.toml over the fitted chips:
+    a sibling's efficiencies (GB200: B200), or the fitted mean scaled, capped or set by
+    published achieved fractions (AMD: FLOP/s x 0.4839, HBM at most 0.81; TPUs: prefill 0.76)."""
+    from optimizer.calibrated import chip_prior
+
+    fitted = {
+        "h100": ChipEfficiency(0.875, 0.625, 0.5, 0.375),
+        "b200": ChipEfficiency(0.625, 0.375, 0.75, 0.125),
+        "a100": ChipEfficiency(0.1, 0.1, 0.1, 0.1, assumed=True),  # a prior itself: not averaged
+    }
+    assert chip_prior("gb200", fitted) == ChipEfficiency(0.625, 0.375, 0.75, 0.125, assumed=True)
+    amd = chip_prior("mi300x", fitted)
+    assert amd == ChipEfficiency(0.75, 0.5 * 0.4839, 0.625 * 0.4839, 0.25, assumed=True)
+    assert chip_prior("mi300x", {"h100": ChipEfficiency(0.875, 0.5, 0.5, 0.5)}).hbm_efficiency == 0.81
+    assert chip_prior("tpu-v6e", fitted) == ChipEfficiency(0.75, 0.5, 0.76, 0.25, assumed=True)
+    assert chip_prior("a100", fitted) == ChipEfficiency(0.75, 0.5, 0.625, 0.25, assumed=True)
+    # a sibling without runs is no basis: the fitted mean instead
+    assert chip_prior("gb300", fitted) == chip_prior("a100", fitted)
+
+
+def test_the_built_in_file_holds_every_prior_and_results_name_them():
+    """The shipped parameters list each catalog chip without runs at its prior, and the vLLM-TPU
+    engine at vLLM's overheads, all assumed; an answer on such a chip says so in `assumed`."""
+    from optimizer import Search, Workload, optimize
+    from optimizer.calibrated import chip_prior
+
+    p = load_params()
+    for name, c in p.chips.items():
+        if c.assumed:
+            assert c == chip_prior(name, p.chips), name
+    assert p.engines["vllm-tpu"] == replace(p.engines["vllm"], assumed=True)
+    r = optimize("llama3-70b", Workload(slo_ms=40), profile=Calibrated(engine="vllm-tpu"))
+    assert r.best is not None and r.best.chip.startswith("tpu-")
+    assert any(a.startswith(f"{r.best.chip}: ") for a in r.assumed)
+    assert any(a.startswith("engine vllm-tpu: ") for a in r.assumed)
+    h = optimize("llama3-70b", Workload(slo_ms=40), profile=Calibrated(), search=Search(chips=["h100", "h200"]))
+    assert h.assumed == []
+    assert optimize("llama3-70b", Workload(slo_ms=40)).assumed == []  # the book profile assumes nothing

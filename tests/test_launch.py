@@ -24,6 +24,9 @@ from optimizer.launch import ENGINES, launch, load_engine
 from optimizer.launch.engines import chip_family
 from optimizer.launch.yamltext import to_yaml
 
+#: The engines that serve NVIDIA GPUs (vllm-tpu serves TPUs only).
+GPU_ENGINES = [e for e in ENGINES if "nvidia" in load_engine(e).families]
+
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 CATALOG = load_chips()
@@ -629,7 +632,7 @@ def test_attention_dp_and_ep_use_each_engines_own_mechanism(engine, want, config
 def test_every_split_of_a_replica_gives_the_plans_values():
     from optimizer.launch import commands
 
-    for engine in ENGINES:
+    for engine in GPU_ENGINES:
         for d in (1, 2, 4, 8):
             for e in (1, 8):
                 g = _group(engine, attention_dp=d, ep=e, batch=37)
@@ -682,7 +685,7 @@ def _whole_nodes(tmp_path, vendor="NVIDIA"):
     return Search(load_chips(path), ["h8"], ["bf16"], ["bf16"])
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", GPU_ENGINES)
 def test_replicas_that_share_a_node_run_side_by_side(tmp_path, engine):
     plan = launch("llama3-8b", Workload(slo_ms=50), search=_whole_nodes(tmp_path), engine=engine)
     assert {g.role for g in plan.servers} == {"decode", "prefill"}
@@ -861,3 +864,20 @@ def test_an_optimum_the_engine_cannot_start_falls_back_to_one_node_and_says_so()
     # any other refusal is not retried: int4 weights vLLM cannot load on any node count
     with pytest.raises(InputError, match="int4 weights"):
         launch("llama3-70b", workload, search=Search(CATALOG, ["h100"], ["int4"], ["bf16"]), engine="vllm")
+
+
+def test_an_engine_searches_only_what_it_runs():
+    """Without --chip the search holds the chips of the engine's families and, under the book
+    profile too, only the dtypes it runs: vLLM-TPU launches a TPU slice, TensorRT-LLM an
+    NVIDIA plan it can express; an explicit chip it cannot serve is still refused."""
+    tpu = launch("llama3-70b", Workload(slo_ms=SLO_MS), engine="vllm-tpu")
+    assert tpu.status == "optimal" and all(g.family == "tpu" for g in tpu.servers)
+    assert 'image: "vllm/vllm-tpu:v0.33.0"' in to_yaml(tpu.objects)
+    trt = launch("llama3-70b", Workload(slo_ms=SLO_MS), engine="trtllm")
+    spec = load_engine("trtllm")
+    for g in trt.servers:
+        assert g.family == "nvidia"
+        spec.weight_option(g.weights, g.family, "llama3-70b")  # raises if the engine cannot
+        spec.kv_option(g.kv, g.family)
+    with pytest.raises(InputError, match=r"vLLM-TPU 0\.33\.0 does not serve h100"):
+        launch("llama3-70b", Workload(slo_ms=SLO_MS), search=Search(chips=["h100"]), engine="vllm-tpu")

@@ -12,10 +12,10 @@ from pathlib import Path
 from optimizer.api import Search, optimize
 from optimizer.errors import InputError, check_choice
 from optimizer.launch import commands, manifests, servers
-from optimizer.launch.engines import FORMATS, EngineSpec, load_engine
+from optimizer.launch.engines import FORMATS, EngineSpec, check_family, load_engine, serves
 from optimizer.launch.result import LaunchPlan
 from optimizer.models import Model, is_builtin_model, load_model
-from optimizer.profiles import DEFAULT_PROFILE, Profile
+from optimizer.profiles import DEFAULT_PROFILE, Book, Profile
 from optimizer.result import OptimizeResult
 from optimizer.workload import Workload
 
@@ -107,8 +107,9 @@ def launch(
     """Optimize (as optimize() with the same arguments), then the engine commands and
     Kubernetes objects that start the answer's decode replicas and prefill servers.
 
-    search: where to look (None: every chip of the built-in catalog);
-    engine: vllm, sglang or trtllm (its flag table: optimizer/launch/data/ENGINE.toml);
+    search: where to look (None, or no chips named: every chip of the built-in catalog that
+    the engine serves);
+    engine: vllm, sglang, trtllm or vllm-tpu (its flag table: optimizer/launch/data/ENGINE.toml);
     fmt: shell or k8s (what the command line prints; both are in the result); image: the
     container image (default: the engine's for the chip family); model_id: what the
     engine loads instead of the model's Hugging Face repository.
@@ -117,8 +118,14 @@ def launch(
     """
     search = search if search is not None else Search()
     spec = load_engine(engine)
+    if isinstance(profile, Book):  # candidates the engine can run (the calibrated profile names its own)
+        profile = replace(profile, engine=spec.name)
+    if not search.chips:  # every chip: those of the families the engine serves
+        catalog, names, _, _ = search.resolve()
+        search = replace(search, chips=[n for n in names if serves(spec, catalog[n])])
     check_choice("format (--format)", fmt, FORMATS)
     mdl = model if isinstance(model, Model) else load_model(model)
+    _refuse_what_the_engine_cannot_run(spec, mdl, search)
     try:
         return _launch(model, mdl, workload, profile, search, spec, fmt, qps, objective, time_limit_s, image, model_id)
     except InputError as refusal:
@@ -137,6 +144,25 @@ def launch(
             "this is the best plan within one node",
         )
         return plan
+
+
+def _refuse_what_the_engine_cannot_run(spec: EngineSpec, mdl: Model, search: Search) -> None:
+    """InputError with the engine's reason when it runs none of the asked (chip, weights, KV)
+    combinations: a search that could only come back empty is a refusal, not an answer."""
+    catalog, names, weights, kv = search.resolve()
+    refusal: InputError | None = None
+    for chip in (catalog[n] for n in names):
+        for w in weights or chip.weight_dtypes:
+            for k in kv or chip.kv_dtypes:
+                try:
+                    family = check_family(spec, chip)
+                    spec.weight_option(w, family, mdl.name)
+                    spec.kv_option(k, family)
+                    return
+                except InputError as e:
+                    refusal = refusal or e
+    if refusal is not None:
+        raise refusal
 
 
 def _launch(

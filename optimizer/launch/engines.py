@@ -15,7 +15,7 @@ from optimizer.catalog import Chip
 from optimizer.errors import InputError, check_choice
 
 #: The engines `servesat launch` knows, in the order --help lists them.
-ENGINES = ("vllm", "sglang", "trtllm")
+ENGINES = ("vllm", "sglang", "trtllm", "vllm-tpu")
 #: Output formats: engine commands for a shell, or Kubernetes manifests.
 FORMATS = ("shell", "k8s")
 #: Chip families: a GPU vendor, or TPUs.
@@ -201,6 +201,8 @@ def load_engine(name: str) -> EngineSpec:
     """The named engine's table; InputError lists the engines for an unknown name."""
     check_choice("engine (--engine)", name, ENGINES)
     t = read_data(name)
+    if "based_on" in t:  # a variant of another engine's table (vLLM-TPU: vLLM on TPUs only)
+        t = {**read_data(t.pop("based_on")), **t}
     images = dict(t["images"])
     image_source = images.pop("image_source")
     sharing = t["node_sharing"]
@@ -249,6 +251,14 @@ def chip_family(chip: Chip) -> str:
             f"launch knows {', '.join(f for f in FAMILIES if f != 'tpu')}"
         )
     return vendor
+
+
+def serves(spec: EngineSpec, chip: Chip) -> bool:
+    """Whether the engine serves the chip's family (a GPU of an unknown vendor: no)."""
+    try:
+        return chip_family(chip) in spec.families
+    except InputError:
+        return False
 
 
 def check_family(spec: EngineSpec, chip: Chip) -> str:

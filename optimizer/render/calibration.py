@@ -32,7 +32,7 @@ def calibration(params: CalibratedParams, check: Validation, data: Path | str, m
         ],
     )
     engines = table(
-        ["engine", "step overhead ms", "per-sequence us", "per-layer us", "admission steps"],
+        ["engine", "step overhead ms", "per-sequence us", "per-layer us", "admission steps", "fitted"],
         [
             [
                 n,
@@ -40,6 +40,7 @@ def calibration(params: CalibratedParams, check: Validation, data: Path | str, m
                 f"{e.seq_overhead_s * 1e6:.2f}",
                 f"{e.layer_overhead_s * 1e6:.2f}",
                 f"{e.admission_steps:.1f}",
+                "no (assumed)" if e.assumed else "yes",
             ]
             for n, e in sorted(params.engines.items())
         ],
