@@ -402,7 +402,9 @@ def with_bands(m: Measurements, params: CalibratedParams) -> CalibratedParams:
 
 def chip_order(m: Measurements, tpot: np.ndarray) -> dict:
     """On matched runs (same engine, model, precision, lengths, concurrency and parallelism) of
-    two chips, how often the chip measured faster is predicted faster."""
+    two chips, how often the chip measured faster is predicted faster: overall, and per pair of
+    chips with the median measured gap between them (a pair of near-equal chips, measured a few
+    percent apart, is a coin toss for any model)."""
     keys = list(
         zip(m.engine.tolist(), m.model_names.tolist(), m.precision.tolist(), m.isl.tolist(), m.osl.tolist(),
             m.clients.tolist(), m.tp.tolist(), m.attention_dp.tolist(), m.ep.tolist())
@@ -411,11 +413,26 @@ def chip_order(m: Measurements, tpot: np.ndarray) -> dict:
     for i, k in enumerate(keys):
         by_key.setdefault(k, []).append(i)
     chips = m.chip_names
-    pairs = agree = 0
+    by_chips: dict[str, list[tuple[bool, float]]] = {}
     for idx in by_key.values():
         for a in idx:
             for b in idx:
                 if a < b and chips[a] != chips[b] and m.tpot_s[a] != m.tpot_s[b]:
-                    pairs += 1
-                    agree += (m.tpot_s[a] < m.tpot_s[b]) == (tpot[a] < tpot[b])
-    return {"pairs": pairs, "agree_pct": 100.0 * agree / pairs if pairs else float("nan")}
+                    right = bool((m.tpot_s[a] < m.tpot_s[b]) == (tpot[a] < tpot[b]))
+                    gap = abs(math.log(m.tpot_s[a] / m.tpot_s[b]))
+                    by_chips.setdefault("/".join(sorted((str(chips[a]), str(chips[b])))), []).append((right, gap))
+    pairs = sum(len(v) for v in by_chips.values())
+    agree = sum(ok for v in by_chips.values() for ok, _ in v)
+    return {
+        "pairs": pairs,
+        "agree_pct": 100.0 * agree / pairs if pairs else float("nan"),
+        "by_chips": [
+            {
+                "chips": name,
+                "pairs": len(v),
+                "agree_pct": 100.0 * sum(ok for ok, _ in v) / len(v),
+                "median_measured_gap_pct": 100.0 * (math.exp(float(np.median([g for _, g in v]))) - 1.0),
+            }
+            for name, v in sorted(by_chips.items())
+        ],
+    }

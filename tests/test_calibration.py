@@ -402,6 +402,19 @@ def test_readme_accuracy_table_is_what_validate_prints(measured):
             f"{g_cal['ttft_mape']:.1f}% |"
         ) in text
     assert f"calibrated\n{cal.chip_order['agree_pct']:.1f}% of {cal.chip_order['pairs']} pairs" in text
+    for p in cal.chip_order["by_chips"]:
+        assert f"| {p['chips']} | {p['pairs']} | {p['agree_pct']:.1f}% | {p['median_measured_gap_pct']:.1f}% |" in text
+
+
+def test_chip_ordering_per_pair_adds_up_and_ranks_h200_below_b200(measured):
+    """The per-pair ordering counts add up to the overall one; H200 against B200 (issue 12's
+    complaint: a third of matched runs ordered wrongly) is ordered right on every pair."""
+    order = validate(measured, Calibrated()).chip_order
+    by = {p["chips"]: p for p in order["by_chips"]}
+    assert sum(p["pairs"] for p in by.values()) == order["pairs"]
+    right = sum(p["pairs"] * p["agree_pct"] / 100 for p in by.values())
+    assert right == pytest.approx(order["agree_pct"] / 100 * order["pairs"])
+    assert by["b200/h200"]["pairs"] > 100 and by["b200/h200"]["agree_pct"] == 100.0
 
 
 @pytest.mark.parametrize(

@@ -94,7 +94,16 @@ def validation(v: Validation, data: str, m: Measurements) -> str:
     if v.chip_order and v.chip_order["pairs"]:
         lines.append(
             f"\nChip ordering: on {v.chip_order['pairs']} matched pairs of runs on two chips, the faster chip "
-            f"is predicted faster in {v.chip_order['agree_pct']:.1f}%"
+            f"is predicted faster in {v.chip_order['agree_pct']:.1f}%:",
+        )
+        lines.append(
+            table(
+                ["chips", "pairs", "predicted right", "median measured gap"],
+                [
+                    [p["chips"], p["pairs"], f"{p['agree_pct']:.1f}%", f"{p['median_measured_gap_pct']:.1f}%"]
+                    for p in v.chip_order["by_chips"]
+                ],
+            )
         )
     lines += [f"skipped line {s['line']}: {s['reason']}" for s in v.skipped]
     return "\n".join(lines)
