@@ -151,7 +151,7 @@ def optimize(
         for n in names:
             if n not in present and n not in unserved:
                 unserved[n] = engine_refusal(profile.engine_name, catalog[n])
-    sm = ServingModel(table, workload, objective, keep_per_class=top)
+    sm = ServingModel(table, workload, objective, keep_best=top)
     status, choice = sm.solve()
 
     def config(c: Any) -> Configuration:

@@ -91,8 +91,6 @@ class ServingModel:
         workload: Workload,
         objective: str,
         keep_best: int | None = None,
-        *,
-        keep_per_class: int | None = None,
     ) -> None:
         """keep_best: carry into CP-SAT only the best that many candidates overall and the best
         candidate of each chip type (None: carry every candidate). Exact for the questions
@@ -102,9 +100,7 @@ class ServingModel:
         restrictions allow. The k-th best plan overall (solve with the k - 1 plans before it
         excluded) is among the best k, and a chip's best plan (solve(chip=...)) is its best
         candidate: with k = the number of plans asked for, nothing that could be chosen is
-        dropped. Other exclusions may need candidates that were not carried. keep_per_class:
-        the former name of keep_best (optimizer.api still passes it)."""
-        keep_best = keep_per_class if keep_best is None else keep_best
+        dropped. Other exclusions may need candidates that were not carried."""
         self.table = table
         self.caps = family_caps(table, workload)
         cap = np.minimum.reduce(list(self.caps.values())) if len(table) else np.zeros(0, np.int64)
