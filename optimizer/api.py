@@ -216,7 +216,9 @@ def optimize(
         ttft_target_ms=workload.ttft_ms,
         deployment=demand,
         comparison=comparison,
-        notes=_notes(workload, profile, table) + _within_band(best, runners, profile),
+        notes=_notes(workload, profile, table)
+        + _within_band(best, runners, profile)
+        + (profile.extrapolated(best.batch) if best is not None else []),
         profile=profile.name,
         uncertainty=profile.uncertainty(),
         assumed=profile.assumed(_answer_chips([best, *runners, *alts])),
@@ -335,6 +337,7 @@ def evaluate(
         prompt_fits=bool(prefill.prompt_fits(table, rows)[0]),
         uncertainty=profile.uncertainty(),
         assumed=profile.assumed([str(table.chip[0])]),
+        notes=profile.extrapolated(batch),
         prefill_servers_per_replica=prefill_servers_per_replica(
             batch=batch,
             step_s=float(m.step_s[0]),

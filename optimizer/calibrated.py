@@ -38,7 +38,7 @@ import functools
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,9 @@ class CalibratedParams:
     # (`servesat calibrate --lomo`); None where the file has none.
     tpot_band_pct: float | None = None
     ttft_band_pct: float | None = None
+    # per engine, the largest concurrency among the runs it was fitted to: past it the step is
+    # extrapolated (empty where the file has none)
+    measured_batch: dict[str, int] = field(default_factory=dict)
 
     def chip(self, name: str) -> ChipEfficiency:
         """The chip's fractions as the file gives them, else its prior (assumed)."""
@@ -144,6 +147,8 @@ class CalibratedParams:
         for name, e in sorted(self.engines.items()):
             lines += [f'[engines."{name}"]', *(f"{k} = {getattr(e, k)!r}" for k in OVERHEADS)]
             lines += [f"assumed = {'true' if e.assumed else 'false'}", ""]
+        if self.measured_batch:
+            lines += ["[measured_batch]", *(f'"{n}" = {b}' for n, b in sorted(self.measured_batch.items())), ""]
         return "\n".join(lines)
 
 
@@ -166,7 +171,9 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
             str(data.get("default_engine", DEFAULT_ENGINE)),
             float(data.get("kv_memory_fraction", KV_MEMORY_FRACTION)),
             origin,
-            *(None if data.get(k) is None else float(data[k]) for k in ("tpot_band_pct", "ttft_band_pct")),
+            tpot_band_pct=None if data.get("tpot_band_pct") is None else float(data["tpot_band_pct"]),
+            ttft_band_pct=None if data.get("ttft_band_pct") is None else float(data["ttft_band_pct"]),
+            measured_batch={str(n): int(b) for n, b in data.get("measured_batch", {}).items()},
         )
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise InputError(f"{origin}: not a calibrated-profile parameter file ({e})") from None

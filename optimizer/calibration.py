@@ -263,7 +263,8 @@ def fit(m: Measurements, source: str = "") -> CalibratedParams:
     if REFERENCE_CHIP not in params.chips:
         params = replace(params, chips={**params.chips, REFERENCE_CHIP: params.chip(REFERENCE_CHIP)})
     default = DEFAULT_ENGINE if DEFAULT_ENGINE in params.engines else sorted(params.engines)[0]
-    return replace(params, default_engine=default)
+    measured = {str(e): int(m.clients[m.engine == e].max()) for e in engines}
+    return replace(params, default_engine=default, measured_batch=measured)
 
 
 def fit_warnings(m: Measurements, params: CalibratedParams) -> list[str]:
@@ -363,6 +364,11 @@ def validate(m: Measurements, profile: Profile, leave_one_model_out: bool = Fals
         lomo = [
             {"model": held, **_summary(m, held_tpot, held_ttft, names == held)} for held in sorted(set(names.tolist()))
         ]
+        # each held-out model's rows pooled by kind (every row still predicted by a fit without its model)
+        moe = np.array([x.is_moe for x in m.model])
+        for kind, rows_of_kind in (("mixtures of experts (pooled)", moe), ("dense models (pooled)", ~moe)):
+            if rows_of_kind.any():
+                lomo.append({"model": kind, **_summary(m, held_tpot, held_ttft, rows_of_kind)})
     return Validation(
         profile=profile.name,
         rows=rows,

@@ -95,6 +95,10 @@ class Book:
         """The book's parameters are the datasheets': nothing is a prior."""
         return []
 
+    def extrapolated(self, batch: int) -> list[str]:
+        """The book is a bound at any batch: nothing to say."""
+        return []
+
     def runs(self, model: Model, chip: Chip, weights: str, kv: str) -> bool:
         """Without an engine every configuration is a candidate; with one, what it can run."""
         return self.engine is None or engine_runs(self.engine, model.name, chip, weights, kv)
@@ -152,6 +156,16 @@ class Calibrated:
     def assumed(self, chip_names: Iterable[str]) -> list[str]:
         """The parameters behind these chips' answers that are priors, not fitted (in words)."""
         return self.params.assumed(chip_names, self.engine_name)
+
+    def extrapolated(self, batch: int) -> list[str]:
+        """A note when the batch is past the largest concurrency the engine's runs measured."""
+        largest = self.params.measured_batch.get(self.engine_name)
+        if largest is None or batch <= largest:
+            return []
+        return [
+            f"batch {batch} is past the largest concurrency the {self.engine_name} runs of the fit measured "
+            f"({largest}): the calibrated step there is extrapolated, not measured"
+        ]
 
     def uncertainty(self) -> dict[str, float] | None:
         """Each prediction's band (%): the leave-one-model-out mean absolute error of the fit."""

@@ -199,6 +199,7 @@ class Evaluation:
     profile: str = "book"
     uncertainty: dict[str, float] | None = None  # calibrated: the band (%) of step and TTFT
     assumed: list[str] = field(default_factory=list)  # calibrated: parameters that are priors (in words)
+    notes: list[str] = field(default_factory=list)  # calibrated: a batch past the measured concurrency
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -469,8 +469,12 @@ def test_bands_are_the_leave_one_model_out_error(measured):
     assert banded.tpot_band_pct == pytest.approx(mape(tpot, small.tpot_s))
     assert banded.ttft_band_pct == pytest.approx(mape(ttft, small.ttft_s))
     lomo = validate(small, Calibrated(banded), leave_one_model_out=True).leave_one_model_out
-    n = sum(r["n"] for r in lomo)
-    assert banded.tpot_band_pct == pytest.approx(sum(r["n"] * r["tpot_mape"] for r in lomo) / n)
+    per_model = [r for r in lomo if r["model"] in ("llama3-70b", "qwen3-32b")]
+    n = sum(r["n"] for r in per_model)
+    assert banded.tpot_band_pct == pytest.approx(sum(r["n"] * r["tpot_mape"] for r in per_model) / n)
+    # both are dense: their rows pooled are every row, and no mixture-of-experts row is listed
+    assert [r["model"] for r in lomo[len(per_model) :]] == ["dense models (pooled)"]
+    assert lomo[-1]["n"] == n and lomo[-1]["tpot_mape"] == pytest.approx(banded.tpot_band_pct)
     assert "tpot_band_pct" in banded.to_toml()
 
 
@@ -568,3 +572,27 @@ def test_the_built_in_file_holds_every_prior_and_results_name_them():
     h = optimize("llama3-70b", Workload(slo_ms=40), profile=Calibrated(), search=Search(chips=["h100", "h200"]))
     assert h.assumed == []
     assert optimize("llama3-70b", Workload(slo_ms=40)).assumed == []  # the book profile assumes nothing
+
+
+def test_a_batch_past_the_measured_concurrency_is_said_to_be_extrapolated(measured):
+    """The fit records each engine's largest measured concurrency; an answer whose batch is past
+    it says the step there is extrapolated (optimize's notes, evaluate's notes); the book, a
+    bound, says nothing."""
+    from optimizer import Search, Workload, evaluate, optimize
+
+    largest = {str(e): int(measured.clients[measured.engine == e].max()) for e in set(measured.engine.tolist())}
+    assert fit(measured).measured_batch == largest == load_params().measured_batch
+    trt = Calibrated(engine="trtllm")
+    args = dict(chip="h100", topology="1", weights="fp8", kv="fp8", profile=trt)
+    e = evaluate("llama3-8b", Workload(slo_ms=1000), batch=largest["trtllm"] + 1, **args)
+    assert e.notes == [
+        f"batch {largest['trtllm'] + 1} is past the largest concurrency the trtllm runs of the fit measured "
+        f"({largest['trtllm']}): the calibrated step there is extrapolated, not measured"
+    ]
+    at = evaluate("llama3-8b", Workload(slo_ms=1000), batch=largest["trtllm"], **args)
+    assert at.notes == []
+    r = optimize("llama3-8b", Workload(slo_ms=200), profile=trt, search=Search(chips=["b200"]))
+    assert r.best is not None and r.best.batch > largest["trtllm"]
+    assert any("extrapolated" in n for n in r.notes)
+    book = optimize("llama3-8b", Workload(slo_ms=200), search=Search(chips=["b200"]))
+    assert not any("extrapolated" in n for n in book.notes)

@@ -100,7 +100,7 @@ def validation(v: Validation, data: str, m: Measurements) -> str:
             table(
                 ["chips", "pairs", "predicted right", "median measured gap"],
                 [
-                    [p["chips"], p["pairs"], f"{p['agree_pct']:.1f}%", f"{p['median_measured_gap_pct']:.1f}%"]
+                    [p["chips"], str(p["pairs"]), f"{p['agree_pct']:.1f}%", f"{p['median_measured_gap_pct']:.1f}%"]
                     for p in v.chip_order["by_chips"]
                 ],
             )

@@ -251,6 +251,7 @@ def evaluation(e: Evaluation) -> str:
         f"servers of this configuration per decode replica",
     ]
     lines += [f"assumed          {a} (a prior: no measured runs)" for a in e.assumed]
+    lines += [f"note             {n}" for n in e.notes]
     if not e.fits:
         lines.insert(2, "                 (does not fit: the figures below are what the roofline would give if it did)")
     return "\n".join(lines)
