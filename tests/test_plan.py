@@ -363,6 +363,46 @@ def test_cheapest_cover_matches_enumeration():
         assert sum(items[k][1] * n for k, n in counts.items()) >= q
 
 
+def test_cheapest_split_matches_enumeration():
+    """The cover cuts' split bound (optimizer.planning.offers.cheapest_split) is the cheapest
+    deployment over every count vector when the load may be split over dtype pairs (decode and
+    prefill capacity per pair), never above one pair's cheapest, never below the old cover bound."""
+    from optimizer.planning.offers import SliceOffer, cheapest_deployment, cheapest_split, cover_lower_bound
+    from optimizer.scaling import demand_int
+
+    rng = random.Random(11)
+    for case in range(40):
+        offers = [
+            SliceOffer(0, 0, role, rng.choice("AB"), rng.randint(1, 4), round(rng.uniform(1, 8), 2), {})
+            for role in ("decode", "decode", "decode", "prefill", "prefill", "prefill")
+        ]
+        qps = round(rng.uniform(2, 16), 2)
+        with_prefill = case % 2 == 0
+        live = [k for k, o in enumerate(offers) if with_prefill or o.role == "decode"]
+        weight = {k: offers[k].chips * rng.randint(3, 9) for k in live}
+        q = demand_int(qps)
+        ranges = [range(-(-q // offers[k].rate_int) + 1) for k in live]
+        best = None
+        for ns in itertools.product(*ranges):
+            cap = {(offers[k].group, offers[k].role): 0 for k in live}
+            for k, n in zip(live, ns):
+                cap[(offers[k].group, offers[k].role)] += n * offers[k].rate_int
+            served = sum(
+                min(cap[(g, "decode")], cap.get((g, "prefill"), 0)) if with_prefill else cap[(g, "decode")]
+                for g in {g for g, role in cap if role == "decode"}
+            )
+            if served >= q:
+                cost = sum(weight[k] * n for k, n in zip(live, ns))
+                best = cost if best is None else min(best, cost)
+        one_pair, counts = cheapest_deployment(offers, q, live, weight, with_prefill)
+        bound, found = cheapest_split(offers, qps, live, weight, with_prefill, counts, 10.0)
+        if best is None:  # a pair lacks decode or prefill offers everywhere: nothing serves it
+            continue
+        assert bound == best, (case, bound, best)
+        assert sum(weight[k] * n for k, n in found.items()) == best
+        assert cover_lower_bound(offers, q, live, weight, with_prefill) <= bound <= one_pair
+
+
 def test_readme_python_example_runs():
     """The Python example of docs/plan.md runs and its plan round-trips through JSON."""
     text = (ROOT / "docs" / "plan.md").read_text()

@@ -21,11 +21,19 @@ the chosen integers (optimizer.planning.check).
 
 from __future__ import annotations
 
+import time
+
 from ortools.sat.python import cp_model
 
 from constraints import budget, commitments, demand, quota
 from optimizer import scaling
-from optimizer.planning.offers import PlanOffers, SliceOffer, cover_lower_bound
+from optimizer.planning.offers import (
+    PlanOffers,
+    SliceOffer,
+    cheapest_deployment,
+    cheapest_split,
+    cover_lower_bound,
+)
 from optimizer.planning.spec import ResolvedPlan
 
 
@@ -47,9 +55,18 @@ def starts_first_only(rp: ResolvedPlan, p: int) -> bool:
 class FleetModel:
     """The CP-SAT model of a plan; one add_* method per constraint family."""
 
-    def __init__(self, rp: ResolvedPlan, po: PlanOffers, maximize_served: bool) -> None:
+    def __init__(
+        self,
+        rp: ResolvedPlan,
+        po: PlanOffers,
+        maximize_served: bool,
+        split_until: float | None = None,
+    ) -> None:
         self.rp, self.po = rp, po
         self.maximize_served = maximize_served
+        self.split_until = split_until
+        # per (model, period): the cheapest deployment the cover cuts found (slices per offer)
+        self.covers: dict[tuple[int, int], dict[int, int]] = {}
         self.model = cp_model.CpModel()
         self.required = rp.required_qps
         hours = rp.spec.period_hours
@@ -64,6 +81,7 @@ class FleetModel:
             min(units + ([u] if pool.on_demand else []))
             for u, units, pool in zip(self.on_demand_unit, self.commit_unit, rp.spec.pools)
         ]
+        self.cut_unit = [self._cut_unit(p) for p in range(len(rp.chips))]
         # slices[m][k][t]: None where the model has nothing to serve in period t
         self.slices = [
             [self._slice_vars(mi, k, o) for k, o in enumerate(offers)] for mi, offers in enumerate(po.offers)
@@ -87,6 +105,20 @@ class FleetModel:
         self.add_quota()
         self.add_budget()
         self.add_cover_cuts()
+
+    def _cut_unit(self, p: int) -> int:
+        """A lower bound on what one chip of pool p held for one period of the plan costs:
+        on demand, its hourly price; under a commitment of tier c from period s, what the
+        objective charges for it (commit_unit x charged periods) spread over the periods of
+        the horizon it covers, rounded down. Every plan pays at least cut_unit[p] x used[p][t]
+        summed over pools and periods, so cover cuts priced this way bound the objective."""
+        rp, T = self.rp, self.rp.periods
+        units = [self.on_demand_unit[p]] if rp.spec.pools[p].on_demand else []
+        for c, tier in enumerate(self.tiers[p]):
+            for s in range(T):
+                covered = min(tier.term_periods, T - s)
+                units.append(self.commit_unit[p][c] * rp.charged_periods(s, tier.term_periods) // covered)
+        return min(units)
 
     # Variables and the expressions over them.
 
@@ -219,19 +251,40 @@ class FleetModel:
 
     def add_cover_cuts(self) -> None:
         """Per model and period, a valid inequality that tightens the LP relaxation where slices
-        are lumpy: its slices, priced at each pool's cheapest chip-period (committed or on
-        demand), cost at least the cheapest integer decode cover plus the cheapest integer
-        prefill cover of its load at those prices (optimizer.planning.offers.cover_lower_bound: over
-        every dtype pair, quotas ignored). Every integer plan satisfies it; the LP relaxation
-        alone would buy a fraction of a slice."""
+        are lumpy: its slices, priced at each pool's cut_unit (the least a chip-period costs
+        there, committed or on demand), cost at least what any integer deployment of its load
+        costs at those prices, quotas and other models ignored. The bound is the larger of the
+        cheapest integer decode cover plus the cheapest integer prefill cover, each over every
+        dtype pair (optimizer.planning.offers.cover_lower_bound), and, where one dtype pair's
+        cheapest deployment costs more than that (the load may be split over pairs), CP-SAT's
+        proven bound on the cheapest split deployment (optimizer.planning.offers.cheapest_split;
+        its best deployment is kept in self.covers for the start). Every integer plan
+        satisfies the cut (its slices of the model and period are such a deployment); the LP
+        relaxation alone would buy a fraction of a slice. The cheapest deployments and split
+        solves stop at split_until (time.perf_counter()), leaving the cover bound (valid,
+        weaker) for the models and periods after it, and no covers."""
         for mi, offers in enumerate(self.po.offers):
+            with_prefill = self.rp.prefill_servers[mi]
             for t in range(self.rp.periods):
                 q = scaling.demand_int(self.required[mi][t])
                 live = self.live(mi, t)
                 if q == 0 or not live or self.maximize_served:
                     continue
-                weight = {k: offers[k].chips * self.lowest_unit[offers[k].pool] for k in live}
-                bound = cover_lower_bound(offers, q, live, weight, self.rp.prefill_servers[mi])
+                weight = {k: offers[k].chips * self.cut_unit[offers[k].pool] for k in live}
+                bound = cover_lower_bound(offers, q, live, weight, with_prefill)
+                left = self.split_until - time.perf_counter() if self.split_until is not None else 0.0
+                if left <= 0:
+                    self.covers.clear()  # incomplete: no start from them
+                    self.split_until = None
+                else:
+                    one_pair, counts = cheapest_deployment(offers, q, live, weight, with_prefill)
+                    self.covers[(mi, t)] = counts
+                if left > 0 and bound < one_pair:
+                    qps = self.required[mi][t]
+                    split, found = cheapest_split(offers, qps, live, weight, with_prefill, counts, left)
+                    bound = max(bound, split)
+                    if found:
+                        self.covers[(mi, t)] = found
                 if bound:
                     row = [self.slices[mi][k][t] for k in live]
                     self.model.add(cp_model.LinearExpr.weighted_sum(row, [weight[k] for k in live]) >= bound)

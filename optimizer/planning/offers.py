@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from ortools.sat.python import cp_model
 
-from constraints import prefill
+from constraints import demand, prefill
 from optimizer.catalog import Chip
 from optimizer.errors import InputError
 from optimizer.metrics import measure
 from optimizer.models import Model, load_model
 from optimizer.planning.spec import PlanModel, PlanSpec, ResolvedPlan
-from optimizer.scaling import rate_int
+from optimizer.scaling import demand_int, rate_int
 from optimizer.solve import MAX_BATCH, family_caps
 
 
@@ -254,3 +255,60 @@ def cheapest_deployment(
         if total is not None and (best is None or total < best[0]):
             best = (total, chosen)
     return best if best is not None else (0, {})
+
+
+def cheapest_split(
+    offers: Sequence[SliceOffer],
+    qps: float,
+    live: Sequence[int],
+    weight: dict[int, int],
+    with_prefill: bool,
+    hint: dict[int, int],
+    time_limit_s: float,
+    deterministic_limit: float = 2.0,
+) -> tuple[int, dict[int, int]]:
+    """The cheapest integer deployment of one model's load `qps` (priced by `weight` per
+    slice) when the load may be split over dtype pairs: the plan's own demand rows
+    (constraints.demand, the same integer rates and demand) over the offers `live`, quotas and
+    other models left out, solved by a small CP-SAT model (one worker, seed 0, `hint`: slices
+    per offer index of a deployment to start from). Returns (a proven lower bound on the cost
+    of every such deployment: the optimum when the solve ends optimal, else CP-SAT's bound;
+    slices per offer index of the best deployment found, {} if none). Every plan's slices of
+    this model and period are such a deployment (their variables' domains lie within this
+    model's), so a cut `cost of those slices >= the bound` is valid."""
+    model = cp_model.CpModel()
+    q = demand_int(qps)
+    ks = [k for k in live if offers[k].rate_int > 0]
+    n = {k: model.new_int_var(0, -(-q // offers[k].rate_int), f"n[{k}]") for k in ks}
+    dks = [k for k in ks if offers[k].role == "decode"]
+    pks = [k for k in ks if offers[k].role == "prefill"]
+    if not dks or (with_prefill and not pks):
+        return 0, {}
+    decode, prefills = [offers[k] for k in dks], [offers[k] for k in pks]
+    routed = demand.add(model, qps, decode, [n[k] for k in dks], prefills, [n[k] for k in pks], with_prefill)
+    model.minimize(cp_model.LinearExpr.weighted_sum([n[k] for k in ks], [weight[k] for k in ks]))
+    groups = {offers[k].group for k in hint}
+    if len(groups) == 1 and set(hint) <= set(ks):
+        for k in ks:
+            model.add_hint(n[k], hint.get(k, 0))
+        for g, var in routed.items():
+            model.add_hint(var, q if g in groups else 0)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = 0
+    solver.parameters.linearization_level = 2
+    # a small model: presolve and symmetry detection cost more than they save; the core-based
+    # search proved these covers about twice as fast as the default one (same bounds)
+    solver.parameters.cp_model_presolve = False
+    solver.parameters.symmetry_level = 0
+    solver.parameters.optimize_with_core = True
+    solver.parameters.max_deterministic_time = deterministic_limit
+    solver.parameters.max_time_in_seconds = max(time_limit_s, 1e-3)
+    status = solver.solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return 0, {}
+    found = {k: solver.value(v) for k, v in n.items() if solver.value(v)}
+    if status == cp_model.OPTIMAL:
+        return round(solver.objective_value), found
+    bound = solver.best_objective_bound
+    return (max(0, math.ceil(bound - 1e-6)) if math.isfinite(bound) else 0), found

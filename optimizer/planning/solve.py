@@ -65,7 +65,8 @@ def plan(
 def solve_plan(rp: ResolvedPlan, po: PlanOffers, deadline: float, workers: int, maximize_served: bool) -> Outcome:
     """Build and solve the plan's model by `deadline` (time.perf_counter()); the chosen
     integers, or a status without them."""
-    fm = FleetModel(rp, po, maximize_served)
+    # the cover cuts' cheapest deployments and split solves may take a fifth of the time left
+    fm = FleetModel(rp, po, maximize_served, split_until=time.perf_counter() + _left(deadline) / 5)
     apply_hint(fm, greedy_start(fm))
     size = len(fm.model.proto.variables), len(fm.model.proto.constraints)
     outcome = _most_served_then_cheapest(fm, deadline, workers) if maximize_served else _cheapest(fm, deadline, workers)

@@ -3,8 +3,10 @@
 Per period, each model (largest load first) takes the cheapest integer cover of its load
 among the pools with chips left; per pool, the commitment from the first period that saves
 the most on the chips so used. Covers are priced at on-demand prices, at each pool's
-cheapest (committed) price, and again as the best plan's commitments price each pool; the
-cheapest valid plan (optimizer.planning.check) is the start.
+cheapest (committed) price, and again as the best plan's commitments price each pool; one
+more plan takes each model's cheapest deployment per period as the cover cuts found it (load
+split over dtype pairs where that is cheaper; quotas ignored). The cheapest valid plan
+(optimizer.planning.check) is the start.
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ def greedy_start(fm: FleetModel) -> Start:
                 [fm.commit_unit[p][tier[p]] if p in tier else fm.on_demand_unit[p] for p in range(len(fm.rp.chips))]
             )
     assert best is not None
-    return best
+    if not fm.covers:
+        return best
+    found = _start(fm, *_covers_usage(fm))
+    return found if found.cost < best.cost else best
 
 
 def apply_hint(fm: FleetModel, start: Start) -> None:
@@ -60,18 +65,36 @@ def apply_hint(fm: FleetModel, start: Start) -> None:
             for t, var in enumerate(row):
                 if var is not None:
                     model.add_hint(var, values.get((mi, k, t), 0))
+    deployed: dict[tuple[int, int], dict[int, int]] = {}
+    for (mi, k, t), n in values.items():
+        deployed.setdefault((mi, t), {})[k] = n
     for (mi, t), routed in fm.routed.items():
-        # the whole load to the dtype pair the plan deploys (if any); others get none
-        groups = {fm.po.offers[mi][k].group for (m2, k, t2) in values if m2 == mi and t2 == t}
-        target = min(groups) if groups else None
-        for g, var in routed.items():
-            model.add_hint(var, scaling.demand_int(fm.required[mi][t]) if g == target else 0)
+        # the load to the dtype pairs the plan deploys, each up to what its slices serve (decode
+        # and prefill alike), in order of the pairs' names; others get none
+        left = scaling.demand_int(fm.required[mi][t])
+        for g, var in sorted(routed.items()):
+            serves = _serves(fm, deployed.get((mi, t), {}), mi, g)
+            model.add_hint(var, min(left, serves))
+            left -= min(left, serves)
     for p, tiers in enumerate(fm.commit):
         for c, starts in enumerate(tiers):
             for s, var in enumerate(starts):
                 model.add_hint(var, start.commits.get((p, c, s), 0))
         for t, var in enumerate(fm.on_demand[p]):
             model.add_hint(var, max(0, used[p][t] - _held(fm, start.commits, p, t)))
+
+
+def _serves(fm: FleetModel, slices: dict[int, int], mi: int, group: str) -> int:
+    """What slices (per offer index) of model mi serve through dtype pair `group` (integer
+    rates; with prefill servers the smaller of decode and prefill capacity); 0 if none."""
+    capacity = {"decode": 0, "prefill": 0}
+    for k, n in slices.items():
+        o = fm.po.offers[mi][k]
+        if o.group == group:
+            capacity[o.role] += n * o.rate_int
+    if not capacity["decode"]:
+        return 0
+    return min(capacity.values()) if fm.rp.prefill_servers[mi] else capacity["decode"]
 
 
 def _start(fm: FleetModel, values: dict[tuple[int, int, int], int], used: list[list[int]]) -> Start:
@@ -107,6 +130,18 @@ def _greedy_usage(fm: FleetModel, unit: list[int]) -> tuple[dict[tuple[int, int,
                 values[(mi, k, t)] = n
                 left[o.pool] -= n * o.chips
                 used[o.pool][t] += n * o.chips
+    return values, used
+
+
+def _covers_usage(fm: FleetModel) -> tuple[dict[tuple[int, int, int], int], list[list[int]]]:
+    """Each model's cheapest deployment per period as the cover cuts found it (FleetModel.covers,
+    quotas ignored: _start prices it at inf if it breaks one); the slices and chips used."""
+    values: dict[tuple[int, int, int], int] = {}
+    used = [[0] * fm.rp.periods for _ in fm.rp.chips]
+    for (mi, t), counts in fm.covers.items():
+        for k, n in counts.items():
+            values[(mi, k, t)] = n
+            used[fm.po.offers[mi][k].pool][t] += n * fm.po.offers[mi][k].chips
     return values, used
 
 
