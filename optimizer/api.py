@@ -218,7 +218,7 @@ def optimize(
         comparison=comparison,
         notes=_notes(workload, profile, table)
         + _within_band(best, runners, profile)
-        + (profile.extrapolated(best.batch) if best is not None else []),
+        + profile.extrapolated(*(c.batch for c in [best, *runners] if c is not None)),
         profile=profile.name,
         uncertainty=profile.uncertainty(),
         assumed=profile.assumed(_answer_chips([best, *runners, *alts])),

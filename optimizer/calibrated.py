@@ -52,6 +52,9 @@ from optimizer.models import Model
 from optimizer.workload import Workload
 
 REFERENCE_CHIP = "h100"
+#: What an assumed parameter rests on when it is not optimizer/data/priors.toml's prior.
+FILE_PRIOR = "the parameter file's values, marked assumed (not fitted)"
+MEAN_PRIOR = "the fitted chips' mean efficiencies"
 DEFAULT_ENGINE = "vllm"
 #: Fraction of HBM the engines give to weights and KV cache (vLLM's default gpu_memory_utilization).
 KV_MEMORY_FRACTION = 0.9
@@ -121,11 +124,27 @@ class CalibratedParams:
         return sorted(set(self.engines) | {n for n, rule in priors.items() if rule.get("like") in self.engines})
 
     def assumed(self, chip_names: Iterable[str], engine: str) -> list[str]:
-        """What of these chips' and this engine's parameters are priors, not fitted (in words)."""
-        chips = [f"{n}: {prior_basis(n)}" for n in sorted(set(chip_names)) if self.chip(n).assumed]
-        if self.engine(engine).assumed:
-            chips.append(f"engine {engine}: {_priors()['engines'][engine]['basis']}")
-        return chips
+        """What of these chips' and this engine's parameters are priors, not fitted (in words):
+        what a prior of optimizer/data/priors.toml rests on, where the file holds that prior."""
+        out = []
+        for n in sorted(set(chip_names)):
+            c = self.chip(n)
+            if c.assumed:
+                out.append(f"{n}: {prior_basis(n, self.chips) if c == chip_prior(n, self.chips) else FILE_PRIOR}")
+        e = self.engine(engine)
+        if e.assumed:
+            like = self._engine_prior(engine).get("like")
+            same = like in self.engines and e == replace(self.engines[like], assumed=True)
+            out.append(f"engine {engine}: {self._engine_prior(engine)['basis'] if same else FILE_PRIOR}")
+        return out
+
+    def _engine_prior(self, engine: str) -> dict[str, Any]:
+        return dict(_priors()["engines"].get(engine, {}))
+
+    def largest_measured_batch(self, engine: str) -> int | None:
+        """The largest concurrency among the engine's runs (an engine with a prior: those of the
+        engine it is built on); None where the file records none."""
+        return self.measured_batch.get(engine, self.measured_batch.get(self._engine_prior(engine).get("like", "")))
 
     def to_toml(self) -> str:
         lines = [
@@ -247,9 +266,14 @@ def chip_prior(name: str, chips: Mapping[str, ChipEfficiency]) -> ChipEfficiency
     return ChipEfficiency(**{k: min(max(v, 1e-6), 1.0) for k, v in values.items()}, assumed=True)
 
 
-def prior_basis(name: str) -> str:
-    """What an unmeasured chip's prior rests on, in words."""
-    return str(_priors()["chips"].get(name, {}).get("basis", "the fitted chips' mean efficiencies"))
+def prior_basis(name: str, chips: Mapping[str, ChipEfficiency]) -> str:
+    """What an unmeasured chip's prior rests on, in words (a sibling without runs of its own
+    is no basis: chip_prior then takes the fitted chips' mean)."""
+    rule = _priors()["chips"].get(name, {})
+    sibling = chips.get(rule.get("like", ""))
+    if "like" in rule and (sibling is None or sibling.assumed):
+        return MEAN_PRIOR
+    return str(rule.get("basis", MEAN_PRIOR))
 
 
 def kv_copies(model: Model, attention_tp: np.ndarray) -> np.ndarray:
@@ -488,7 +512,7 @@ def profile_notes(params: CalibratedParams, engine: str, prompts: bool, chip_nam
     if chips:
         notes.append(
             f"no measured runs on {', '.join(chips)}: their efficiencies are priors (assumed; `assumed` in "
-            "--json says what each answer's rest on; override with --calibration FILE)"
+            "--json says what each prior rests on; override with --calibration FILE)"
         )
     if params.engine(engine).assumed:
         notes.append(f"no measured runs of {engine}: its overheads are a prior (assumed)")

@@ -306,7 +306,10 @@ class Validation:
     overall: dict  # n, tpot_mape, ttft_mape
     skipped: list[dict]  # line, reason
     leave_one_model_out: list[dict] | None = None  # per held-out model: n, tpot_mape, ttft_mape
-    chip_order: dict | None = None  # matched pairs on two chips: pairs, agree_pct (faster chip predicted faster)
+    # the held-out rows pooled by kind of model ("mixture of experts", "dense"): models, n, tpot_mape, ttft_mape
+    leave_one_model_out_pooled: list[dict] | None = None
+    # matched pairs on two chips: pairs, agree_pct (faster chip predicted faster), by_chips (per pair of chips)
+    chip_order: dict | None = None
     engines: list[dict] | None = None  # per engine: engine, n, tpot_mape, ttft_mape
 
     def to_dict(self) -> dict:
@@ -357,7 +360,7 @@ def validate(m: Measurements, profile: Profile, leave_one_model_out: bool = Fals
     groups = []
     for key in sorted(set(keys.tolist())):
         groups.append({**dict(zip(GROUP_KEYS, key.split("|"))), **_summary(m, tpot, ttft, keys == key)})
-    lomo = None
+    lomo = pooled = None
     if leave_one_model_out and isinstance(profile, Calibrated):
         held_tpot, held_ttft = held_out_predictions(m)
         names = m.model_names
@@ -366,9 +369,11 @@ def validate(m: Measurements, profile: Profile, leave_one_model_out: bool = Fals
         ]
         # each held-out model's rows pooled by kind (every row still predicted by a fit without its model)
         moe = np.array([x.is_moe for x in m.model])
-        for kind, rows_of_kind in (("mixtures of experts (pooled)", moe), ("dense models (pooled)", ~moe)):
-            if rows_of_kind.any():
-                lomo.append({"model": kind, **_summary(m, held_tpot, held_ttft, rows_of_kind)})
+        pooled = [
+            {"models": kind, **_summary(m, held_tpot, held_ttft, rows_of_kind)}
+            for kind, rows_of_kind in (("mixture of experts", moe), ("dense", ~moe))
+            if rows_of_kind.any()
+        ]
     return Validation(
         profile=profile.name,
         rows=rows,
@@ -376,6 +381,7 @@ def validate(m: Measurements, profile: Profile, leave_one_model_out: bool = Fals
         overall=_summary(m, tpot, ttft, np.ones(len(m), bool)),
         skipped=[{"line": line, "reason": why} for line, why in m.skipped],
         leave_one_model_out=lomo,
+        leave_one_model_out_pooled=pooled,
         chip_order=chip_order(m, tpot),
         engines=[{"engine": e, **_summary(m, tpot, ttft, m.engine == e)} for e in sorted(set(m.engine.tolist()))],
     )

@@ -95,7 +95,7 @@ class Book:
         """The book's parameters are the datasheets': nothing is a prior."""
         return []
 
-    def extrapolated(self, batch: int) -> list[str]:
+    def extrapolated(self, *batches: int) -> list[str]:
         """The book is a bound at any batch: nothing to say."""
         return []
 
@@ -157,13 +157,15 @@ class Calibrated:
         """The parameters behind these chips' answers that are priors, not fitted (in words)."""
         return self.params.assumed(chip_names, self.engine_name)
 
-    def extrapolated(self, batch: int) -> list[str]:
-        """A note when the batch is past the largest concurrency the engine's runs measured."""
-        largest = self.params.measured_batch.get(self.engine_name)
-        if largest is None or batch <= largest:
+    def extrapolated(self, *batches: int) -> list[str]:
+        """A note when a batch is past the largest concurrency the engine's runs measured."""
+        largest = self.params.largest_measured_batch(self.engine_name)
+        past = [b for b in batches if largest is not None and b > largest]
+        if not past:
             return []
+        which = f"batch {past[0]} is" if len(past) == 1 else f"batches {', '.join(map(str, past))} are"
         return [
-            f"batch {batch} is past the largest concurrency the {self.engine_name} runs of the fit measured "
+            f"{which} past the largest concurrency the {self.engine_name} runs of the fit measured "
             f"({largest}): the calibrated step there is extrapolated, not measured"
         ]
 
@@ -195,8 +197,8 @@ def engine_refusal(engine: str, chip: Chip) -> str:
     """Why the engine serves no candidate on the chip: its chip family, or the asked dtypes."""
     from optimizer.launch.engines import ENGINES, load_engine, serves
 
-    if engine in ENGINES and not serves(load_engine(engine), chip):
-        spec = load_engine(engine)
+    spec = load_engine(engine) if engine in ENGINES else None
+    if spec is not None and not serves(spec, chip):
         return f"the {engine} engine does not serve {chip.name}: it runs on {', '.join(spec.families)} chips"
     return (
         f"the {engine} engine runs none of the asked weight and KV dtypes on {chip.name} "

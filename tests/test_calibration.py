@@ -468,13 +468,13 @@ def test_bands_are_the_leave_one_model_out_error(measured):
     banded = with_bands(small, fit(small))
     assert banded.tpot_band_pct == pytest.approx(mape(tpot, small.tpot_s))
     assert banded.ttft_band_pct == pytest.approx(mape(ttft, small.ttft_s))
-    lomo = validate(small, Calibrated(banded), leave_one_model_out=True).leave_one_model_out
-    per_model = [r for r in lomo if r["model"] in ("llama3-70b", "qwen3-32b")]
-    n = sum(r["n"] for r in per_model)
-    assert banded.tpot_band_pct == pytest.approx(sum(r["n"] * r["tpot_mape"] for r in per_model) / n)
-    # both are dense: their rows pooled are every row, and no mixture-of-experts row is listed
-    assert [r["model"] for r in lomo[len(per_model) :]] == ["dense models (pooled)"]
-    assert lomo[-1]["n"] == n and lomo[-1]["tpot_mape"] == pytest.approx(banded.tpot_band_pct)
+    v = validate(small, Calibrated(banded), leave_one_model_out=True)
+    lomo = v.leave_one_model_out
+    n = sum(r["n"] for r in lomo)
+    assert banded.tpot_band_pct == pytest.approx(sum(r["n"] * r["tpot_mape"] for r in lomo) / n)
+    # both are dense: their rows pooled are every row, and there is no mixture-of-experts row
+    assert [(r["models"], r["n"]) for r in v.leave_one_model_out_pooled] == [("dense", n)]
+    assert v.leave_one_model_out_pooled[0]["tpot_mape"] == pytest.approx(banded.tpot_band_pct)
     assert "tpot_band_pct" in banded.to_toml()
 
 
@@ -596,3 +596,24 @@ def test_a_batch_past_the_measured_concurrency_is_said_to_be_extrapolated(measur
     assert any("extrapolated" in n for n in r.notes)
     book = optimize("llama3-8b", Workload(slo_ms=200), search=Search(chips=["b200"]))
     assert not any("extrapolated" in n for n in book.notes)
+
+
+def test_assumed_says_what_the_loaded_file_rests_on_and_vllm_tpu_inherits_the_measured_limit(tmp_path):
+    """A parameter file whose assumed values are not priors.toml's priors is said to be the
+    file's values (not a prior it does not hold); vllm-tpu, a prior built on vLLM, takes vLLM's
+    largest measured concurrency."""
+    from optimizer import Workload, evaluate
+
+    p = load_params()
+    edited = replace(p, chips={**p.chips, "mi300x": replace(p.chips["h100"], assumed=True)})
+    assert edited.assumed(["mi300x", "h100"], "vllm") == [
+        "mi300x: the parameter file's values, marked assumed (not fitted)"
+    ]
+    assert p.assumed(["mi300x"], "vllm")[0].startswith("mi300x: the fitted NVIDIA mean")
+    assert p.largest_measured_batch("vllm-tpu") == p.measured_batch["vllm"]
+    batch = p.measured_batch["vllm"] + 1
+    e = evaluate(
+        "llama3-8b", Workload(slo_ms=1000), chip="tpu-v5e", topology="2x4", weights="bf16", kv="bf16", batch=batch,
+        profile=Calibrated(engine="vllm-tpu"),
+    )  # fmt: skip
+    assert any(f"batch {batch} is past" in n for n in e.notes)

@@ -881,3 +881,9 @@ def test_an_engine_searches_only_what_it_runs():
         spec.kv_option(g.kv, g.family)
     with pytest.raises(InputError, match=r"vLLM-TPU 0\.33\.0 does not serve h100"):
         launch("llama3-70b", Workload(slo_ms=SLO_MS), search=Search(chips=["h100"]), engine="vllm-tpu")
+
+
+def test_named_chips_the_engine_does_not_serve_are_left_out_and_said():
+    plan = launch("llama3-70b", Workload(slo_ms=SLO_MS), search=Search(chips=["h100", "tpu-v5e"]), engine="vllm-tpu")
+    assert plan.notes[0] == "vLLM-TPU 0.33.0 does not serve h100 (it runs on tpu chips): left out"
+    assert all(g.family == "tpu" for g in plan.servers)

@@ -120,12 +120,39 @@ def launch(
     spec = load_engine(engine)
     if isinstance(profile, Book):  # candidates the engine can run (the calibrated profile names its own)
         profile = replace(profile, engine=spec.name)
-    if not search.chips:  # every chip: those of the families the engine serves
-        catalog, names, _, _ = search.resolve()
-        search = replace(search, chips=[n for n in names if serves(spec, catalog[n])])
+    catalog, names, _, _ = search.resolve()
+    served = [n for n in names if serves(spec, catalog[n])]
+    # without --chip every chip of the engine's families; named chips it does not serve are left
+    # out and said (all of them: refused below, with the reason)
+    left_out = [n for n in names if n not in served] if search.chips and served else []
+    search = replace(search, chips=served or names)
     check_choice("format (--format)", fmt, FORMATS)
     mdl = model if isinstance(model, Model) else load_model(model)
     _refuse_what_the_engine_cannot_run(spec, mdl, search)
+    plan = _launch_or_one_node(model, mdl, workload, profile, search, spec, fmt, qps, objective, time_limit_s, image,
+                               model_id)  # fmt: skip
+    if left_out:
+        families, chips = ", ".join(spec.families), ", ".join(left_out)
+        plan.notes.insert(0, f"{spec.label} does not serve {chips} (it runs on {families} chips): left out")
+    return plan
+
+
+def _launch_or_one_node(
+    model: Model | str | Path,
+    mdl: Model,
+    workload: Workload,
+    profile: Profile,
+    search: Search,
+    spec: EngineSpec,
+    fmt: str,
+    qps: float | None,
+    objective: str,
+    time_limit_s: float,
+    image: str | None,
+    model_id: str | None,
+) -> LaunchPlan:
+    """The plan, or, when the optimum spans nodes in a way the engine cannot start, the best
+    plan within one node with a note saying why."""
     try:
         return _launch(model, mdl, workload, profile, search, spec, fmt, qps, objective, time_limit_s, image, model_id)
     except InputError as refusal:

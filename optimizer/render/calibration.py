@@ -90,6 +90,11 @@ def validation(v: Validation, data: str, m: Measurements) -> str:
                 ["held out", "rows", "TPOT MAPE", "TTFT MAPE"],
                 [[r["model"], *_errors(r)] for r in v.leave_one_model_out],
             ),
+            "Pooled by kind (each row still predicted by a fit without its model):",
+            table(
+                ["models", "rows", "TPOT MAPE", "TTFT MAPE"],
+                [[r["models"], *_errors(r)] for r in v.leave_one_model_out_pooled or []],
+            ),
         ]
     if v.chip_order and v.chip_order["pairs"]:
         lines.append(

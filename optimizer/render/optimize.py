@@ -250,7 +250,7 @@ def evaluation(e: Evaluation) -> str:
         + f"{'' if e.prompt_fits else ' (the prompt does not fit)'}; {e.prefill_servers_per_replica:.3f} prefill "
         f"servers of this configuration per decode replica",
     ]
-    lines += [f"assumed          {a} (a prior: no measured runs)" for a in e.assumed]
+    lines += [f"assumed          {a}" for a in e.assumed]
     lines += [f"note             {n}" for n in e.notes]
     if not e.fits:
         lines.insert(2, "                 (does not fit: the figures below are what the roofline would give if it did)")
