@@ -129,40 +129,17 @@ def launch(
     check_choice("format (--format)", fmt, FORMATS)
     mdl = model if isinstance(model, Model) else load_model(model)
     _refuse_what_the_engine_cannot_run(spec, mdl, search)
-    plan = _launch_or_one_node(model, mdl, workload, profile, search, spec, fmt, qps, objective, time_limit_s, image,
-                               model_id)  # fmt: skip
-    if left_out:
-        families, chips = ", ".join(spec.families), ", ".join(left_out)
-        plan.notes.insert(0, f"{spec.label} does not serve {chips} (it runs on {families} chips): left out")
-    return plan
 
+    def attempt(where: Search) -> LaunchPlan:
+        return _launch(model, mdl, workload, profile, where, spec, fmt, qps, objective, time_limit_s, image, model_id)
 
-def _launch_or_one_node(
-    model: Model | str | Path,
-    mdl: Model,
-    workload: Workload,
-    profile: Profile,
-    search: Search,
-    spec: EngineSpec,
-    fmt: str,
-    qps: float | None,
-    objective: str,
-    time_limit_s: float,
-    image: str | None,
-    model_id: str | None,
-) -> LaunchPlan:
-    """The plan, or, when the optimum spans nodes in a way the engine cannot start, the best
-    plan within one node with a note saying why."""
     try:
-        return _launch(model, mdl, workload, profile, search, spec, fmt, qps, objective, time_limit_s, image, model_id)
+        plan = attempt(search)
     except InputError as refusal:
         if search.max_nodes <= 1 or "--max-nodes 1" not in str(refusal):
             raise
         # the optimum spans nodes in a way the engine cannot start: the best plan within one node
-        plan = _launch(
-            model, mdl, workload, profile, replace(search, max_nodes=1), spec, fmt, qps, objective, time_limit_s, image,
-            model_id,
-        )  # fmt: skip
+        plan = attempt(replace(search, max_nodes=1))
         if plan.status == "infeasible":
             raise  # nothing within one node serves it either: the refusal says what the engine lacks
         plan.notes.insert(
@@ -170,7 +147,10 @@ def _launch_or_one_node(
             f"the optimum over up to {search.max_nodes} nodes is not one {spec.label} can start ({refusal}); "
             "this is the best plan within one node",
         )
-        return plan
+    if left_out:
+        families, chips = ", ".join(spec.families), ", ".join(left_out)
+        plan.notes.insert(0, f"{spec.label} does not serve {chips} (it runs on {families} chips): left out")
+    return plan
 
 
 def _refuse_what_the_engine_cannot_run(spec: EngineSpec, mdl: Model, search: Search) -> None:
