@@ -179,18 +179,15 @@ class Calibrated:
 
 @functools.cache
 def engine_runs(engine: str, model: str, chip: Chip, weights: str, kv: str) -> bool:
-    from optimizer.launch.engines import ENGINES, chip_family, load_engine
+    from optimizer.launch.engines import ENGINES, check_runs, load_engine
 
     if engine not in ENGINES:
         return True  # an engine of a user's parameter file that servesat has no flag table for
-    spec = load_engine(engine)
     try:
-        family = chip_family(chip)
-        spec.weight_option(weights, family, model)
-        spec.kv_option(kv, family)
+        check_runs(load_engine(engine), chip, weights, kv, model)
     except InputError:
         return False
-    return family in spec.families
+    return True
 
 
 def engine_refusal(engine: str, chip: Chip) -> str:

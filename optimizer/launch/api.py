@@ -12,7 +12,7 @@ from pathlib import Path
 from optimizer.api import Search, optimize
 from optimizer.errors import InputError, check_choice
 from optimizer.launch import commands, manifests, servers
-from optimizer.launch.engines import FORMATS, EngineSpec, check_family, load_engine, serves
+from optimizer.launch.engines import FORMATS, EngineSpec, check_runs, load_engine, serves
 from optimizer.launch.result import LaunchPlan
 from optimizer.models import Model, is_builtin_model, load_model
 from optimizer.profiles import DEFAULT_PROFILE, Book, Profile
@@ -162,9 +162,7 @@ def _refuse_what_the_engine_cannot_run(spec: EngineSpec, mdl: Model, search: Sea
         for w in weights or chip.weight_dtypes:
             for k in kv or chip.kv_dtypes:
                 try:
-                    family = check_family(spec, chip)
-                    spec.weight_option(w, family, mdl.name)
-                    spec.kv_option(k, family)
+                    check_runs(spec, chip, w, k, mdl.name)
                     return
                 except InputError as e:
                     refusal = refusal or e

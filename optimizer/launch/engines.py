@@ -253,6 +253,15 @@ def chip_family(chip: Chip) -> str:
     return vendor
 
 
+def check_runs(spec: EngineSpec, chip: Chip, weights: str, kv: str, model: str) -> str:
+    """The chip's family, or InputError with the reason the engine cannot run these weights and
+    this KV cache on it (its chip families, weight formats and KV dtypes)."""
+    family = check_family(spec, chip)
+    spec.weight_option(weights, family, model)
+    spec.kv_option(kv, family)
+    return family
+
+
 def serves(spec: EngineSpec, chip: Chip) -> bool:
     """Whether the engine serves the chip's family (a GPU of an unknown vendor: no)."""
     try:
