@@ -10,7 +10,9 @@ from ortools.sat.python import cp_model
 from optimizer.scaling import UNBOUNDED
 
 
-def verified_caps(caps: np.ndarray, satisfied: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+def verified_caps(
+    caps: np.ndarray, satisfied: Callable[[np.ndarray, np.ndarray], np.ndarray], floor: np.ndarray | None = None
+) -> np.ndarray:
     """Snap integer caps to the float model's boundary.
 
     Scaling rounds usage up and capacity down, so a cap can fall short where the float
@@ -18,7 +20,9 @@ def verified_caps(caps: np.ndarray, satisfied: Callable[[np.ndarray, np.ndarray]
     per-sequence time is a few hundred femtoseconds and the cap is huge. Each bounded cap is
     moved to the largest batch the float check accepts (galloping, then bisection; every
     family only tightens as the batch grows), so the integer model admits exactly the float
-    model's batches, never one it rejects.
+    model's batches, never one it rejects. `floor` (optional, per row): a batch at or below the
+    boundary where the family knows one (checked like the rest: a wrong floor costs steps, not
+    answers), where the search of a rejected cap starts instead of at 0.
     """
     caps = caps.copy()
     rows = np.flatnonzero(caps < UNBOUNDED)
@@ -34,6 +38,13 @@ def verified_caps(caps: np.ndarray, satisfied: Callable[[np.ndarray, np.ndarray]
     accepted = ok(rows, c)
     lo = np.where(accepted, c, 0)
     hi = np.where(accepted, c + 1, c)
+    if floor is not None:
+        k = np.flatnonzero(~accepted)
+        start = np.clip(floor[rows[k]], 0, c[k] - 1)
+        k, start = k[start > 0], start[start > 0]
+        good = ok(rows[k], start)
+        lo[k[good]] = start[good]
+        hi[k[~good]] = start[~good]
     step = np.ones_like(c)
     k = np.flatnonzero(accepted)
     k = k[ok(rows[k], hi[k]) & (hi[k] < UNBOUNDED)]

@@ -42,7 +42,19 @@ def batch_caps(table: CandidateTable, workload: Workload) -> np.ndarray:
     compute_row = batch_cap(usage_int(outside + c.flops_s_per_seq, TIME_UNITS_PER_S), slo)
     params_row = batch_cap(usage_int(outside + kv_in, TIME_UNITS_PER_S), slo - usage_int(c.params_s, TIME_UNITS_PER_S))
     caps = np.minimum(compute_row, params_row)
-    return verified_caps(caps, lambda r, b: satisfied(table, r, b, workload))
+    floor = None
+    if c.experts_s.any():
+        # the experts a batch touches cost at most all of them, and at most k/E of them per
+        # sequence: either bound makes the step linear again, and its cap a batch that fits
+        touched = c.experts_s * (1.0 - c.expert_miss)
+        all_row = batch_cap(
+            usage_int(outside + kv_in, TIME_UNITS_PER_S), slo - usage_int(c.params_s + c.experts_s, TIME_UNITS_PER_S)
+        )
+        each_row = batch_cap(
+            usage_int(outside + kv_in + touched, TIME_UNITS_PER_S), slo - usage_int(c.params_s, TIME_UNITS_PER_S)
+        )
+        floor = np.minimum(compute_row, np.maximum(all_row, each_row))
+    return verified_caps(caps, lambda r, b: satisfied(table, r, b, workload), floor)
 
 
 def explain(table: CandidateTable, row: int, batch: int, workload: Workload) -> str:

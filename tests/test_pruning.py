@@ -1,11 +1,14 @@
 """What makes a scenario fast must not change its answer: the candidates carried into CP-SAT
-(ServingModel's keep_best), the caps' verification checking only the rows still moving
-(constraints._rows.verified_caps), and the candidate columns cached per enumeration
-(optimizer.candidates). Each is compared with the plain computation on mixture-of-experts
+(ServingModel's keep_best), the caps' verification checking only the rows still moving and
+starting from a floor (constraints._rows.verified_caps), the candidate columns cached per
+enumeration (optimizer.candidates), and the plan's offer domination on columns
+(optimizer.planning.offers.undominated_mask). Each is compared with the plain computation on mixture-of-experts
 instances (and a dense one)."""
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable
 
 import numpy as np
@@ -15,6 +18,7 @@ import constraints
 from constraints import _rows
 from optimizer import load_chips, load_model
 from optimizer.candidates import _table, build_table, candidate_rows
+from optimizer.planning.offers import undominated_mask
 from optimizer.profiles import Book, resolve_profile
 from optimizer.scaling import UNBOUNDED
 from optimizer.solve import ServingModel
@@ -100,11 +104,12 @@ def _verified_caps_reference(caps: np.ndarray, satisfied: Callable[[np.ndarray, 
 @pytest.mark.parametrize("w", WORKLOADS, ids=["disaggregated", "colocated", "decode-only"])
 def test_verified_caps_match_checking_every_row(model, w, priced_chips, monkeypatch):
     """Every family's caps equal the verification that checks every bounded row at every step
-    (the MoE latency caps move most: their starting caps leave the experts out)."""
+    from 0 (the MoE latency caps move most: their starting caps leave the experts out, and
+    their floors bound the experts linearly)."""
     seen = []
 
-    def both(caps, satisfied):
-        new = _rows.verified_caps(caps, satisfied)
+    def both(caps, satisfied, floor=None):
+        new = _rows.verified_caps(caps, satisfied, floor)
         assert np.array_equal(new, _verified_caps_reference(caps, satisfied))
         seen.append(int((new != caps).sum()))
         return new
@@ -143,3 +148,45 @@ def test_cached_columns_build_the_table_the_rows_do(model, engine, priced_chips)
     if engine is None:  # shared by every table of this enumeration (a filtered one has copies)
         with pytest.raises(ValueError):
             got.tp[0] = 0
+
+
+def _undominated_reference(chips: list[int], rate: list[float], groups: list[str]) -> list[bool]:
+    """The plan's offer domination as first written: offer j drops offer k (same group) when
+    ceil(rate_k / rate_j) slices of j hold no more chips than one of k, unless k drops j too
+    and comes first; every pair compared."""
+
+    def dominates(j: int, k: int) -> bool:
+        return groups[j] == groups[k] and math.ceil(rate[k] / rate[j]) * chips[j] <= chips[k]
+
+    n = len(chips)
+    return [not any(j != k and dominates(j, k) and (not dominates(k, j) or j < k) for j in range(n)) for k in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_offer_domination_matches_every_pair(seed):
+    """undominated_mask (the fastest offer of each slice size, then one matrix over those)
+    keeps exactly the offers the pairwise definition keeps, ties and equal offers included."""
+    rng = random.Random(seed)
+    n = rng.randint(1, 60)
+    chips = [rng.choice([1, 2, 4, 8, 16]) for _ in range(n)]
+    rate = [rng.choice([0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 7.0, 8.0]) * rng.choice([1, 1, 2]) for _ in range(n)]
+    groups = [rng.choice(["bf16/bf16", "fp8/fp8", "fp8/int4"]) for _ in range(n)]
+    got = undominated_mask(np.array(chips), np.array(rate), np.array(groups))
+    assert got.tolist() == _undominated_reference(chips, rate, groups)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_verified_caps_from_any_floor(seed):
+    """A floor only moves where the search starts: right, too high or zero, the caps equal the
+    search from 0 (a monotone check, random boundaries)."""
+    rng = np.random.default_rng(seed)
+    boundary = rng.integers(0, 5000, size=50)
+    caps = boundary + rng.integers(-3, 3000, size=50)
+    caps[rng.integers(0, 50, size=5)] = UNBOUNDED
+
+    def satisfied(rows: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        return batch <= boundary[rows]
+
+    expected = _verified_caps_reference(caps, satisfied)
+    for floor in (boundary, boundary + rng.integers(1, 100, size=50), rng.integers(0, 6000, size=50), 0 * boundary):
+        assert np.array_equal(_rows.verified_caps(caps, satisfied, floor), expected)

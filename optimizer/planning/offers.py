@@ -27,6 +27,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from constraints import demand, prefill
+from optimizer.candidates import CandidateTable
 from optimizer.catalog import Chip
 from optimizer.errors import InputError
 from optimizer.metrics import measure
@@ -55,52 +56,74 @@ class SliceOffer:
         return rate_int(self.rate)
 
 
-def model_offers(spec: PlanSpec, m: int, model: Model, pools: Sequence[Chip]) -> list[SliceOffer]:
-    """Every feasible decode and prefill offer of the plan's model `m` on every pool (unpruned)."""
+@dataclass(frozen=True)
+class _OfferBlock:
+    """One (pool, role)'s offers of one model as columns over its candidate rows, before any
+    SliceOffer is built: pruning reads the columns, and only the offers it keeps become objects."""
+
+    pool: int
+    role: str
+    table: CandidateTable
+    rows: np.ndarray
+    rate: np.ndarray  # per slice
+    batch: np.ndarray | None = None  # decode
+    step_s: np.ndarray | None = None  # decode
+    prefill_s: np.ndarray | None = None  # prefill
+
+    @property
+    def chips(self) -> np.ndarray:
+        return self.table.slice_chips[self.rows]
+
+    @property
+    def group_codes(self) -> np.ndarray:
+        return self.table.group_code[self.rows]
+
+    def offers(self, m: int, keep: np.ndarray | None = None) -> list[SliceOffer]:
+        """The block's offers (those where `keep` is true) as SliceOffers, in row order."""
+        t = self.table
+        at = np.arange(len(self.rows)) if keep is None else np.flatnonzero(keep)
+        out = []
+        for i in at.tolist():
+            r = int(self.rows[i])
+            if self.role == "decode":
+                assert self.batch is not None and self.step_s is not None
+                extra: dict = {"batch": int(self.batch[i]), "step_ms": float(self.step_s[i]) * 1e3}
+            else:
+                assert self.prefill_s is not None
+                extra = {"prefill_ms": float(self.prefill_s[i]) * 1e3}
+            chips, rate = int(t.slice_chips[r]), float(self.rate[i])
+            out.append(SliceOffer(m, self.pool, self.role, str(t.dtype_groups[r]), chips, rate, t.row(r), **extra))
+        return out
+
+
+def _offer_blocks(spec: PlanSpec, m: int, model: Model, pools: Sequence[Chip]) -> list[_OfferBlock]:
+    """Every feasible decode and prefill offer of the plan's model `m`, per pool and role, in
+    the order model_offers lists them."""
     pm: PlanModel = spec.models[m]
     workload = spec.workload(pm)
-    offers: list[SliceOffer] = []
+    blocks: list[_OfferBlock] = []
     for p, chip in enumerate(pools):
         table = spec.candidate_table(pm, model, [chip])
         if not len(table):
             continue
         cap = np.minimum(np.minimum.reduce(list(family_caps(table, workload).values())), MAX_BATCH)
         rows = np.flatnonzero(cap >= 1)
-        groups = table.dtype_groups
         if len(rows):
             batch = cap[rows]
             step = measure(table, rows, batch, workload.decode_len).step_s
             qps = table.replicas[rows] * batch / (step * workload.decode_len)
-            for r, b, s, q in zip(rows.tolist(), batch.tolist(), step.tolist(), qps.tolist()):
-                offers.append(
-                    SliceOffer(
-                        m,
-                        p,
-                        "decode",
-                        str(groups[r]),
-                        int(table.slice_chips[r]),
-                        float(q),
-                        table.row(r),
-                        batch=int(b),
-                        step_ms=s * 1e3,
-                    )
-                )
+            blocks.append(_OfferBlock(p, "decode", table, rows, qps, batch=batch, step_s=step))
         if workload.prefill_servers:
-            for r in np.flatnonzero(prefill.server_mask(table, workload)).tolist():
-                t = float(table.cost.prefill_s[r])
-                offers.append(
-                    SliceOffer(
-                        m,
-                        p,
-                        "prefill",
-                        str(groups[r]),
-                        int(table.slice_chips[r]),
-                        float(table.replicas[r]) / t,
-                        table.row(r),
-                        prefill_ms=t * 1e3,
-                    )
-                )
-    return offers
+            rows = np.flatnonzero(prefill.server_mask(table, workload))
+            if len(rows):
+                t = table.cost.prefill_s[rows]
+                blocks.append(_OfferBlock(p, "prefill", table, rows, table.replicas[rows] / t, prefill_s=t))
+    return blocks
+
+
+def model_offers(spec: PlanSpec, m: int, model: Model, pools: Sequence[Chip]) -> list[SliceOffer]:
+    """Every feasible decode and prefill offer of the plan's model `m` on every pool (unpruned)."""
+    return [o for b in _offer_blocks(spec, m, model, pools) for o in b.offers(m)]
 
 
 @dataclass
@@ -127,51 +150,76 @@ def build_offers(rp: ResolvedPlan) -> PlanOffers:
         except InputError as e:
             raise InputError(f"models[{k}].model: {e}") from None
         models.append(mdl)
-        found = model_offers(rp.spec, k, mdl, rp.chips)
-        raw += len(found)
-        offers.append(prune(found, rp.spec.workload(pm).prefill_servers))
+        blocks = _offer_blocks(rp.spec, k, mdl, rp.chips)
+        raw += sum(len(b.rows) for b in blocks)
+        # offer-level domination never compares two blocks (it stays within a pool and role),
+        # so it runs on each block's columns before any SliceOffer exists
+        live = [o for b in blocks for o in b.offers(k, undominated_mask(b.chips, b.rate, b.group_codes))]
+        offers.append(_drop_pairs(live, rp.spec.workload(pm).prefill_servers))
     return PlanOffers(models, offers, raw)
 
 
-def _dominates(q: SliceOffer, o: SliceOffer) -> bool:
-    """k slices of q (k = ceil(rate_o / rate_q)) hold no more chips than one of o, same pool."""
-    return q.pool == o.pool and math.ceil(o.rate / q.rate) * q.chips <= o.chips
+def undominated_mask(chips: np.ndarray, rate: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Which of one (pool, role)'s offers no other offer of their dtype group dominates (q
+    dominates o when ceil(rate_o / rate_q) slices of q hold no more chips than one of o); of
+    equals the first stays. The offers' columns in list order: slice chips, rate per slice, dtype group.
+
+    Of the offers of one slice size only the fastest (the first of equals) can stay: it
+    dominates the others (k = 1), and whatever a slower one dominates, it dominates too. Two
+    offers that dominate each other have the same size, so among the fastest of each size no
+    tie is left and one comparison matrix over them decides."""
+    c, r = np.asarray(chips, dtype=np.int64), np.asarray(rate, dtype=float)
+    # by group, then size, fastest first, then list order
+    order = np.lexsort((np.arange(len(c)), -r, c, groups))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (c[order[1:]] != c[order[:-1]]) | (groups[order[1:]] != groups[order[:-1]])
+    best = order[first]
+    cb, rb, gb = c[best], r[best], groups[best]
+    # beats[j, k]: offer j dominates offer k
+    beats = (gb[:, None] == gb[None, :]) & (np.ceil(rb[None, :] / rb[:, None]) * cb[:, None] <= cb[None, :])
+    np.fill_diagonal(beats, False)
+    keep = np.zeros(len(c), dtype=bool)
+    keep[best[~beats.any(axis=0)]] = True
+    return keep
 
 
-def undominated(offers: Sequence[SliceOffer]) -> list[SliceOffer]:
-    """Drop dominated offers within each (pool, role, group); of equals the first stays."""
-    buckets: dict[tuple, list[int]] = {}
-    for k, o in enumerate(offers):
-        buckets.setdefault((o.pool, o.role, o.group), []).append(k)
-    dropped: set[int] = set()
-    for members in buckets.values():
-        for k in members:
-            o = offers[k]
-            if any(j != k and _dominates(offers[j], o) and (not _dominates(o, offers[j]) or j < k) for j in members):
-                dropped.add(k)
-    return [o for k, o in enumerate(offers) if k not in dropped]
+def _group_dominated(mine: np.ndarray, theirs: np.ndarray) -> bool:
+    """Every offer of `mine` is dominated by one of `theirs` in its pool (rows: pool, slice
+    chips, rate)."""
+    if not mine.shape[1]:
+        return True
+    if not theirs.shape[1]:
+        return False
+    (pool_o, chips_o, rate_o), (pool_q, chips_q, rate_q) = mine, theirs
+    # beats[q, o]: offer q dominates offer o
+    beats = (pool_q[:, None] == pool_o[None, :]) & (
+        np.ceil(rate_o[None, :] / rate_q[:, None]) * chips_q[:, None] <= chips_o[None, :]
+    )
+    return bool(beats.any(axis=0).all())
 
 
-def _group_dominated(g: str, by: str, offers: Sequence[SliceOffer]) -> bool:
-    for role in ("decode", "prefill"):
-        mine = [o for o in offers if o.group == g and o.role == role]
-        theirs = [o for o in offers if o.group == by and o.role == role]
-        if not all(any(_dominates(q, o) for q in theirs) for o in mine):
-            return False
-    return True
-
-
-def prune(offers: Sequence[SliceOffer], with_prefill: bool) -> list[SliceOffer]:
-    """One model's offers without dominated offers or dtype pairs; with prefill servers,
-    only pairs that have both decode and prefill offers."""
-    live = undominated(offers)
+def _drop_pairs(live: Sequence[SliceOffer], with_prefill: bool) -> list[SliceOffer]:
+    """Of one model's undominated offers, drop the dtype pairs another pair dominates and,
+    with prefill servers, those without both decode and prefill offers."""
     if with_prefill:
         both = {o.group for o in live if o.role == "decode"} & {o.group for o in live if o.role == "prefill"}
         live = [o for o in live if o.group in both]
     groups = list(dict.fromkeys(o.group for o in live))
+    roles = ("decode", "prefill")
+    columns = {
+        (g, role): np.array([(o.pool, o.chips, o.rate) for o in live if o.group == g and o.role == role])
+        .reshape(-1, 3)
+        .T
+        for g in groups
+        for role in roles
+    }
+
+    def dominated(g: str, by: str) -> bool:
+        return all(_group_dominated(columns[g, role], columns[by, role]) for role in roles)
+
     alive = set(groups)
     for g in groups:
-        if any(h != g and h in alive and _group_dominated(g, h, live) for h in groups):
+        if any(h != g and h in alive and dominated(g, h) for h in groups):
             alive.discard(g)
     return [o for o in live if o.group in alive]
 

@@ -366,9 +366,20 @@ class PlanSpec:
             return Book(m.prefill_mfu)
         return base
 
+    @cached_property
+    def _tables(self) -> dict[tuple, CandidateTable]:
+        return {}
+
     def candidate_table(self, m: PlanModel, model: Model, chips: Sequence[Chip]) -> CandidateTable:
-        """Model `m`'s candidates on `chips`, costed as this plan says."""
-        return build_table(model, {c.name: c for c in chips}, m.workload(), self.cost_profile(m), m.weights, m.kv)
+        """Model `m`'s candidates on `chips`, costed as this plan says. Entries that differ only
+        in their targets and demand (the same model at two latency targets) share one table:
+        the targets constrain the candidates, they do not cost them."""
+        key = (model, m.context, m.decode_len, m.prompt_len, m.serving, m.prefill_mfu, m.weights, m.kv, tuple(chips))
+        if key not in self._tables:
+            self._tables[key] = build_table(
+                model, {c.name: c for c in chips}, m.workload(), self.cost_profile(m), m.weights, m.kv
+            )
+        return self._tables[key]
 
     def with_profile(self, profile: str | None, engine: str | None, calibration: str | None) -> PlanSpec:
         """This plan with its cost model overridden where an argument is given (the command
