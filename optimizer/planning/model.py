@@ -67,6 +67,8 @@ class FleetModel:
         self.split_until = split_until
         # per (model, period): the cheapest deployment the cover cuts found (slices per offer)
         self.covers: dict[tuple[int, int], dict[int, int]] = {}
+        # per (model, period): the cover cut's bound (micro-dollars at cut_unit prices)
+        self.cut_bounds: dict[tuple[int, int], int] = {}
         self.model = cp_model.CpModel()
         self.required = rp.required_qps
         hours = rp.spec.period_hours
@@ -286,5 +288,6 @@ class FleetModel:
                     if found:
                         self.covers[(mi, t)] = found
                 if bound:
+                    self.cut_bounds[(mi, t)] = bound
                     row = [self.slices[mi][k][t] for k in live]
                     self.model.add(cp_model.LinearExpr.weighted_sum(row, [weight[k] for k in live]) >= bound)

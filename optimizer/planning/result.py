@@ -100,6 +100,9 @@ class PlanStats:
     offers_before_pruning: int
     variables: int
     constraints: int
+    # status optimal: "cp-sat" (the full model solved), or "cover bounds" (the starting plan
+    # costs what the cover cuts prove every plan costs at least; the full model not searched)
+    proven_by: str | None = None
 
 
 @dataclass
@@ -171,6 +174,7 @@ class Outcome:
     reason: str | None = None
     variables: int = 0
     constraints: int = 0
+    proven_by: str = "cp-sat"  # what proved an optimal plan: "cp-sat", or "cover bounds" (solve_plan)
 
 
 def fleet_plan(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: float, time_limit_s: float) -> FleetPlan:
@@ -206,6 +210,7 @@ def fleet_plan(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: floa
             offers_before_pruning=po.before_pruning,
             variables=outcome.variables,
             constraints=outcome.constraints,
+            proven_by=outcome.proven_by if outcome.status == "optimal" else None,
         ),
         profile=spec.base_profile.name,
         engine=spec.base_profile.engine if isinstance(spec.base_profile, Calibrated) else None,

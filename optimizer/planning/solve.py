@@ -67,8 +67,20 @@ def solve_plan(rp: ResolvedPlan, po: PlanOffers, deadline: float, workers: int, 
     integers, or a status without them."""
     # the cover cuts' cheapest deployments and split solves may take a fifth of the time left
     fm = FleetModel(rp, po, maximize_served, split_until=time.perf_counter() + _left(deadline) / 5)
-    apply_hint(fm, greedy_start(fm))
+    start = greedy_start(fm)
     size = len(fm.model.proto.variables), len(fm.model.proto.constraints)
+    bound = sum(fm.cut_bounds.values())
+    if not maximize_served and start.cost <= bound:
+        # Every plan costs at least the cover cuts' bounds summed (each model and period's
+        # slices cost at least its bound at cut_unit prices, and the objective charges at
+        # least cut_unit per chip and period): a start that costs no more is optimal, proven
+        # without searching the full model (the cuts' split bounds are CP-SAT's own proofs).
+        # Plans whose quotas and commitments do not bind end here.
+        solution = Solution(start.values, start.commits)
+        return Outcome(
+            "optimal", "min-cost", solution, bound, proven_by="cover bounds", variables=size[0], constraints=size[1]
+        )
+    apply_hint(fm, start)
     outcome = _most_served_then_cheapest(fm, deadline, workers) if maximize_served else _cheapest(fm, deadline, workers)
     outcome.variables, outcome.constraints = size
     return outcome

@@ -22,6 +22,8 @@ def _plan_head(r: FleetPlan, plan_file: str) -> list[str]:
     periods = f"{r.periods} {name}{'s' if r.periods != 1 else ''}"
     gap = f", gap {100 * r.gap:.2f}%" if r.gap is not None else ""
     objective = ", most demand served" if r.objective == "max-served" else ""
+    if r.solve.proven_by == "cover bounds":
+        objective += " (proven by the cover bounds: the starting plan costs what every plan costs at least)"
     lines = [
         f"plan {plan_file}: {periods}, {r.profile} profile, "
         f"status {r.status}{gap}{objective}, solved in {r.solve.seconds:.2f} s ({r.solve.offers} offers after "
