@@ -596,3 +596,29 @@ def test_plans_proven_by_the_cover_bounds_cost_what_cp_sat_proves():
         assert result.bound_usd == pytest.approx(result.total_cost_usd, rel=1e-12)
         assert violations(rp, po, as_solution(result, rp, po)) == []
     assert shortcut >= 5
+
+
+def test_cheapest_kept_changes_no_cheapest_cover():
+    """Dropping the offers another of their role and dtype pair makes cheaper (any pool, integer
+    rates) leaves every cheapest cover's cost as it was, and drops some."""
+    from optimizer.planning.offers import SliceOffer, cheapest_kept
+
+    rng = random.Random(5)
+    dropped = 0
+    for _ in range(300):
+        offers = [
+            SliceOffer(0, rng.randint(0, 2), "decode", rng.choice("AB"), rng.randint(1, 4), rng.randint(1, 9) / 4, {})
+            for _ in range(rng.randint(1, 7))
+        ]
+        weight = {k: o.chips * rng.randint(2, 5) for k, o in enumerate(offers)}
+        ks = list(range(len(offers)))
+        kept = cheapest_kept(offers, ks, weight)
+        dropped += len(ks) - len(kept)
+        q = rng.randint(1, 12) * 250_000
+        for g in "AB":
+            every = [k for k in ks if offers[k].group == g]
+            if every:
+                items = [(weight[k], offers[k].rate_int) for k in every]
+                kept_items = [(weight[k], offers[k].rate_int) for k in kept if offers[k].group == g]
+                assert cheapest_cover(q, kept_items)[0] == cheapest_cover(q, items)[0]
+    assert dropped > 100

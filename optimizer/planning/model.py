@@ -69,6 +69,7 @@ class FleetModel:
         self.covers: dict[tuple[int, int], dict[int, int]] = {}
         # per (model, period): the cover cut's bound (micro-dollars at cut_unit prices)
         self.cut_bounds: dict[tuple[int, int], int] = {}
+        self._deployments: dict[tuple, tuple[int, dict[int, int]]] = {}
         self.model = cp_model.CpModel()
         self.required = rp.required_qps
         hours = rp.spec.period_hours
@@ -198,6 +199,17 @@ class FleetModel:
                     coefs.append(self.commit_unit[p][c] * self.rp.charged_periods(s, tier.term_periods))
         return cp_model.LinearExpr.weighted_sum(variables, coefs)
 
+    def cheapest_deployment(self, mi: int, q: int, live: list[int], unit: list[int]) -> tuple[int, dict[int, int]]:
+        """offers.cheapest_deployment of model mi's load q over the offers `live`, chips priced
+        at unit[pool] per period; remembered (the cover cuts and the greedy starts ask for the
+        same loads at the same prices). The slices per offer returned are shared: read only."""
+        key = (mi, q, tuple(live), tuple(unit))
+        if key not in self._deployments:
+            offers = self.po.offers[mi]
+            weight = {k: offers[k].chips * unit[offers[k].pool] for k in live}
+            self._deployments[key] = cheapest_deployment(offers, q, live, weight, self.rp.prefill_servers[mi])
+        return self._deployments[key]
+
     def live(self, mi: int, t: int) -> list[int]:
         """Offers of model mi that have a variable in period t."""
         return [k for k, row in enumerate(self.slices[mi]) if row[t] is not None]
@@ -279,7 +291,7 @@ class FleetModel:
                     self.covers.clear()  # incomplete: no start from them
                     self.split_until = None
                 else:
-                    one_pair, counts = cheapest_deployment(offers, q, live, weight, with_prefill)
+                    one_pair, counts = self.cheapest_deployment(mi, q, live, self.cut_unit)
                     self.covers[(mi, t)] = counts
                 if left > 0 and bound < one_pair:
                     qps = self.required[mi][t]

@@ -168,7 +168,7 @@ def undominated_mask(chips: np.ndarray, rate: np.ndarray, groups: np.ndarray) ->
     dominates the others (k = 1), and whatever a slower one dominates, it dominates too. Two
     offers that dominate each other have the same size, so among the fastest of each size no
     tie is left and one comparison matrix over them decides."""
-    c, r = np.asarray(chips, dtype=np.int64), np.asarray(rate, dtype=float)
+    c, r = np.asarray(chips, dtype=np.int64), np.asarray(rate)
     # by group, then size, fastest first, then list order
     order = np.lexsort((np.arange(len(c)), -r, c, groups))
     first = np.ones(len(order), dtype=bool)
@@ -176,11 +176,32 @@ def undominated_mask(chips: np.ndarray, rate: np.ndarray, groups: np.ndarray) ->
     best = order[first]
     cb, rb, gb = c[best], r[best], groups[best]
     # beats[j, k]: offer j dominates offer k
-    beats = (gb[:, None] == gb[None, :]) & (np.ceil(rb[None, :] / rb[:, None]) * cb[:, None] <= cb[None, :])
+    if np.issubdtype(rb.dtype, np.integer):  # integer rates: an exact ceiling
+        slices = -(-rb[None, :] // np.maximum(rb[:, None], 1))
+    else:
+        slices = np.ceil(rb[None, :] / rb[:, None])
+    beats = (gb[:, None] == gb[None, :]) & (slices * cb[:, None] <= cb[None, :])
     np.fill_diagonal(beats, False)
     keep = np.zeros(len(c), dtype=bool)
     keep[best[~beats.any(axis=0)]] = True
     return keep
+
+
+def cheapest_kept(offers: Sequence[SliceOffer], ks: Sequence[int], weight: dict[int, int]) -> list[int]:
+    """Of the offers ks (indices), those no other offer of the same role and dtype pair makes
+    cheaper at the prices `weight` per slice, any pool (q beats o when ceil(rate_o / rate_q)
+    slices of q cost no more than one of o, integer rates): where quotas are left out, as in
+    the cheapest deployments and the cover cuts' bounds, dropping the others changes no
+    optimum (replace each dropped slice by those slices: no dearer, no less capacity)."""
+    if len(ks) < 2:
+        return list(ks)
+    codes = {key: i for i, key in enumerate(dict.fromkeys((offers[k].role, offers[k].group) for k in ks))}
+    keep = undominated_mask(
+        np.array([weight[k] for k in ks], dtype=np.int64),
+        np.array([offers[k].rate_int for k in ks], dtype=np.int64),
+        np.array([codes[offers[k].role, offers[k].group] for k in ks]),
+    )
+    return [k for k, kept in zip(ks, keep.tolist()) if kept]
 
 
 def _group_dominated(mine: np.ndarray, theirs: np.ndarray) -> bool:
@@ -326,7 +347,10 @@ def cheapest_split(
     model's), so a cut `cost of those slices >= the bound` is valid."""
     model = cp_model.CpModel()
     q = demand_int(qps)
+    # the offers no other makes cheaper, and the hint's (dropping the rest changes no optimum)
     ks = [k for k in live if offers[k].rate_int > 0]
+    kept = set(cheapest_kept(offers, ks, weight)) | set(hint)
+    ks = [k for k in ks if k in kept]
     n = {k: model.new_int_var(0, -(-q // offers[k].rate_int), f"n[{k}]") for k in ks}
     dks = [k for k in ks if offers[k].role == "decode"]
     pks = [k for k in ks if offers[k].role == "prefill"]

@@ -18,7 +18,6 @@ from constraints import commitments
 from optimizer import scaling
 from optimizer.planning.check import Solution, violations
 from optimizer.planning.model import FleetModel
-from optimizer.planning.offers import cheapest_deployment
 
 Commits = dict[tuple[int, int, int], int]  # chips per (pool, tier, start period)
 
@@ -152,8 +151,7 @@ def _fit(fm: FleetModel, mi: int, t: int, unit: list[int], left: list[int]) -> d
     offers = fm.po.offers[mi]
     live = fm.live(mi, t)
     while q > 0 and live:
-        weight = {k: offers[k].chips * unit[offers[k].pool] for k in live}
-        _, counts = cheapest_deployment(offers, q, live, weight, fm.rp.prefill_servers[mi])
+        _, counts = fm.cheapest_deployment(mi, q, live, unit)
         need = [0] * len(left)
         for k, n in counts.items():
             need[offers[k].pool] += n * offers[k].chips
