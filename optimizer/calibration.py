@@ -308,7 +308,8 @@ class Validation:
     leave_one_model_out: list[dict] | None = None  # per held-out model: n, tpot_mape, ttft_mape
     # the held-out rows pooled by kind of model ("mixture of experts", "dense"): models, n, tpot_mape, ttft_mape
     leave_one_model_out_pooled: list[dict] | None = None
-    # matched pairs on two chips: pairs, agree_pct (faster chip predicted faster), by_chips (per pair of chips)
+    # matched pairs on two chips: pairs, agree_pct (faster chip predicted faster), ceiling_pct (the most any
+    # model can order right: repeats of one configuration disagree), by_chips (per pair of chips)
     chip_order: dict | None = None
     engines: list[dict] | None = None  # per engine: engine, n, tpot_mape, ttft_mape
 
@@ -416,7 +417,10 @@ def chip_order(m: Measurements, tpot: np.ndarray) -> dict:
     """On matched runs (same engine, model, precision, lengths, concurrency and parallelism) of
     two chips, how often the chip measured faster is predicted faster: overall, and per pair of
     chips with the median measured gap between them (a pair of near-equal chips, measured a few
-    percent apart, is a coin toss for any model)."""
+    percent apart, is a coin toss for any model) and the ceiling: the most pairs any model can
+    order right. A model sees a configuration's inputs only, so it orders every repeat of one
+    configuration on two chips the same way; where the repeats (runs of other engine versions,
+    rows measured twice) disagree on which chip is faster, at most the larger side is right."""
     keys = list(
         zip(m.engine.tolist(), m.model_names.tolist(), m.precision.tolist(), m.isl.tolist(), m.osl.tolist(),
             m.clients.tolist(), m.tp.tolist(), m.attention_dp.tolist(), m.ep.tolist())
@@ -426,23 +430,33 @@ def chip_order(m: Measurements, tpot: np.ndarray) -> dict:
         by_key.setdefault(k, []).append(i)
     chips = m.chip_names
     by_chips: dict[str, list[tuple[bool, float]]] = {}
+    ceiling: dict[str, int] = {}
     for idx in by_key.values():
+        # per pair of chips in this configuration: pairs whose first chip (by name) measured faster, slower
+        sides: dict[str, list[int]] = {}
         for a in idx:
             for b in idx:
                 if a < b and chips[a] != chips[b] and m.tpot_s[a] != m.tpot_s[b]:
                     right = bool((m.tpot_s[a] < m.tpot_s[b]) == (tpot[a] < tpot[b]))
                     gap = abs(math.log(m.tpot_s[a] / m.tpot_s[b]))
-                    by_chips.setdefault("/".join(sorted((str(chips[a]), str(chips[b])))), []).append((right, gap))
+                    name = "/".join(sorted((str(chips[a]), str(chips[b]))))
+                    by_chips.setdefault(name, []).append((right, gap))
+                    first_faster = (m.tpot_s[a] < m.tpot_s[b]) == (str(chips[a]) < str(chips[b]))
+                    sides.setdefault(name, [0, 0])[0 if first_faster else 1] += 1
+        for name, (faster, slower) in sides.items():
+            ceiling[name] = ceiling.get(name, 0) + max(faster, slower)
     pairs = sum(len(v) for v in by_chips.values())
     agree = sum(ok for v in by_chips.values() for ok, _ in v)
     return {
         "pairs": pairs,
         "agree_pct": 100.0 * agree / pairs if pairs else float("nan"),
+        "ceiling_pct": 100.0 * sum(ceiling.values()) / pairs if pairs else float("nan"),
         "by_chips": [
             {
                 "chips": name,
                 "pairs": len(v),
                 "agree_pct": 100.0 * sum(ok for ok, _ in v) / len(v),
+                "ceiling_pct": 100.0 * ceiling[name] / len(v),
                 "median_measured_gap_pct": 100.0 * (math.exp(float(np.median([g for _, g in v]))) - 1.0),
             }
             for name, v in sorted(by_chips.items())

@@ -22,7 +22,7 @@ from optimizer.calibrated import (
     load_params,
     step_terms,
 )
-from optimizer.calibration import faster_than_peak, fit, load_runs, predict, validate
+from optimizer.calibration import chip_order, faster_than_peak, fit, load_runs, predict, validate
 from optimizer.measurements import bundled_data, load_measurements
 from optimizer.profiles import Book, Calibrated
 from tests.bruteforce import brute_force, calibrated_params
@@ -403,7 +403,11 @@ def test_readme_accuracy_table_is_what_validate_prints(measured):
         ) in text
     assert f"calibrated\n{cal.chip_order['agree_pct']:.1f}% of {cal.chip_order['pairs']} pairs" in text
     for p in cal.chip_order["by_chips"]:
-        assert f"| {p['chips']} | {p['pairs']} | {p['agree_pct']:.1f}% | {p['median_measured_gap_pct']:.1f}% |" in text
+        assert (
+            f"| {p['chips']} | {p['pairs']} | {p['agree_pct']:.1f}% | {p['ceiling_pct']:.1f}% | "
+            f"{p['median_measured_gap_pct']:.1f}% |"
+        ) in text
+    assert f"at most {cal.chip_order['ceiling_pct']:.1f}% for any model" in text
 
 
 def test_chip_ordering_per_pair_adds_up_and_ranks_h200_below_b200(measured):
@@ -415,6 +419,31 @@ def test_chip_ordering_per_pair_adds_up_and_ranks_h200_below_b200(measured):
     right = sum(p["pairs"] * p["agree_pct"] / 100 for p in by.values())
     assert right == pytest.approx(order["agree_pct"] / 100 * order["pairs"])
     assert by["b200/h200"]["pairs"] > 100 and by["b200/h200"]["agree_pct"] == 100.0
+    best = sum(p["pairs"] * p["ceiling_pct"] / 100 for p in by.values())
+    assert best == pytest.approx(order["ceiling_pct"] / 100 * order["pairs"])
+    assert all(p["agree_pct"] <= p["ceiling_pct"] + 1e-9 for p in by.values())
+
+
+def test_chip_ordering_ceiling_is_what_a_model_of_the_configuration_can_reach():
+    """Repeats of one configuration that disagree on which chip is faster cap every model: the
+    measured TPOT itself (not a model: repeats differ) beats the ceiling, any prediction that
+    orders the repeats one way stays under it, and the better way reaches it."""
+    from types import SimpleNamespace
+
+    n = 5  # one configuration: chip a twice (10, 12 ms), chip b three times (11, 11, 9 ms)
+    m = SimpleNamespace(
+        engine=np.array(["vllm"] * n), model_names=np.array(["x"] * n), precision=np.array(["fp8"] * n),
+        isl=np.full(n, 1024), osl=np.full(n, 128), clients=np.full(n, 8), tp=np.full(n, 1),
+        attention_dp=np.full(n, 1), ep=np.full(n, 1), chip_names=np.array(["a", "a", "b", "b", "b"]),
+        tpot_s=np.array([10.0, 12.0, 11.0, 11.0, 9.0]),
+    )  # fmt: skip
+    assert chip_order(m, m.tpot_s)["agree_pct"] == 100.0  # b faster on 4 of the 6 pairs, a on 2
+    a_faster = chip_order(m, np.array([1.0, 1.0, 2.0, 2.0, 2.0]))
+    b_faster = chip_order(m, np.array([2.0, 2.0, 1.0, 1.0, 1.0]))
+    assert a_faster["pairs"] == b_faster["pairs"] == 6
+    assert a_faster["ceiling_pct"] == b_faster["ceiling_pct"] == pytest.approx(100 * 4 / 6)
+    assert a_faster["agree_pct"] == pytest.approx(100 * 2 / 6)
+    assert b_faster["agree_pct"] == pytest.approx(b_faster["ceiling_pct"])
 
 
 @pytest.mark.parametrize(
