@@ -299,6 +299,7 @@ def evaluate(
     check_positive_int("ep", ep)
     if pp is not None:
         check_positive_int("pp", pp)
+    profile.check_runs(mdl, catalog[chip], weights, kv)
     table = single_candidate(mdl, catalog[chip], topology, tp, weights, kv, workload, profile, attention_dp, ep, pp)
     c = table.cost
     rows = np.array([0])

@@ -103,6 +103,11 @@ class Book:
         """Without an engine every configuration is a candidate; with one, what it can run."""
         return self.engine is None or engine_runs(self.engine, model.name, chip, weights, kv)
 
+    def check_runs(self, model: Model, chip: Chip, weights: str, kv: str) -> None:
+        """InputError with the engine's reason where runs() is False (a fixed configuration)."""
+        if self.engine is not None:
+            check_engine_runs(self.engine, model.name, chip, weights, kv)
+
 
 @dataclass(frozen=True)
 class Calibrated:
@@ -153,6 +158,10 @@ class Calibrated:
         never proposes a configuration the engine cannot run."""
         return engine_runs(self.engine_name, model.name, chip, weights, kv)
 
+    def check_runs(self, model: Model, chip: Chip, weights: str, kv: str) -> None:
+        """InputError with the engine's reason where runs() is False (a fixed configuration)."""
+        check_engine_runs(self.engine_name, model.name, chip, weights, kv)
+
     def assumed(self, chip_names: Iterable[str]) -> list[str]:
         """The parameters behind these chips' answers that are priors, not fitted (in words)."""
         return self.params.assumed(chip_names, self.engine_name)
@@ -179,15 +188,20 @@ class Calibrated:
 
 @functools.cache
 def engine_runs(engine: str, model: str, chip: Chip, weights: str, kv: str) -> bool:
-    from optimizer.launch.engines import ENGINES, check_runs, load_engine
-
-    if engine not in ENGINES:
-        return True  # an engine of a user's parameter file that servesat has no flag table for
     try:
-        check_runs(load_engine(engine), chip, weights, kv, model)
+        check_engine_runs(engine, model, chip, weights, kv)
     except InputError:
         return False
     return True
+
+
+def check_engine_runs(engine: str, model: str, chip: Chip, weights: str, kv: str) -> None:
+    """InputError with the reason when the engine cannot run these weights and this KV cache on
+    the chip (its flag table: chip families, weight formats, KV dtypes)."""
+    from optimizer.launch.engines import ENGINES, check_runs, load_engine
+
+    if engine in ENGINES:  # else an engine of a user's parameter file that servesat has no flag table for
+        check_runs(load_engine(engine), chip, weights, kv, model)
 
 
 def engine_refusal(engine: str, chip: Chip) -> str:

@@ -562,6 +562,30 @@ def test_the_search_proposes_only_what_the_engine_runs(engine):
         assert all(c.weights not in ("int4", "int8") for c in [r.best, *r.runners_up, *r.alternatives])
 
 
+@pytest.mark.parametrize(
+    ("engine", "chip", "topology", "weights", "kv", "says"),
+    [
+        ("trtllm", "tpu-v6e", "2x4", "bf16", "bf16", "TensorRT-LLM 1.2 does not serve tpu-v6e (tpu chips)"),
+        ("vllm", "h100", "8", "int4", "fp8", "vLLM 0.33.0 cannot serve the plan's int4 weights on nvidia chips"),
+        ("vllm-tpu", "h100", "8", "bf16", "bf16", "does not serve h100 (nvidia chips)"),
+    ],
+)
+def test_evaluate_refuses_what_the_engine_cannot_run(engine, chip, topology, weights, kv, says):
+    """evaluate under an engine checks the fixed configuration as the search does: a chip
+    family, weight format or KV dtype the engine's flag table lacks is a one-line error (exit
+    2) with its reason and the valid values, never numbers for a server that cannot exist."""
+    args = ["evaluate", "--model", "llama3-70b", "--chip", chip, "--topology", topology, "--weights", weights]
+    args += ["--kv", kv, "--batch", "8", "--profile", "calibrated", "--engine", engine]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2, r.output
+    assert says in r.output and len(r.output.strip().splitlines()) == 1
+    ok = ["evaluate", "--model", "llama3-70b", "--chip", "h100", "--topology", "8", "--weights", "fp8", "--kv"]
+    assert (
+        CliRunner().invoke(main, [*ok, "fp8", "--batch", "8", "--profile", "calibrated", "--engine", "vllm"]).exit_code
+        == 0
+    )
+
+
 def test_unmeasured_chips_take_their_priors_from_the_fitted_ones():
     """A chip with no runs takes its rule of optimizer/data/priors.toml over the fitted chips:
     a sibling's efficiencies (GB200: B200), or the fitted mean scaled, capped or set by
