@@ -259,7 +259,7 @@ def frontier_cmd(o: Any) -> None:
     """The latency-cost Pareto frontier (decode), or one configuration against batch (--by-batch)."""
     from optimizer import load_model
     from optimizer.api import Search
-    from optimizer.frontier import by_batch, frontier
+    from optimizer.frontier import by_batch, caveats, frontier
     from optimizer.options import check_frontier_options
     from optimizer.plots import PLOT_SUFFIXES, plot_by_batch, plot_frontier
 
@@ -270,6 +270,7 @@ def frontier_cmd(o: Any) -> None:
     profile = _profile(o)
     workloads = [_workload(o, context, serving="decode-only") for context in contexts]
     points: list = []
+    about = caveats(profile, o.chip_names[:1] if o.by_batch else names)
     if o.by_batch:
         one = {"chip": catalog[o.chip_names[0]], "topology": o.topology, "tp": o.tp, "weights": o.weights[0]}
         for w in workloads:
@@ -277,7 +278,7 @@ def frontier_cmd(o: Any) -> None:
         what = (mdl.name, o.chip_names[0], o.topology, o.weights[0], o.kv[0])
         if not points:
             click.echo(render.no_batches(*what, contexts), err=o.as_json)
-            click.echo(render.points_json(points) if o.as_json else "", nl=o.as_json)
+            click.echo(render.points_json(points, about) if o.as_json else "", nl=o.as_json)
             return
         plot = functools.partial(plot_by_batch, points, title=render.by_batch_title(*what, points[0].tp, o.profile))
     else:
@@ -286,7 +287,7 @@ def frontier_cmd(o: Any) -> None:
             points += frontier(mdl, w, profile=profile, chips=selected, weights=o.weights or None, kv=o.kv or None)
         if not points:
             click.echo(render.no_frontier(mdl.name, contexts), err=o.as_json)
-            click.echo(render.points_json(points) if o.as_json else "", nl=o.as_json)
+            click.echo(render.points_json(points, about) if o.as_json else "", nl=o.as_json)
             return
         chosen, missing = render.cheapest_marks(points, o.slo_ms, contexts)
         for line in missing:  # on stderr with --json, which stays one JSON object
@@ -301,7 +302,7 @@ def frontier_cmd(o: Any) -> None:
         click.echo(render.wrote(o.out, len(points)))
     else:
         text = render.batch_points(points) if o.by_batch else render.frontier_points(points)
-        click.echo(render.points_json(points) if o.as_json else text)
+        click.echo(render.points_json(points, about) if o.as_json else "\n".join([text, *render.caveat_lines(about)]))
 
 
 def _progress(rows: Iterable[dict], total: int) -> contextlib.AbstractContextManager[Iterable[dict]]:

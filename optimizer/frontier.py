@@ -15,6 +15,7 @@ enumerated (exact; bounded by MAX_POINTS).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -142,6 +143,18 @@ def frontier(
             )
         )
     return points
+
+
+def caveats(profile: Profile, chip_names: Sequence[str]) -> dict[str, Any]:
+    """What the frontier's numbers rest on, beside the points: the profile's notes (priors in
+    use, engines without runs), the parameters behind these chips that are priors (assumed),
+    and the calibrated band of the step (None under the book's bound)."""
+    names = sorted(set(chip_names))
+    return {
+        "notes": profile.notes(False, set(names)),
+        "assumed": profile.assumed(names),
+        "uncertainty": profile.uncertainty(),
+    }
 
 
 def cheapest_within(points: list[FrontierPoint], slo_ms: float, context: int | None = None) -> FrontierPoint | None:

@@ -349,6 +349,22 @@ def test_json_keys_and_the_python_api_give_the_same_object():
     assert all(c["argv"][:2] == ["vllm", "serve"] for c in d["commands"])
     plan = launch("llama3-70b", Workload(slo_ms=50), search=Search(chips=["h100"], weights=["fp8"], kv=["fp8"]), qps=20)
     assert json.loads(json.dumps(plan.to_dict())) == d
+    assert d["uncertainty"] is None and d["assumed"] == []  # the book profile: a bound, no priors
+
+
+def test_a_calibrated_launch_carries_the_band_and_the_priors():
+    """Under the calibrated profile the launch plan says what its numbers rest on, as optimize
+    does: the band, and the priors behind a chip and an engine without measured runs."""
+    args = ["launch", "--model", "llama3-70b", "--slo-ms", "40", "--chip", "tpu-v6e", "--profile", "calibrated"]
+    r = CliRunner().invoke(cli.main, [*args, "--engine", "vllm-tpu", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["uncertainty"]["step_pct"] > 0
+    assert any(a.startswith("tpu-v6e:") for a in d["assumed"])
+    assert any(a.startswith("engine vllm-tpu:") for a in d["assumed"])
+    text = CliRunner().invoke(cli.main, [*args, "--engine", "vllm-tpu"]).output
+    assert f"# band: the plan's step ±{d['uncertainty']['step_pct']:.0f}% (calibrated profile)" in text
+    assert all(f"# assumed: {a}" in text for a in d["assumed"])
 
 
 def test_out_writes_one_file_per_workload(tmp_path):

@@ -16,9 +16,9 @@ import pytest
 
 from optimizer import load_chips, load_model, render
 from optimizer.api import Search, evaluate, optimize
-from optimizer.frontier import by_batch, cheapest_within, frontier
+from optimizer.frontier import by_batch, caveats, cheapest_within, frontier
 from optimizer.models import builtin_models
-from optimizer.profiles import resolve_profile
+from optimizer.profiles import Book, Calibrated, resolve_profile
 from optimizer.result import Deployment
 from optimizer.workload import Workload
 
@@ -160,7 +160,14 @@ def test_frontier_points_table_json_and_file():
     lines = render.frontier_points(pts).splitlines()
     assert lines[0].split() == ["context", "chip", "slice", "tp", "w/kv", "batch", "step", "ms", "$/Mtok", "out"]
     assert len(lines) == len(pts) + 1 and lines[1].split()[:2] == ["2048", "h100"]
-    assert json.loads(render.points_json(pts)) == {"points": [p.to_dict() for p in pts]}
+    about = caveats(Book(), ["h100"])
+    assert about == {"notes": [], "assumed": [], "uncertainty": None}  # the book: a bound, no priors
+    assert json.loads(render.points_json(pts, about)) == {"points": [p.to_dict() for p in pts], **about}
+    calibrated = caveats(Calibrated(engine="vllm-tpu"), ["tpu-v6e", "tpu-v6e"])
+    assert calibrated["uncertainty"]["step_pct"] > 0 and calibrated["assumed"]
+    assert any("tpu-v6e" in n and "assumed" in n for n in calibrated["notes"])
+    band = render.caveat_lines(calibrated)[-1]
+    assert band.startswith(f"Band: every step ±{calibrated['uncertainty']['step_pct']:.0f}%")
     assert json.loads(render.points_file(pts, ".JSON")) == [p.to_dict() for p in pts]
     text = render.points_file(pts, ".csv")
     assert text.startswith("context,chip,topology,") and text.count("\r\n") == len(pts) + 1

@@ -208,6 +208,7 @@ def _launch(
     plan.objects = manifests.by_group(manifests.base_name(mdl.name, spec.name), plan.servers, images)
     plan.plan = servers.plan_summary(result.best, workload.context)
     plan.notes = _notes(spec, plan.servers, result, qps, mdl, plan.model_id)
+    plan.uncertainty, plan.assumed = result.uncertainty, result.assumed
     return plan
 
 

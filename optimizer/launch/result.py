@@ -30,6 +30,9 @@ class LaunchPlan:
     servers: list[ServerGroup] = field(default_factory=list)
     objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # group name -> its objects
     notes: list[str] = field(default_factory=list)
+    # the optimum's caveats (optimize's): the calibrated band, and the parameters that are priors
+    uncertainty: dict[str, float] | None = None
+    assumed: list[str] = field(default_factory=list)
 
     @property
     def commands(self) -> list[dict[str, Any]]:
@@ -78,4 +81,6 @@ class LaunchPlan:
             "commands": self.commands,
             "manifests": self.manifests,
             "notes": self.notes,
+            "uncertainty": self.uncertainty,
+            "assumed": self.assumed,
         }

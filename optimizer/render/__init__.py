@@ -14,6 +14,7 @@ from optimizer.render.calibration import calibration, calibration_json, validati
 from optimizer.render.frontier import (
     batch_points,
     by_batch_title,
+    caveat_lines,
     cheapest_label,
     cheapest_marks,
     frontier_points,
@@ -53,6 +54,7 @@ __all__ = [
     "by_batch_title",
     "calibration",
     "calibration_json",
+    "caveat_lines",
     "cheapest_label",
     "cheapest_marks",
     "chips_json",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from optimizer.render.text import json_text, table
 
@@ -54,9 +54,21 @@ def batch_points(points: Sequence[BatchPoint]) -> str:
     )
 
 
-def points_json(points: Sequence[FrontierPoint] | Sequence[BatchPoint]) -> str:
-    """frontier --json."""
-    return json_text({"points": [p.to_dict() for p in points]})
+def points_json(points: Sequence[FrontierPoint] | Sequence[BatchPoint], caveats: dict[str, Any]) -> str:
+    """frontier --json: the points, and what they rest on (optimizer.frontier.caveats)."""
+    return json_text({"points": [p.to_dict() for p in points], **caveats})
+
+
+def caveat_lines(caveats: dict[str, Any]) -> list[str]:
+    """Under the frontier's table: the profile's notes and the calibrated band."""
+    lines = [f"Note: {n}" for n in caveats["notes"]]
+    band = caveats["uncertainty"]
+    if band is not None:
+        lines.append(
+            f"Band: every step ±{band['step_pct']:.0f}%, and the cost per token with it (leave-one-model-out "
+            "error of the calibrated fit)"
+        )
+    return lines
 
 
 def points_file(points: Sequence[FrontierPoint] | Sequence[BatchPoint], suffix: str) -> str:
