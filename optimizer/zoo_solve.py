@@ -84,6 +84,9 @@ def _row(sc: dict, result: Any = None, error: str | None = None) -> dict:
         ):
             row[k] = getattr(b, k)
         row["binding"] = "+".join(b.binding)
+        if result.uncertainty is not None:  # the calibrated band: the step's, the TTFT's
+            row.update(step_band_pct=result.uncertainty["step_pct"], ttft_band_pct=result.uncertainty["ttft_pct"])
+        row["assumed"] = "; ".join(result.assumed) or None
         if b.prefill is not None:
             row.update(
                 prefill_chip=b.prefill.chip,

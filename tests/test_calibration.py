@@ -354,7 +354,7 @@ def test_predictions_are_finite_and_positive(measured):
 
 
 def test_zoo_and_plan_take_the_profile(tmp_path, chips):
-    from optimizer.planning import PlanModel, PlanSpec, Pool, plan
+    from optimizer.planning import FleetPlan, PlanModel, PlanSpec, Pool, plan
     from optimizer.zoo import load_zoo
     from optimizer.zoo_solve import solve_zoo
 
@@ -381,6 +381,15 @@ def test_zoo_and_plan_take_the_profile(tmp_path, chips):
     by_name = plan(spec.with_profile("calibrated", "trtllm", None), workers=1)
     assert by_name.total_cost_usd == calibrated.total_cost_usd
     assert (by_name.profile, by_name.engine) == ("calibrated", "trtllm")
+    # the calibrated plan carries the band (JSON and text), the book's none
+    band = Calibrated(engine="trtllm").uncertainty()
+    assert calibrated.uncertainty == band and book.uncertainty is None and book.assumed == calibrated.assumed == []
+    from optimizer import render
+
+    text = render.fleet_plan(calibrated, "plan.toml")
+    assert f"band: every offer's step ±{band['step_pct']:.0f}% and prefill ±{band['ttft_pct']:.0f}%" in text
+    assert "band:" not in render.fleet_plan(book, "plan.toml")
+    assert FleetPlan.from_dict(calibrated.to_dict()) == calibrated
 
 
 def test_readme_accuracy_table_is_what_validate_prints(measured):

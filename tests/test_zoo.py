@@ -450,3 +450,20 @@ def test_workers_are_capped_by_chunks_and_cores(small_zoo, monkeypatch):
     rows = list(solve_zoo(small_zoo, workers=100_000))
     assert len(rows) == len(scenarios(load_zoo(small_zoo)))
     assert all(n <= min(os.cpu_count() or 1, len(rows)) for n in seen)
+
+
+def test_calibrated_rows_carry_the_band_and_the_priors(tmp_path):
+    """Under the calibrated profile a row says what its numbers rest on, as optimize does: the
+    band of the step and the TTFT, and the priors behind the winner's chip; book rows neither."""
+    from optimizer.profiles import Calibrated
+
+    f = tmp_path / "zoo.toml"
+    f.write_text('[grid]\nslo_ms = [40]\ncontext = [8192]\nchips = [["tpu-v6e"]]\nprofile = ["book", "calibrated"]\n')
+    f.write_text(f.read_text() + '[[models]]\nname = "llama3-8b"\n')
+    rows = {r["profile"]: r for r in solve_zoo(load_zoo(f), workers=1)}
+    band = Calibrated().uncertainty()
+    calibrated, book = rows["calibrated"], rows["book"]
+    assert calibrated["status"] == "optimal" and calibrated["chip"] == "tpu-v6e"
+    assert (calibrated["step_band_pct"], calibrated["ttft_band_pct"]) == (band["step_pct"], band["ttft_pct"])
+    assert calibrated["assumed"].startswith("tpu-v6e:")
+    assert (book["step_band_pct"], book["ttft_band_pct"], book["assumed"]) == (None, None, None)

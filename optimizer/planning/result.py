@@ -130,6 +130,10 @@ class FleetPlan:
     notes: list[str] = field(default_factory=list)
     profile: str = "book"  # the cost model of the offers
     engine: str | None = None  # calibrated profile: the engine asked for (None: the parameters' default)
+    # calibrated profile: the band (%) of every offer's step and TTFT, which the slices a load
+    # needs and so the costs carry; and the parameters behind the pools' chips that are priors
+    uncertainty: dict[str, float] | None = None
+    assumed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -214,6 +218,8 @@ def fleet_plan(rp: ResolvedPlan, po: PlanOffers, outcome: Outcome, started: floa
         ),
         profile=spec.base_profile.name,
         engine=spec.base_profile.engine if isinstance(spec.base_profile, Calibrated) else None,
+        uncertainty=spec.base_profile.uncertainty(),
+        assumed=spec.base_profile.assumed(sorted({c.name for c in rp.chips})),
     )
     if outcome.solution is not None:
         _fill(result, rp, po, outcome, outcome.solution)

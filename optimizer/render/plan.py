@@ -131,5 +131,16 @@ def fleet_plan(r: FleetPlan, plan_file: str) -> str:
         *(f"- {line}" for line in r.binding),
         *(f"- short: {line}" for line in r.shortfalls),
         *(f"note: {line}" for line in r.notes),
+        *_band(r),
     ]
     return "\n".join(lines)
+
+
+def _band(r: FleetPlan) -> list[str]:
+    """The calibrated band, and what it moves: the slices a load needs, so the cost."""
+    if r.uncertainty is None:
+        return []
+    return [
+        f"band: every offer's step ±{r.uncertainty['step_pct']:.0f}% and prefill ±{r.uncertainty['ttft_pct']:.0f}% "
+        "(leave-one-model-out error of the calibrated fit): the slices a load needs, and so the cost, carry it"
+    ]
