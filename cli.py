@@ -301,8 +301,7 @@ def frontier_cmd(o: Any) -> None:
     if o.out:
         click.echo(render.wrote(o.out, len(points)))
     else:
-        text = render.batch_points(points) if o.by_batch else render.frontier_points(points)
-        click.echo(render.points_json(points, about) if o.as_json else "\n".join([text, *render.caveat_lines(about)]))
+        click.echo(render.points_json(points, about) if o.as_json else render.points_text(points, o.by_batch, about))
 
 
 def _progress(rows: Iterable[dict], total: int) -> contextlib.AbstractContextManager[Iterable[dict]]:

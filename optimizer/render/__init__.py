@@ -24,6 +24,7 @@ from optimizer.render.frontier import (
     none_within,
     points_file,
     points_json,
+    points_text,
     wrote,
 )
 from optimizer.render.launch import launch_files, launch_text
@@ -82,6 +83,7 @@ __all__ = [
     "plan_entry",
     "points_file",
     "points_json",
+    "points_text",
     "table",
     "validation",
     "wrote",

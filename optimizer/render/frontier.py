@@ -59,6 +59,13 @@ def points_json(points: Sequence[FrontierPoint] | Sequence[BatchPoint], caveats:
     return json_text({"points": [p.to_dict() for p in points], **caveats})
 
 
+def points_text(points: Sequence[FrontierPoint] | Sequence[BatchPoint], by_batch: bool, caveats: dict[str, Any]) -> str:
+    """frontier's text: the frontier's or the by-batch view's table, then the caveats."""
+    # by_batch says which kind the points are (frontier --by-batch gives BatchPoints)
+    text = batch_points(points) if by_batch else frontier_points(points)  # type: ignore[arg-type]
+    return "\n".join([text, *caveat_lines(caveats)])
+
+
 def caveat_lines(caveats: dict[str, Any]) -> list[str]:
     """Under the frontier's table: the profile's notes and the calibrated band."""
     lines = [f"Note: {n}" for n in caveats["notes"]]
