@@ -270,7 +270,6 @@ def frontier_cmd(o: Any) -> None:
     profile = _profile(o)
     workloads = [_workload(o, context, serving="decode-only") for context in contexts]
     points: list = []
-    about = caveats(profile, o.chip_names[:1] if o.by_batch else names)
     if o.by_batch:
         one = {"chip": catalog[o.chip_names[0]], "topology": o.topology, "tp": o.tp, "weights": o.weights[0]}
         for w in workloads:
@@ -278,7 +277,7 @@ def frontier_cmd(o: Any) -> None:
         what = (mdl.name, o.chip_names[0], o.topology, o.weights[0], o.kv[0])
         if not points:
             click.echo(render.no_batches(*what, contexts), err=o.as_json)
-            click.echo(render.points_json(points, about) if o.as_json else "", nl=o.as_json)
+            click.echo(render.points_json(points, caveats(profile, what[1:2])) if o.as_json else "", nl=o.as_json)
             return
         plot = functools.partial(plot_by_batch, points, title=render.by_batch_title(*what, points[0].tp, o.profile))
     else:
@@ -287,19 +286,20 @@ def frontier_cmd(o: Any) -> None:
             points += frontier(mdl, w, profile=profile, chips=selected, weights=o.weights or None, kv=o.kv or None)
         if not points:
             click.echo(render.no_frontier(mdl.name, contexts), err=o.as_json)
-            click.echo(render.points_json(points, about) if o.as_json else "", nl=o.as_json)
+            click.echo(render.points_json(points, caveats(profile, names)) if o.as_json else "", nl=o.as_json)
             return
         chosen, missing = render.cheapest_marks(points, o.slo_ms, contexts)
         for line in missing:  # on stderr with --json, which stays one JSON object
             click.echo(line, err=o.as_json)
         title = render.frontier_title(mdl.name, o.profile, o.decode_len)
         plot = functools.partial(plot_frontier, points, title=title, chosen=chosen, slo_ms=o.slo_ms)
+    about = caveats(profile, o.chip_names[:1] if o.by_batch else [p.chip for p in points])  # the points' chips
     if o.out and Path(o.out).suffix.lower() in PLOT_SUFFIXES:
         plot(path=o.out)
     elif o.out:
         write_out(str(Path(o.out)), render.points_file(points, Path(o.out).suffix), "", "cannot be written")
     if o.out:
-        click.echo(render.wrote(o.out, len(points)))
+        click.echo("\n".join([render.wrote(o.out, len(points)), *render.caveat_lines(about)]))
     else:
         click.echo(render.points_json(points, about) if o.as_json else render.points_text(points, o.by_batch, about))
 

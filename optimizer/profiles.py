@@ -196,12 +196,17 @@ def engine_runs(engine: str, model: str, chip: Chip, weights: str, kv: str) -> b
 
 
 def check_engine_runs(engine: str, model: str, chip: Chip, weights: str, kv: str) -> None:
-    """InputError with the reason when the engine cannot run these weights and this KV cache on
-    the chip (its flag table: chip families, weight formats, KV dtypes)."""
-    from optimizer.launch.engines import ENGINES, check_runs, load_engine
+    """InputError with the reason and what the engine does run when it cannot run these weights
+    and this KV cache on the chip (its flag table: chip families, weight formats, KV dtypes),
+    worded for one given configuration."""
+    from optimizer.launch.engines import ENGINES, EngineRefusal, check_runs, load_engine
 
-    if engine in ENGINES:  # else an engine of a user's parameter file that servesat has no flag table for
+    if engine not in ENGINES:  # an engine of a user's parameter file that servesat has no flag table for
+        return
+    try:
         check_runs(load_engine(engine), chip, weights, kv, model)
+    except EngineRefusal as e:
+        raise InputError(e.fixed) from None
 
 
 def engine_refusal(engine: str, chip: Chip) -> str:

@@ -84,7 +84,7 @@ def _row(sc: dict, result: Any = None, error: str | None = None) -> dict:
         ):
             row[k] = getattr(b, k)
         row["binding"] = "+".join(b.binding)
-        if result.uncertainty is not None:  # the calibrated band: the step's, the TTFT's
+        if result.uncertainty is not None:  # None under the book profile: a bound has no band
             row.update(step_band_pct=result.uncertainty["step_pct"], ttft_band_pct=result.uncertainty["ttft_pct"])
         row["assumed"] = "; ".join(result.assumed) or None
         if b.prefill is not None:

@@ -387,7 +387,7 @@ def test_zoo_and_plan_take_the_profile(tmp_path, chips):
     from optimizer import render
 
     text = render.fleet_plan(calibrated, "plan.toml")
-    assert f"band: every offer's step ±{band['step_pct']:.0f}% and prefill ±{band['ttft_pct']:.0f}%" in text
+    assert f"band: each offer's step ±{band['step_pct']:.0f}%, TTFT ±{band['ttft_pct']:.0f}%" in text
     assert "band:" not in render.fleet_plan(book, "plan.toml")
     assert FleetPlan.from_dict(calibrated.to_dict()) == calibrated
 
@@ -574,9 +574,18 @@ def test_the_search_proposes_only_what_the_engine_runs(engine):
 @pytest.mark.parametrize(
     ("engine", "chip", "topology", "weights", "kv", "says"),
     [
-        ("trtllm", "tpu-v6e", "2x4", "bf16", "bf16", "TensorRT-LLM 1.2 does not serve tpu-v6e (tpu chips)"),
-        ("vllm", "h100", "8", "int4", "fp8", "vLLM 0.33.0 cannot serve the plan's int4 weights on nvidia chips"),
-        ("vllm-tpu", "h100", "8", "bf16", "bf16", "does not serve h100 (nvidia chips)"),
+        (
+            "trtllm",
+            "tpu-v6e",
+            "2x4",
+            "bf16",
+            "bf16",
+            "TensorRT-LLM 1.2 does not serve tpu-v6e (tpu chips); it serves nvidia chips (pick another --engine, "
+            "or a nvidia chip)",
+        ),
+        ("vllm", "h100", "8", "int4", "fp8", "vLLM 0.33.0 cannot serve int4 weights on nvidia chips"),
+        ("vllm", "tpu-v6e", "2x4", "bf16", "int8", "int8 KV cache on tpu chips"),
+        ("vllm-tpu", "h100", "8", "bf16", "bf16", "does not serve h100 (nvidia chips); it serves tpu chips"),
     ],
 )
 def test_evaluate_refuses_what_the_engine_cannot_run(engine, chip, topology, weights, kv, says):
@@ -588,6 +597,7 @@ def test_evaluate_refuses_what_the_engine_cannot_run(engine, chip, topology, wei
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2, r.output
     assert says in r.output and len(r.output.strip().splitlines()) == 1
+    assert "valid --" in r.output or "pick another --engine, or a" in r.output  # what it does run
     ok = ["evaluate", "--model", "llama3-70b", "--chip", "h100", "--topology", "8", "--weights", "fp8", "--kv"]
     assert (
         CliRunner().invoke(main, [*ok, "fp8", "--batch", "8", "--profile", "calibrated", "--engine", "vllm"]).exit_code

@@ -279,3 +279,17 @@ def test_library_frontier_validates_dtypes():
         frontier(load_model("llama3-8b"), Workload(), chips=chips, weights=("bogus",))
     with pytest.raises(InputError, match="no chip asked supports the weights dtypes fp8"):
         frontier(load_model("llama3-8b"), Workload(), chips={"tpu-v5e": chips["tpu-v5e"]}, weights=("fp8",))
+
+
+def test_caveats_name_only_the_points_chips(tmp_path):
+    """frontier --json's priors and notes are about the chips its points are on, not every chip
+    searched: under TensorRT-LLM (NVIDIA only) no TPU or AMD chip is named; --out keeps them."""
+    args = ["frontier", "--model", "llama3-70b", "--profile", "calibrated", "--engine", "trtllm"]
+    r = CliRunner().invoke(main, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    chips = {p["chip"] for p in d["points"]}
+    assert all(a.split(":")[0] in chips or a.startswith("engine ") for a in d["assumed"])
+    assert not any(name in text for text in d["notes"] + d["assumed"] for name in ("tpu", "mi300x", "a100"))
+    out = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "f.csv")]).output
+    assert out.splitlines()[0].startswith("wrote ") and "Band: every step ±" in out

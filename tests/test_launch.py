@@ -363,7 +363,9 @@ def test_a_calibrated_launch_carries_the_band_and_the_priors():
     assert any(a.startswith("tpu-v6e:") for a in d["assumed"])
     assert any(a.startswith("engine vllm-tpu:") for a in d["assumed"])
     text = CliRunner().invoke(cli.main, [*args, "--engine", "vllm-tpu"]).output
-    assert f"# band: the plan's step ±{d['uncertainty']['step_pct']:.0f}% (calibrated profile)" in text
+    band = d["uncertainty"]
+    step, prefill = band["step_pct"], band["ttft_pct"]
+    assert f"# band: the plan's step ±{step:.0f}%, TTFT ±{prefill:.0f}% (calibrated profile)" in text
     assert all(f"# assumed: {a}" in text for a in d["assumed"])
 
 

@@ -25,6 +25,15 @@ FAMILIES = ("nvidia", "amd", "tpu")
 ROLES = ("decode", "prefill", "serve")
 
 
+class EngineRefusal(InputError):
+    """Why an engine cannot run a configuration: the message for a search (the plan's dtypes,
+    how to restrict the search), and `fixed`, the same for one given configuration (evaluate)."""
+
+    def __init__(self, message: str, fixed: str) -> None:
+        super().__init__(message)
+        self.fixed = fixed
+
+
 @dataclass(frozen=True)
 class Flag:
     """One entry of an engine's flag table: what servesat sets (key) and how the engine's
@@ -147,13 +156,16 @@ class EngineSpec:
             raise self._refusal("kv", dtype, family, sorted(self.kv.get(family, {}), key=_dtype_order))
         return value
 
-    def _refusal(self, kind: str, dtype: str, family: str, supported: list[str]) -> InputError:
+    def _refusal(self, kind: str, dtype: str, family: str, supported: list[str]) -> EngineRefusal:
         reason = self.refusals.get(f"{kind}.{dtype}", f"it has no {dtype} format")
         option = "--weights" if kind == "weights" else "--kv"
         what = "weights" if kind == "weights" else "KV cache"
-        return InputError(
-            f"{self.label} cannot serve the plan's {dtype} {what} on {family} chips: {reason}; it serves "
-            f"{', '.join(supported)} (restrict the search: {' '.join(f'{option} {d}' for d in supported)})"
+        serves = f"{reason}; it serves {', '.join(supported)}"
+        return EngineRefusal(
+            f"{self.label} cannot serve the plan's {dtype} {what} on {family} chips: {serves} "
+            f"(restrict the search: {' '.join(f'{option} {d}' for d in supported)})",
+            fixed=f"{self.label} cannot serve {dtype} {what} on {family} chips: {serves} "
+            f"(valid {option}: {', '.join(supported)})",
         )
 
     def memory_fraction(self, weight_bytes: float, kv_bytes: float, hbm_bytes: float) -> tuple[float, float]:
@@ -274,8 +286,9 @@ def check_family(spec: EngineSpec, chip: Chip) -> str:
     """The chip's family, or InputError when the engine does not serve it."""
     family = chip_family(chip)
     if family not in spec.families:
-        raise InputError(
-            f"{spec.label} does not serve {chip.name} ({family} chips); it serves {', '.join(spec.families)} "
-            f"chips (pick another --engine, or restrict the search with --chip)"
+        serves = f"{spec.label} does not serve {chip.name} ({family} chips); it serves {', '.join(spec.families)} chips"
+        raise EngineRefusal(
+            f"{serves} (pick another --engine, or restrict the search with --chip)",
+            fixed=f"{serves} (pick another --engine, or a {' or '.join(spec.families)} chip)",
         )
     return family

@@ -13,7 +13,10 @@ ceil(rate_o / rate_q) slices of q use no more chips than one slice of o: replaci
 by k q's serves as much and holds no more chips of the same pool in any period, so no
 quota, budget or cost gets worse. A whole dtype pair is dropped when another pair of the
 same model dominates each of its decode and prefill offers in that sense. Both reductions
-keep an optimal plan (exact), which the brute-force tests check.
+keep an optimal plan (exact) for the offers' rates as computed, which the brute-force tests
+check; the integer model then rounds each slice's rate down to a micro-query per second, so
+there a dropped offer may serve up to a micro-query per second more per slice than the slices
+that replace it (two replicas' rate rounded once against each replica's rounded apart).
 """
 
 from __future__ import annotations
@@ -159,28 +162,36 @@ def build_offers(rp: ResolvedPlan) -> PlanOffers:
     return PlanOffers(models, offers, raw)
 
 
-def undominated_mask(chips: np.ndarray, rate: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Which of one (pool, role)'s offers no other offer of their dtype group dominates (q
-    dominates o when ceil(rate_o / rate_q) slices of q hold no more chips than one of o); of
-    equals the first stays. The offers' columns in list order: slice chips, rate per slice, dtype group.
+def _dominates(rate_q: np.ndarray, size_q: np.ndarray, rate_o: np.ndarray, size_o: np.ndarray) -> np.ndarray:
+    """[q, o]: offer q dominates offer o: k = ceil(rate_o / rate_q) slices of q cost no more
+    than one of o (size: chips or a price; rates above 0). Integer rates (the cover problems'):
+    an exact ceiling, and k * size_q never formed, so no overflow. Float rates (the offers'):
+    the real-valued rates, as the offers are built."""
+    if np.issubdtype(rate_q.dtype, np.integer) and np.issubdtype(rate_o.dtype, np.integer):
+        k = -(-rate_o[None, :] // rate_q[:, None])
+        return k <= size_o[None, :] // np.maximum(size_q[:, None], 1) + np.where(size_q[:, None] == 0, k, 0)
+    return np.ceil(rate_o[None, :] / rate_q[:, None]) * size_q[:, None] <= size_o[None, :]
 
-    Of the offers of one slice size only the fastest (the first of equals) can stay: it
-    dominates the others (k = 1), and whatever a slower one dominates, it dominates too. Two
-    offers that dominate each other have the same size, so among the fastest of each size no
-    tie is left and one comparison matrix over them decides."""
-    c, r = np.asarray(chips, dtype=np.int64), np.asarray(rate)
+
+def undominated_mask(sizes: np.ndarray, rates: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Which of one (pool, role)'s offers no other offer of their dtype group dominates (q
+    dominates o when ceil(rate_o / rate_q) slices of q hold no more chips, or cost no more,
+    than one of o: `sizes`); of equals the first stays. The offers' columns in list order:
+    sizes, rates above 0 (float: the offers' own; integer: the integer model's), groups.
+
+    Of the offers of one size only the fastest (the first of equals) can stay: it dominates
+    the others (k = 1), and whatever a slower one dominates, it dominates too. Two offers that
+    dominate each other have the same size, so among the fastest of each size no tie is left
+    and one comparison matrix over them decides."""
+    c, r = np.asarray(sizes, dtype=np.int64), np.asarray(rates)
+    assert (r > 0).all(), "every offer serves something"
     # by group, then size, fastest first, then list order
     order = np.lexsort((np.arange(len(c)), -r, c, groups))
     first = np.ones(len(order), dtype=bool)
     first[1:] = (c[order[1:]] != c[order[:-1]]) | (groups[order[1:]] != groups[order[:-1]])
     best = order[first]
     cb, rb, gb = c[best], r[best], groups[best]
-    # beats[j, k]: offer j dominates offer k
-    if np.issubdtype(rb.dtype, np.integer):  # integer rates: an exact ceiling
-        slices = -(-rb[None, :] // np.maximum(rb[:, None], 1))
-    else:
-        slices = np.ceil(rb[None, :] / rb[:, None])
-    beats = (gb[:, None] == gb[None, :]) & (slices * cb[:, None] <= cb[None, :])
+    beats = (gb[:, None] == gb[None, :]) & _dominates(rb, cb, rb, cb)
     np.fill_diagonal(beats, False)
     keep = np.zeros(len(c), dtype=bool)
     keep[best[~beats.any(axis=0)]] = True
@@ -212,10 +223,7 @@ def _group_dominated(mine: np.ndarray, theirs: np.ndarray) -> bool:
     if not theirs.shape[1]:
         return False
     (pool_o, chips_o, rate_o), (pool_q, chips_q, rate_q) = mine, theirs
-    # beats[q, o]: offer q dominates offer o
-    beats = (pool_q[:, None] == pool_o[None, :]) & (
-        np.ceil(rate_o[None, :] / rate_q[:, None]) * chips_q[:, None] <= chips_o[None, :]
-    )
+    beats = (pool_q[:, None] == pool_o[None, :]) & _dominates(rate_q, chips_q, rate_o, chips_o)
     return bool(beats.any(axis=0).all())
 
 

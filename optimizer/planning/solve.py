@@ -75,7 +75,7 @@ def solve_plan(rp: ResolvedPlan, po: PlanOffers, deadline: float, workers: int, 
         # slices cost at least its bound at cut_unit prices, and the objective charges at
         # least cut_unit per chip and period): a start that costs no more is optimal, proven
         # without searching the full model (the cuts' split bounds are CP-SAT's own proofs).
-        # Plans whose quotas and commitments do not bind end here.
+        # Plans whose quotas, budget and commitments do not make the models compete can end here.
         solution = Solution(start.values, start.commits)
         return Outcome(
             "optimal", "min-cost", solution, bound, proven_by="cover bounds", variables=size[0], constraints=size[1]

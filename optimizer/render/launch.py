@@ -22,7 +22,9 @@ def _header(p: LaunchPlan) -> list[str]:
         lines.append(f"# deployment for {p.qps:g} queries/s")
     lines += [f"# note: {n}" for n in p.notes]
     if p.uncertainty is not None:
-        lines.append(f"# band: the plan's step ±{p.uncertainty['step_pct']:.0f}% (calibrated profile)")
+        band = p.uncertainty
+        step, prefill = band["step_pct"], band["ttft_pct"]
+        lines.append(f"# band: the plan's step ±{step:.0f}%, TTFT ±{prefill:.0f}% (calibrated profile)")
     lines += [f"# assumed: {a}" for a in p.assumed]
     return lines
 

@@ -22,11 +22,10 @@ def _plan_head(r: FleetPlan, plan_file: str) -> list[str]:
     periods = f"{r.periods} {name}{'s' if r.periods != 1 else ''}"
     gap = f", gap {100 * r.gap:.2f}%" if r.gap is not None else ""
     objective = ", most demand served" if r.objective == "max-served" else ""
-    if r.solve.proven_by == "cover bounds":
-        objective += " (proven by the cover bounds: the starting plan costs what every plan costs at least)"
+    proof = " (cover bounds)" if r.solve.proven_by == "cover bounds" else ""
     lines = [
         f"plan {plan_file}: {periods}, {r.profile} profile, "
-        f"status {r.status}{gap}{objective}, solved in {r.solve.seconds:.2f} s ({r.solve.offers} offers after "
+        f"status {r.status}{proof}{gap}{objective}, solved in {r.solve.seconds:.2f} s ({r.solve.offers} offers after "
         f"pruning {r.solve.offers_before_pruning})"
     ]
     if r.reason:
@@ -141,6 +140,6 @@ def _band(r: FleetPlan) -> list[str]:
     if r.uncertainty is None:
         return []
     return [
-        f"band: every offer's step ±{r.uncertainty['step_pct']:.0f}% and prefill ±{r.uncertainty['ttft_pct']:.0f}% "
-        "(leave-one-model-out error of the calibrated fit): the slices a load needs, and so the cost, carry it"
+        f"band: each offer's step ±{r.uncertainty['step_pct']:.0f}%, TTFT ±{r.uncertainty['ttft_pct']:.0f}% "
+        "(leave-one-model-out error of the calibrated fit); the slices needed, and so the cost, move with it"
     ]
