@@ -199,11 +199,12 @@ def undominated_mask(sizes: np.ndarray, rates: np.ndarray, groups: np.ndarray) -
 
 
 def cheapest_kept(offers: Sequence[SliceOffer], ks: Sequence[int], weight: dict[int, int]) -> list[int]:
-    """Of the offers ks (indices), those no other offer of the same role and dtype pair makes
-    cheaper at the prices `weight` per slice, any pool (q beats o when ceil(rate_o / rate_q)
-    slices of q cost no more than one of o, integer rates): where quotas are left out, as in
-    the cheapest deployments and the cover cuts' bounds, dropping the others changes no
-    optimum (replace each dropped slice by those slices: no dearer, no less capacity)."""
+    """Of the offers ks (indices; integer rates above 0), those no other offer of the same role
+    and dtype pair makes cheaper at the prices `weight` per slice, any pool (q beats o when
+    ceil(rate_o / rate_q) slices of q cost no more than one of o, integer rates): where quotas
+    are left out, as in the cheapest deployments and the cover cuts' bounds, dropping the
+    others changes no optimum (replace each dropped slice by those slices: no dearer, no less
+    capacity)."""
     if len(ks) < 2:
         return list(ks)
     codes = {key: i for i, key in enumerate(dict.fromkeys((offers[k].role, offers[k].group) for k in ks))}
