@@ -8,13 +8,18 @@ The calibrated profile keeps the same structure and adds the terms real engines 
 bounded coefficient with a physical meaning (per replica of Y = t*d = t_moe*e chips serving a
 model of L layers, width D):
 
-    T_mem  = (P_d*d*b_w + experts touched + N*S*kv*copies) / (Y * W_hbm * eta_hbm[chip])
+    T_mem  = (P_d*d*b_w + experts touched) / (Y * W_hbm * eta_hbm[chip] * q)
+             + N*S*kv*copies / (Y * W_hbm * eta_hbm[chip])
     T_dec  = N * (2*P_active + attention FLOPs) / (Y * C[dtype] * eta_flops[chip])
     T_pf   = N_p * (2*P_body + attention FLOPs) / (Y * C[dtype] * eta_prefill[chip])
     T_comm = collectives * (alpha_launch + hops*alpha_hop) + (N + N_p) * bytes / (W_link * eta_link[chip])
-    T_step = t_step[engine] + L*t_layer[engine] + t_seq[engine]*N + max(T_mem, T_dec) + T_pf + T_comm
+    T_step = t_step[engine] + L*t_layer[engine] + L_moe*t_moe_layer[engine] + t_seq[engine]*N
+             + max(T_mem, T_dec) + T_pf + T_comm
 
-with every eta in (0, 1] and every t, alpha and k zero or more. N sequences decode in the
+with q = eta_dequant[engine] where the chip lists no peak for the weights' dtype (fp4 before
+Blackwell, int4 everywhere, fp8 on A100 and TPU v4-v6e: the engine's kernel unpacks the weights
+as it streams them), else 1;
+every eta in (0, 1] and every t, alpha and k zero or more. N sequences decode in the
 step at mean context S; N_p = N*T/G prompt tokens of prefill ride along in aggregated serving.
 Engines' overheads are shared by every chip; chips and engines without measurements take
 priors (optimizer/data/priors.toml: a sibling chip's efficiencies, or the fitted chips' mean
@@ -62,8 +67,13 @@ KV_MEMORY_FRACTION = 0.9
 PRECISION_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 #: The efficiencies: achieved fractions of a peak, physically in (0, 1].
 EFFICIENCIES = ("hbm_efficiency", "flops_efficiency", "prefill_efficiency", "link_efficiency")
+#: Engines' kernel efficiencies: fractions in (0, 1].
+ENGINE_EFFICIENCIES = ("dequant_efficiency",)
 #: Engines' fixed costs: seconds (admission_steps: decode steps), zero or more.
-OVERHEADS = ("step_overhead_s", "seq_overhead_s", "layer_overhead_s", "admission_steps")
+OVERHEADS = ("step_overhead_s", "seq_overhead_s", "layer_overhead_s", "admission_steps", "moe_layer_overhead_s")
+#: Engine terms a parameter file written before they existed lacks: such a file meant none of
+#: that cost (the model of its time).
+LATER_ENGINE_KEYS = {"moe_layer_overhead_s": 0.0, "dequant_efficiency": 1.0}
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,14 @@ class EngineOverheads:
     seq_overhead_s: float  # per sequence per step (bookkeeping, sampling)
     layer_overhead_s: float  # per layer per step (kernel launches, norms, synchronisation)
     admission_steps: float  # k: decode steps a new request waits before its prefill starts
-    assumed: bool = False  # not fitted: no measured runs of this engine (a prior: optimizer/data/priors.toml)
+    # per mixture-of-experts layer per step, beyond layer_overhead_s: the router, top-k, token
+    # permutation and grouped-GEMM launches a dense MLP does not have
+    moe_layer_overhead_s: float = 0.0
+    # of the HBM streaming rate, for weights in a dtype the chip has no units for (native_dtype:
+    # fp4 before Blackwell, int4, fp8 on A100): the engine's kernel unpacks them as it reads them
+    dequant_efficiency: float = 1.0
+    # not fitted: no measured runs of this engine (a prior: optimizer/data/priors.toml)
+    assumed: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -164,11 +181,28 @@ class CalibratedParams:
             lines += [f'[chips."{name}"]', *(f"{k} = {getattr(c, k)!r}" for k in EFFICIENCIES)]
             lines += [f"assumed = {'true' if c.assumed else 'false'}", ""]
         for name, e in sorted(self.engines.items()):
-            lines += [f'[engines."{name}"]', *(f"{k} = {getattr(e, k)!r}" for k in OVERHEADS)]
+            lines += [f'[engines."{name}"]', *(f"{k} = {getattr(e, k)!r}" for k in (*OVERHEADS, *ENGINE_EFFICIENCIES))]
             lines += [f"assumed = {'true' if e.assumed else 'false'}", ""]
         if self.measured_batch:
             lines += ["[measured_batch]", *(f'"{n}" = {b}' for n, b in sorted(self.measured_batch.items())), ""]
         return "\n".join(lines)
+
+
+def _engine_from_table(table: dict[str, Any]) -> EngineOverheads:
+    """An [engines] entry; a term the file predates (LATER_ENGINE_KEYS) takes its no-cost value."""
+    values = {k: float(table[k] if k in table else LATER_ENGINE_KEYS[k]) for k in (*OVERHEADS, *ENGINE_EFFICIENCIES)}
+    return replace(EngineOverheads(*values.values()), assumed=bool(table.get("assumed", False)))
+
+
+def _check_engine(name: str, engine: EngineOverheads, origin: str) -> None:
+    for k in OVERHEADS:
+        value = getattr(engine, k)
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"{origin}: engines.{name}.{k} must be zero or more, got {value!r}")
+    for k in ENGINE_EFFICIENCIES:
+        value = getattr(engine, k)
+        if not (math.isfinite(value) and 0 < value <= 1):
+            raise InputError(f"{origin}: engines.{name}.{k} must be in (0, 1] (a fraction of a peak), got {value!r}")
 
 
 def params_from_toml(text: str, origin: str) -> CalibratedParams:
@@ -178,10 +212,7 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
             n: ChipEfficiency(**{k: float(c[k]) for k in EFFICIENCIES}, assumed=bool(c.get("assumed", False)))
             for n, c in data["chips"].items()
         }
-        engines = {
-            n: EngineOverheads(**{k: float(e[k]) for k in OVERHEADS}, assumed=bool(e.get("assumed", False)))
-            for n, e in data["engines"].items()
-        }
+        engines = {n: _engine_from_table(e) for n, e in data["engines"].items()}
         params = CalibratedParams(
             float(data["collective_latency_s"]),
             float(data["hop_latency_s"]),
@@ -210,10 +241,7 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
                     f"{origin}: chips.{n}.{k} must be in (0, 1] (a fraction of the chip's peak), got {value!r}"
                 )
     for n, overheads in engines.items():
-        for k in OVERHEADS:
-            value = getattr(overheads, k)
-            if not math.isfinite(value) or value < 0:
-                raise InputError(f"{origin}: engines.{n}.{k} must be zero or more, got {value!r}")
+        _check_engine(n, overheads, origin)
     for key in ("tpot_band_pct", "ttft_band_pct"):
         band = getattr(params, key)
         if band is not None and not (math.isfinite(band) and band >= 0):
@@ -284,6 +312,14 @@ def kv_copies(model: Model, attention_tp: np.ndarray) -> np.ndarray:
     if model.is_mla:
         return t
     return np.maximum(1.0, t / model.num_kv_heads)
+
+
+def native_dtype(chip: Chip, dtype: str) -> bool:
+    """Whether the chip has units for the weights' dtype (16-bit always; 8- and 4-bit formats
+    where the chip lists a peak for them; int4 nowhere)."""
+    if dtype in ("bf16", "fp16"):
+        return True
+    return bool({"fp8": chip.fp8_flops, "int8": chip.int8_flops, "fp4": chip.fp4_flops}.get(dtype, 0.0))
 
 
 def peak_flops(chip: Chip, dtype: str) -> float:
@@ -360,6 +396,9 @@ def step_terms(
     T = np.asarray(prompt_len, dtype=float)
     kvb = np.asarray(kv_bytes, dtype=float)
     bw = Y * np.array([c.hbm_bytes_per_s for c in chips]) * np.array([x.hbm_efficiency for x in chip_eff])
+    # weights the chip cannot compute in stream through the engine's dequantizing kernel
+    unpacked = np.array([not native_dtype(c, w) for c, w in zip(chips, weight_dtype)])
+    weight_bw = bw * np.where(unpacked, np.array([x.dequant_efficiency for x in engine]), 1.0)
     peak = Y * np.array([peak_flops(c, w) for c, w in zip(chips, weight_dtype)])
     fl = peak * np.array([x.flops_efficiency for x in chip_eff])
     fl_prefill = peak * np.array([x.prefill_efficiency for x in chip_eff])
@@ -407,15 +446,17 @@ def step_terms(
     per_collective = latency[0] + (np.ones(rows) if hops is None else np.asarray(hops, float)) * latency[1]
     layers = per_model(lambda m, i: m.num_layers)
     return StepTerms(
-        t0=np.array([x.step_overhead_s for x in engine]) + layers * np.array([x.layer_overhead_s for x in engine]),
+        t0=np.array([x.step_overhead_s for x in engine])
+        + layers * np.array([x.layer_overhead_s for x in engine])
+        + L_moe * np.array([x.moe_layer_overhead_s for x in engine]),
         tseq=np.array([x.seq_overhead_s for x in engine]),
-        mem_fixed=dense_read * d * b_w / bw,
+        mem_fixed=dense_read * d * b_w / weight_bw,
         mem_per_seq=kv_read / bw,
         dec_per_seq=(2.0 * active + attn_decode) / fl,
         pf_per_token=(2.0 * (active - output) + attn_prompt) / fl_prefill + comm_tok,
         comm_fixed=collectives * per_collective,
         comm_per_token=comm_tok,
-        experts_mem=per_model(lambda m, i: m.routed_expert_params) * b_w / bw,
+        experts_mem=per_model(lambda m, i: m.routed_expert_params) * b_w / weight_bw,
         expert_miss=per_model(lambda m, i: m.expert_miss_probability),
     )
 

@@ -15,6 +15,7 @@ import numpy as np
 from optimizer.calibrated import (
     DEFAULT_ENGINE,
     EFFICIENCIES,
+    ENGINE_EFFICIENCIES,
     OVERHEADS,
     PRECISION_BYTES,
     REFERENCE_CHIP,
@@ -44,7 +45,9 @@ INITIAL = {
     "step_overhead_s": 2e-3,
     "seq_overhead_s": 2e-5,
     "layer_overhead_s": 2e-5,
+    "moe_layer_overhead_s": 2e-5,
     "admission_steps": 3.0,
+    "dequant_efficiency": 0.8,
 }
 #: Weight of the pull of each chip's efficiencies toward the mean of the measured chips' (per
 #: residual, scaled by sqrt(rows)): chips differ only where the data prove it. Without it each
@@ -159,7 +162,8 @@ class _Layout:
     def initial(self) -> np.ndarray:
         eff = [_logit(INITIAL[k]) for k in EFFICIENCIES] * len(self.chips)
         over = [math.log(INITIAL[k]) for k in OVERHEADS] * len(self.engines)
-        return np.array([*eff, math.log(INITIAL["collective_latency_s"]), *over])
+        engine_eff = [_logit(INITIAL[k]) for k in ENGINE_EFFICIENCIES] * len(self.engines)
+        return np.array([*eff, math.log(INITIAL["collective_latency_s"]), *over, *engine_eff])
 
     def params(self, x: np.ndarray, source: str = "") -> CalibratedParams:
         n_eff = len(EFFICIENCIES) * len(self.chips)
@@ -168,11 +172,15 @@ class _Layout:
             c: ChipEfficiency(float(eff[4 * i]), float(eff[4 * i + 1]), float(eff[4 * i + 2]), float(eff[4 * i + 3]))
             for i, c in enumerate(self.chips)
         }
-        rest = np.exp(np.clip(x[n_eff:], -40, 15))
+        n_over = 1 + len(OVERHEADS) * len(self.engines)
+        rest = np.exp(np.clip(x[n_eff : n_eff + n_over], -40, 15))
         per_engine = rest[1:].reshape(len(self.engines), len(OVERHEADS))
+        engine_eff = 1.0 / (1.0 + np.exp(-np.clip(x[n_eff + n_over :], -40, 40)))
+        engine_eff = engine_eff.reshape(len(self.engines), len(ENGINE_EFFICIENCIES))
         engines = {
-            e: EngineOverheads(float(step), float(seq), float(layer), float(admission))
-            for e, (step, seq, layer, admission) in zip(self.engines, per_engine)
+            # positional: OVERHEADS, then ENGINE_EFFICIENCIES (the dataclass's field order)
+            e: EngineOverheads(*(float(v) for v in (*over, *eff_e)))
+            for e, over, eff_e in zip(self.engines, per_engine, engine_eff)
         }
         return CalibratedParams(float(rest[0]), HOP_LATENCY_PRIOR_S, chips, engines, source=source)
 
@@ -272,7 +280,9 @@ def fit_warnings(m: Measurements, params: CalibratedParams) -> list[str]:
     (the parameters then describe those rows, not the chips and engines). Efficiencies cannot
     leave (0, 1]: the fit's parametrization keeps them there."""
     fitted_chips = sorted(n for n, c in params.chips.items() if not c.assumed)
-    n_params = len(EFFICIENCIES) * len(fitted_chips) + 1 + len(OVERHEADS) * len(params.engines)
+    n_params = (
+        len(EFFICIENCIES) * len(fitted_chips) + 1 + (len(OVERHEADS) + len(ENGINE_EFFICIENCIES)) * len(params.engines)
+    )
     if len(m) < n_params:
         return [
             f"only {len(m)} measured rows for {n_params} fitted parameters: the fit is underdetermined, "

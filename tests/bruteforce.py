@@ -140,6 +140,10 @@ def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_bytes, d=1, e
 
     peak = {"fp8": chip.fp8_flops, "int8": chip.int8_flops, "fp4": chip.fp4_flops}.get(w) or chip.bf16_flops
     bw = y * chip.hbm_bytes_per_s * eff["hbm_efficiency"]
+    # weights in a dtype the chip has no units for stream through the engine's dequantizing kernel
+    units = {"fp8": chip.fp8_flops, "int8": chip.int8_flops, "fp4": chip.fp4_flops}
+    native = w in ("bf16", "fp16") or bool(units.get(w))
+    weight_bw = bw * (1.0 if native else eng.get("dequant_efficiency", 1.0))
     fl = y * peak * eff["flops_efficiency"]
     fl_prefill = y * peak * eff["prefill_efficiency"]
     link = chip.link_bytes_per_s if chip.kind == "gpu" else chip.link_bytes_per_s * chip.links_per_axis * max(n, 1)
@@ -165,10 +169,11 @@ def _calibrated(cal, model, chip, y, n, w, context, prompt_len, kv_bytes, d=1, e
     return dict(
         t0=eng["step_overhead_s"]
         + m.num_layers * eng["layer_overhead_s"]
+        + m.moe_layers * eng.get("moe_layer_overhead_s", 0.0)
         + collectives * (cal["alpha"] + hops * cal["hop"]),
         per_seq=eng["seq_overhead_s"] + comm_tok,
-        weights=(p_d - lookup) * d * BYTES[w] / bw,
-        experts=p_r * BYTES[w] / bw,
+        weights=(p_d - lookup) * d * BYTES[w] / weight_bw,
+        experts=p_r * BYTES[w] / weight_bw,
         miss=1 - k / m.num_experts if m.num_experts else 1.0,
         kv=_kv_seq(m, context, kv_bytes, read=True) * copies / bw,
         dec=(2 * (p_flop - lookup) + attention_flops(context)) / fl,

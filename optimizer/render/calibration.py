@@ -32,14 +32,25 @@ def calibration(params: CalibratedParams, check: Validation, data: Path | str, m
         ],
     )
     engines = table(
-        ["engine", "step overhead ms", "per-sequence us", "per-layer us", "admission steps", "fitted"],
+        [
+            "engine",
+            "step overhead ms",
+            "per-sequence us",
+            "per-layer us",
+            "per-MoE-layer us",
+            "admission steps",
+            "dequant eff",
+            "fitted",
+        ],
         [
             [
                 n,
                 f"{e.step_overhead_s * 1e3:.3f}",
                 f"{e.seq_overhead_s * 1e6:.2f}",
                 f"{e.layer_overhead_s * 1e6:.2f}",
+                f"{e.moe_layer_overhead_s * 1e6:.2f}",
                 f"{e.admission_steps:.1f}",
+                f"{e.dequant_efficiency:.3f}",
                 "no (assumed)" if e.assumed else "yes",
             ]
             for n, e in sorted(params.engines.items())
