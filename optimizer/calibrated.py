@@ -29,12 +29,14 @@ Measured TPOT and TTFT come from a closed-loop load generator with B clients; th
 that loop (for validation against such data, not for the optimizer) is:
     n = min(B, sequences whose KV fits in kv_memory_fraction of HBM beside the weights)
     s = T * c_p          one prompt's prefill (c_p: prefill FLOPs and collectives per token)
-    Z = (k[engine] + G) * TPOT     time a client spends outside the prompt queue
+    Z = (k[engine] + G) * T     time a client spends outside the prompt queue (T: the step)
     rho solves z*rho^2 - (z+1+n)*rho + n = 0 with z = Z/s (one server, n clients; M/M/1//n)
-    X = rho/s queries/s;  N = min(n, X*G*TPOT) decoding, solved with TPOT as a fixed point
-    TTFT = k[engine]*TPOT + s/(1-rho) + (B-n)/X
-(admission delay of k decode steps, the wait in the prompt queue, and the clients waiting
-for KV space, by Little's law).
+    X = rho/s queries/s;  N = min(n, X*G*T) decoding, solved with T as a fixed point
+    W = (B-n)/X          the clients' wait for KV space, by Little's law
+    TTFT = k[engine]*T + s/(1-rho) + phi[engine]*W
+    TPOT = T + (1-phi[engine])*W/G
+(admission delay of k decode steps, the wait in the prompt queue, and the share phi of the
+wait for KV space spent before the first token; the rest is spent preempted mid-decode).
 """
 
 from __future__ import annotations
@@ -69,11 +71,15 @@ PRECISION_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5
 EFFICIENCIES = ("hbm_efficiency", "flops_efficiency", "prefill_efficiency", "link_efficiency")
 #: Engines' kernel efficiencies: fractions in (0, 1].
 ENGINE_EFFICIENCIES = ("dequant_efficiency",)
+#: Engines' scheduling shares: fractions in [0, 1].
+ENGINE_SHARES = ("kv_wait_in_ttft",)
+#: Both, in the order of EngineOverheads' fields (after OVERHEADS).
+ENGINE_FRACTIONS = (*ENGINE_EFFICIENCIES, *ENGINE_SHARES)
 #: Engines' fixed costs: seconds (admission_steps: decode steps), zero or more.
 OVERHEADS = ("step_overhead_s", "seq_overhead_s", "layer_overhead_s", "admission_steps", "moe_layer_overhead_s")
 #: Engine terms a parameter file written before they existed lacks: such a file meant none of
 #: that cost (the model of its time).
-LATER_ENGINE_KEYS = {"moe_layer_overhead_s": 0.0, "dequant_efficiency": 1.0}
+LATER_ENGINE_KEYS = {"moe_layer_overhead_s": 0.0, "dequant_efficiency": 1.0, "kv_wait_in_ttft": 1.0}
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,11 @@ class EngineOverheads:
     # of the HBM streaming rate, for weights in a dtype the chip has no units for (native_dtype:
     # fp4 before Blackwell, int4, fp8 on A100): the engine's kernel unpacks them as it reads them
     dequant_efficiency: float = 1.0
+    # of a load generator's wait for KV space (clients beyond the sequences whose KV fits), the
+    # share spent before the first token: 1, the engine admits a request only when its KV fits;
+    # 0, it admits at once and preempts running sequences when the cache runs out, so the wait
+    # spreads over the decode (TPOT). Measured serving only: the optimizer never oversubscribes.
+    kv_wait_in_ttft: float = 1.0
     # not fitted: no measured runs of this engine (a prior: optimizer/data/priors.toml)
     assumed: bool = field(default=False, kw_only=True)
 
@@ -181,7 +192,7 @@ class CalibratedParams:
             lines += [f'[chips."{name}"]', *(f"{k} = {getattr(c, k)!r}" for k in EFFICIENCIES)]
             lines += [f"assumed = {'true' if c.assumed else 'false'}", ""]
         for name, e in sorted(self.engines.items()):
-            lines += [f'[engines."{name}"]', *(f"{k} = {getattr(e, k)!r}" for k in (*OVERHEADS, *ENGINE_EFFICIENCIES))]
+            lines += [f'[engines."{name}"]', *(f"{k} = {getattr(e, k)!r}" for k in (*OVERHEADS, *ENGINE_FRACTIONS))]
             lines += [f"assumed = {'true' if e.assumed else 'false'}", ""]
         if self.measured_batch:
             lines += ["[measured_batch]", *(f'"{n}" = {b}' for n, b in sorted(self.measured_batch.items())), ""]
@@ -190,7 +201,7 @@ class CalibratedParams:
 
 def _engine_from_table(table: dict[str, Any]) -> EngineOverheads:
     """An [engines] entry; a term the file predates (LATER_ENGINE_KEYS) takes its no-cost value."""
-    values = {k: float(table[k] if k in table else LATER_ENGINE_KEYS[k]) for k in (*OVERHEADS, *ENGINE_EFFICIENCIES)}
+    values = {k: float(table[k] if k in table else LATER_ENGINE_KEYS[k]) for k in (*OVERHEADS, *ENGINE_FRACTIONS)}
     return replace(EngineOverheads(*values.values()), assumed=bool(table.get("assumed", False)))
 
 
@@ -203,6 +214,10 @@ def _check_engine(name: str, engine: EngineOverheads, origin: str) -> None:
         value = getattr(engine, k)
         if not (math.isfinite(value) and 0 < value <= 1):
             raise InputError(f"{origin}: engines.{name}.{k} must be in (0, 1] (a fraction of a peak), got {value!r}")
+    for k in ENGINE_SHARES:
+        value = getattr(engine, k)
+        if not (math.isfinite(value) and 0 <= value <= 1):
+            raise InputError(f"{origin}: engines.{name}.{k} must be in [0, 1] (a share), got {value!r}")
 
 
 def params_from_toml(text: str, origin: str) -> CalibratedParams:

@@ -15,7 +15,7 @@ import numpy as np
 from optimizer.calibrated import (
     DEFAULT_ENGINE,
     EFFICIENCIES,
-    ENGINE_EFFICIENCIES,
+    ENGINE_FRACTIONS,
     OVERHEADS,
     PRECISION_BYTES,
     REFERENCE_CHIP,
@@ -48,6 +48,7 @@ INITIAL = {
     "moe_layer_overhead_s": 2e-5,
     "admission_steps": 3.0,
     "dequant_efficiency": 0.8,
+    "kv_wait_in_ttft": 0.5,
 }
 #: Weight of the pull of each chip's efficiencies toward the mean of the measured chips' (per
 #: residual, scaled by sqrt(rows)): chips differ only where the data prove it. Without it each
@@ -60,10 +61,10 @@ HOP_LATENCY_PRIOR_S = 1e-6
 #: The perfect chip and engine: every peak reached, nothing else costs time. A run measured
 #: faster than this no bounded model can explain.
 PERFECT_CHIP = ChipEfficiency(1.0, 1.0, 1.0, 1.0)
-PERFECT_ENGINE = EngineOverheads(0.0, 0.0, 0.0, 0.0)
+PERFECT_ENGINE = EngineOverheads(0.0, 0.0, 0.0, 0.0)  # the defaults: no wait for KV within TPOT
 
 
-def _measured_terms(m: Measurements, params: CalibratedParams) -> tuple[StepTerms, np.ndarray]:
+def _measured_terms(m: Measurements, params: CalibratedParams) -> tuple[StepTerms, list[EngineOverheads]]:
     names = m.chip_names.tolist()
     engines = [params.engine(e) for e in m.engine.tolist()]
     terms = step_terms(
@@ -81,13 +82,15 @@ def _measured_terms(m: Measurements, params: CalibratedParams) -> tuple[StepTerm
         m.attention_dp,
         m.ep,
     )
-    return terms, np.array([e.admission_steps for e in engines])
+    return terms, engines
 
 
 def predict(m: Measurements, params: CalibratedParams) -> tuple[np.ndarray, np.ndarray]:
     """Predicted (TPOT, TTFT) in seconds of each measured row under the calibrated profile
     (KV cache in bf16, as the engines measured here keep it)."""
-    terms, k = _measured_terms(m, params)
+    terms, engines = _measured_terms(m, params)
+    k = np.array([e.admission_steps for e in engines])
+    phi = np.array([e.kv_wait_in_ttft for e in engines])
     ctx = m.isl + m.osl / 2
     b_w = np.array([PRECISION_BYTES[p] for p in m.precision.tolist()])
     weights = np.array([x.dense_params * d + x.routed_expert_params for x, d in zip(m.model, m.attention_dp)]) * b_w
@@ -110,10 +113,9 @@ def predict(m: Measurements, params: CalibratedParams) -> tuple[np.ndarray, np.n
         bq = z + 1 + n
         rho = np.minimum((bq - np.sqrt(np.maximum(bq * bq - 4 * z * n, 0.0))) / (2 * z), 1 - 1e-9)
         decoding = 0.5 * decoding + 0.5 * np.minimum(n, rho / s * G * tpot)
-    tpot = terms.step(decoding, decoding * m.isl / G)
-    throughput = rho / s
-    ttft = k * tpot + s / (1 - rho) + (m.clients - n) / throughput
-    return tpot, ttft
+    step = terms.step(decoding, decoding * m.isl / G)
+    kv_wait = (m.clients - n) / (rho / s)
+    return step + (1 - phi) * kv_wait / G, k * step + s / (1 - rho) + phi * kv_wait
 
 
 def predict_book(m: Measurements, prefill_mfu: float = DEFAULT_PREFILL_MFU) -> tuple[np.ndarray, np.ndarray]:
@@ -162,8 +164,8 @@ class _Layout:
     def initial(self) -> np.ndarray:
         eff = [_logit(INITIAL[k]) for k in EFFICIENCIES] * len(self.chips)
         over = [math.log(INITIAL[k]) for k in OVERHEADS] * len(self.engines)
-        engine_eff = [_logit(INITIAL[k]) for k in ENGINE_EFFICIENCIES] * len(self.engines)
-        return np.array([*eff, math.log(INITIAL["collective_latency_s"]), *over, *engine_eff])
+        fractions = [_logit(INITIAL[k]) for k in ENGINE_FRACTIONS] * len(self.engines)
+        return np.array([*eff, math.log(INITIAL["collective_latency_s"]), *over, *fractions])
 
     def params(self, x: np.ndarray, source: str = "") -> CalibratedParams:
         n_eff = len(EFFICIENCIES) * len(self.chips)
@@ -175,12 +177,12 @@ class _Layout:
         n_over = 1 + len(OVERHEADS) * len(self.engines)
         rest = np.exp(np.clip(x[n_eff : n_eff + n_over], -40, 15))
         per_engine = rest[1:].reshape(len(self.engines), len(OVERHEADS))
-        engine_eff = 1.0 / (1.0 + np.exp(-np.clip(x[n_eff + n_over :], -40, 40)))
-        engine_eff = engine_eff.reshape(len(self.engines), len(ENGINE_EFFICIENCIES))
+        fractions = 1.0 / (1.0 + np.exp(-np.clip(x[n_eff + n_over :], -40, 40)))
+        fractions = fractions.reshape(len(self.engines), len(ENGINE_FRACTIONS))
         engines = {
-            # positional: OVERHEADS, then ENGINE_EFFICIENCIES (the dataclass's field order)
-            e: EngineOverheads(*(float(v) for v in (*over, *eff_e)))
-            for e, over, eff_e in zip(self.engines, per_engine, engine_eff)
+            # positional: OVERHEADS, then ENGINE_FRACTIONS (the dataclass's field order)
+            e: EngineOverheads(*(float(v) for v in (*over, *frac)))
+            for e, over, frac in zip(self.engines, per_engine, fractions)
         }
         return CalibratedParams(float(rest[0]), HOP_LATENCY_PRIOR_S, chips, engines, source=source)
 
@@ -281,7 +283,7 @@ def fit_warnings(m: Measurements, params: CalibratedParams) -> list[str]:
     leave (0, 1]: the fit's parametrization keeps them there."""
     fitted_chips = sorted(n for n, c in params.chips.items() if not c.assumed)
     n_params = (
-        len(EFFICIENCIES) * len(fitted_chips) + 1 + (len(OVERHEADS) + len(ENGINE_EFFICIENCIES)) * len(params.engines)
+        len(EFFICIENCIES) * len(fitted_chips) + 1 + (len(OVERHEADS) + len(ENGINE_FRACTIONS)) * len(params.engines)
     )
     if len(m) < n_params:
         return [

@@ -40,6 +40,7 @@ def calibration(params: CalibratedParams, check: Validation, data: Path | str, m
             "per-MoE-layer us",
             "admission steps",
             "dequant eff",
+            "KV wait in TTFT",
             "fitted",
         ],
         [
@@ -51,6 +52,7 @@ def calibration(params: CalibratedParams, check: Validation, data: Path | str, m
                 f"{e.moe_layer_overhead_s * 1e6:.2f}",
                 f"{e.admission_steps:.1f}",
                 f"{e.dequant_efficiency:.3f}",
+                f"{e.kv_wait_in_ttft:.3f}",
                 "no (assumed)" if e.assumed else "yes",
             ]
             for n, e in sorted(params.engines.items())
