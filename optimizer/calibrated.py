@@ -16,10 +16,9 @@ model of L layers, width D):
     T_step = t_step[engine] + L*t_layer[engine] + L_moe*t_moe_layer[engine] + t_seq[engine]*N
              + max(T_mem, T_dec) + T_pf + T_comm
 
-with q = eta_dequant[engine] where the chip lists no peak for the weights' dtype (fp4 before
-Blackwell, int4 everywhere, fp8 on A100 and TPU v4-v6e: the engine's kernel unpacks the weights
-as it streams them), else 1;
-every eta in (0, 1] and every t, alpha and k zero or more. N sequences decode in the
+with q = eta_dequant[engine] where the chip lists no peak for the weights' dtype (native_dtype:
+the engine's kernel unpacks the weights as it streams them), else 1;
+every eta in (0, 1], every t, alpha and k zero or more, and every share (phi below) in [0, 1]. N sequences decode in the
 step at mean context S; N_p = N*T/G prompt tokens of prefill ride along in aggregated serving.
 Engines' overheads are shared by every chip; chips and engines without measurements take
 priors (optimizer/data/priors.toml: a sibling chip's efficiencies, or the fitted chips' mean
@@ -29,12 +28,12 @@ Measured TPOT and TTFT come from a closed-loop load generator with B clients; th
 that loop (for validation against such data, not for the optimizer) is:
     n = min(B, sequences whose KV fits in kv_memory_fraction of HBM beside the weights)
     s = T * c_p          one prompt's prefill (c_p: prefill FLOPs and collectives per token)
-    Z = (k[engine] + G) * T     time a client spends outside the prompt queue (T: the step)
+    Z = (k[engine] + G) * T_step     time a client spends outside the prompt queue
     rho solves z*rho^2 - (z+1+n)*rho + n = 0 with z = Z/s (one server, n clients; M/M/1//n)
-    X = rho/s queries/s;  N = min(n, X*G*T) decoding, solved with T as a fixed point
+    X = rho/s queries/s;  N = min(n, X*G*T_step) decoding, solved with T_step as a fixed point
     W = (B-n)/X          the clients' wait for KV space, by Little's law
-    TTFT = k[engine]*T + s/(1-rho) + phi[engine]*W
-    TPOT = T + (1-phi[engine])*W/G
+    TTFT = k[engine]*T_step + s/(1-rho) + phi[engine]*W
+    TPOT = T_step + (1-phi[engine])*W/G
 (admission delay of k decode steps, the wait in the prompt queue, and the share phi of the
 wait for KV space spent before the first token; the rest is spent preempted mid-decode).
 """
@@ -45,7 +44,7 @@ import functools
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -77,9 +76,6 @@ ENGINE_SHARES = ("kv_wait_in_ttft",)
 ENGINE_FRACTIONS = (*ENGINE_EFFICIENCIES, *ENGINE_SHARES)
 #: Engines' fixed costs: seconds (admission_steps: decode steps), zero or more.
 OVERHEADS = ("step_overhead_s", "seq_overhead_s", "layer_overhead_s", "admission_steps", "moe_layer_overhead_s")
-#: Engine terms a parameter file written before they existed lacks: such a file meant none of
-#: that cost (the model of its time).
-LATER_ENGINE_KEYS = {"moe_layer_overhead_s": 0.0, "dequant_efficiency": 1.0, "kv_wait_in_ttft": 1.0}
 
 
 @dataclass(frozen=True)
@@ -104,8 +100,8 @@ class EngineOverheads:
     # per mixture-of-experts layer per step, beyond layer_overhead_s: the router, top-k, token
     # permutation and grouped-GEMM launches a dense MLP does not have
     moe_layer_overhead_s: float = 0.0
-    # of the HBM streaming rate, for weights in a dtype the chip has no units for (native_dtype:
-    # fp4 before Blackwell, int4, fp8 on A100): the engine's kernel unpacks them as it reads them
+    # of the HBM streaming rate, for weights in a dtype the chip has no units for (native_dtype):
+    # the engine's kernel unpacks them as it reads them
     dequant_efficiency: float = 1.0
     # of a load generator's wait for KV space (clients beyond the sequences whose KV fits), the
     # share spent before the first token: 1, the engine admits a request only when its KV fits;
@@ -199,10 +195,16 @@ class CalibratedParams:
         return "\n".join(lines)
 
 
-def _engine_from_table(table: dict[str, Any]) -> EngineOverheads:
-    """An [engines] entry; a term the file predates (LATER_ENGINE_KEYS) takes its no-cost value."""
-    values = {k: float(table[k] if k in table else LATER_ENGINE_KEYS[k]) for k in (*OVERHEADS, *ENGINE_FRACTIONS)}
-    return replace(EngineOverheads(*values.values()), assumed=bool(table.get("assumed", False)))
+def _engine_from_table(name: str, table: dict[str, Any], origin: str) -> EngineOverheads:
+    """An [engines] entry. A term added after the file was written (a field with a default:
+    the later terms) takes the default, which costs nothing: the model of the file's time."""
+    known = {f.name for f in fields(EngineOverheads)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise InputError(f"{origin}: engines.{name} has no term {unknown[0]!r} (terms: {', '.join(sorted(known))})")
+    return EngineOverheads(
+        **{k: float(v) for k, v in table.items() if k != "assumed"}, assumed=bool(table.get("assumed", False))
+    )
 
 
 def _check_engine(name: str, engine: EngineOverheads, origin: str) -> None:
@@ -227,7 +229,7 @@ def params_from_toml(text: str, origin: str) -> CalibratedParams:
             n: ChipEfficiency(**{k: float(c[k]) for k in EFFICIENCIES}, assumed=bool(c.get("assumed", False)))
             for n, c in data["chips"].items()
         }
-        engines = {n: _engine_from_table(e) for n, e in data["engines"].items()}
+        engines = {n: _engine_from_table(n, e, origin) for n, e in data["engines"].items()}
         params = CalibratedParams(
             float(data["collective_latency_s"]),
             float(data["hop_latency_s"]),

@@ -7,6 +7,7 @@ The parameters and step terms themselves live in optimizer.calibrated (what the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from optimizer.calibrated import (
     EngineOverheads,
     StepTerms,
     kv_copies,
+    native_dtype,
     step_terms,
 )
 from optimizer.catalog import Chip
@@ -61,7 +63,9 @@ HOP_LATENCY_PRIOR_S = 1e-6
 #: The perfect chip and engine: every peak reached, nothing else costs time. A run measured
 #: faster than this no bounded model can explain.
 PERFECT_CHIP = ChipEfficiency(1.0, 1.0, 1.0, 1.0)
-PERFECT_ENGINE = EngineOverheads(0.0, 0.0, 0.0, 0.0)  # the defaults: no wait for KV within TPOT
+PERFECT_ENGINE = EngineOverheads(
+    0.0, 0.0, 0.0, 0.0, moe_layer_overhead_s=0.0, dequant_efficiency=1.0, kv_wait_in_ttft=1.0
+)  # kv_wait_in_ttft 1: no wait for KV space within TPOT
 
 
 def _measured_terms(m: Measurements, params: CalibratedParams) -> tuple[StepTerms, list[EngineOverheads]]:
@@ -180,8 +184,9 @@ class _Layout:
         fractions = 1.0 / (1.0 + np.exp(-np.clip(x[n_eff + n_over :], -40, 40)))
         fractions = fractions.reshape(len(self.engines), len(ENGINE_FRACTIONS))
         engines = {
-            # positional: OVERHEADS, then ENGINE_FRACTIONS (the dataclass's field order)
-            e: EngineOverheads(*(float(v) for v in (*over, *frac)))
+            e: EngineOverheads(
+                **{k: float(v) for k, v in zip((*OVERHEADS, *ENGINE_FRACTIONS), (*over, *frac))}, assumed=False
+            )
             for e, over, frac in zip(self.engines, per_engine, fractions)
         }
         return CalibratedParams(float(rest[0]), HOP_LATENCY_PRIOR_S, chips, engines, source=source)
@@ -220,10 +225,9 @@ def faster_than_peak(m: Measurements) -> np.ndarray:
     return m.tpot_s < floor
 
 
-def _levenberg_marquardt(resid, x: np.ndarray, column=None, iterations: int = 300) -> np.ndarray:
-    """Deterministic Levenberg-Marquardt with a forward-difference Jacobian. column(x, j, h, r),
-    where given, is the Jacobian's column j computed from the residuals entry j can move only
-    (a sparse Jacobian); else every column re-evaluates every residual."""
+def _levenberg_marquardt(resid, x: np.ndarray, column, iterations: int = 300) -> np.ndarray:
+    """Deterministic Levenberg-Marquardt with a forward-difference Jacobian: column(xp, j, h, r)
+    is (resid(xp) - r) / h for xp = x + h in entry j (_least_squares computes it sparsely)."""
     lam = 1e-2
     r = resid(x)
     cost = r @ r
@@ -234,7 +238,7 @@ def _levenberg_marquardt(resid, x: np.ndarray, column=None, iterations: int = 30
             xp = x.copy()
             xp[j] += h
             h = xp[j] - x[j]
-            J[:, j] = column(xp, j, h, r) if column is not None else (resid(xp) - r) / h
+            J[:, j] = column(xp, j, h, r)
         A, g = J.T @ J, J.T @ r
         for _ in range(20):
             step = -np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-12), g)
@@ -251,19 +255,14 @@ def _levenberg_marquardt(resid, x: np.ndarray, column=None, iterations: int = 30
     return x
 
 
-def fit(m: Measurements, source: str = "") -> CalibratedParams:
-    """Fit every parameter the rows identify (bounded least squares on log TPOT and
-    0.3 x log TTFT, i.e. on relative error, with each chip's efficiencies pulled toward the
-    measured chips' mean: POOLING), from fixed starting values; engines' overheads are
-    shared by every chip they run on; chips of the catalog without rows take priors
-    (calibrated.chip_prior, marked assumed). Rows faster than 100% of every peak must be left
-    out first (faster_than_peak): no bounded parameter can reach them."""
-    if not len(m):
-        raise InputError("no rows to fit: every row of the data was skipped")
+def _least_squares(m: Measurements) -> tuple[_Layout, Callable, Callable]:
+    """The fit's problem: the parameter layout, the residuals of a parameter vector (log TPOT,
+    0.3 x log TTFT, the pull toward the chips' mean), and column(xp, j, h, r): the Jacobian's
+    column j at a step h, from the residuals entry j moves only (a sparse Jacobian: a chip's
+    efficiencies move only its rows, an engine's terms only its rows; predict is row by row)."""
     chips = tuple(sorted(set(m.chip_names.tolist())))
     engines = tuple(sorted(set(m.engine.tolist())))
     layout = _Layout(chips, engines)
-
     n_eff = len(EFFICIENCIES) * len(chips)
     pull = POOLING * math.sqrt(len(m))
 
@@ -278,47 +277,71 @@ def fit(m: Measurements, source: str = "") -> CalibratedParams:
     def resid(x: np.ndarray) -> np.ndarray:
         return np.concatenate([*errors(x, m), pooled(x)])
 
-    # a chip's efficiencies move only its rows, an engine's terms only its rows: the Jacobian's
-    # columns re-evaluate those (predict is row by row), a few times faster than every row
-    moved = [
-        *(np.flatnonzero(m.chip_names == c) for c in chips for _ in EFFICIENCIES),
-        np.arange(len(m)),  # alpha_launch
-        *(np.flatnonzero(m.engine == e) for e in engines for _ in OVERHEADS),
-        *(np.flatnonzero(m.engine == e) for e in engines for _ in ENGINE_FRACTIONS),
+    of_chip = {c: m.chip_names == c for c in chips}
+    of_engine = {e: m.engine == e for e in engines}
+    masks = [
+        *(of_chip[c] for c in chips for _ in EFFICIENCIES),
+        np.ones(len(m), dtype=bool),  # alpha_launch
+        *(of_engine[e] for e in engines for _ in OVERHEADS),
+        *(of_engine[e] for e in engines for _ in ENGINE_FRACTIONS),
     ]
-    subsets = [m.subset(np.isin(np.arange(len(m)), rows)) for rows in moved]
+    assert len(masks) == layout.initial().size
+    subsets = {id(mask): (np.flatnonzero(mask), m.subset(mask)) for mask in masks}
 
     def column(xp: np.ndarray, j: int, h: float, r: np.ndarray) -> np.ndarray:
         col = np.zeros(r.size)
-        rows, n = moved[j], len(m)
-        tpot, ttft = errors(xp, subsets[j])
+        (rows, sub), n = subsets[id(masks[j])], len(m)
+        tpot, ttft = errors(xp, sub)
         col[rows] = (tpot - r[rows]) / h
         col[n + rows] = (ttft - r[n + rows]) / h
         col[2 * n :] = (pooled(xp) - r[2 * n :]) / h
         return col
 
+    return layout, resid, column
+
+
+def fit(m: Measurements, source: str = "") -> CalibratedParams:
+    """Fit every parameter the rows identify (bounded least squares on log TPOT and
+    0.3 x log TTFT, i.e. on relative error, with each chip's efficiencies pulled toward the
+    measured chips' mean: POOLING), from fixed starting values; engines' overheads are
+    shared by every chip they run on; chips of the catalog without rows take priors
+    (calibrated.chip_prior, marked assumed). Rows faster than 100% of every peak must be left
+    out first (faster_than_peak): no bounded parameter can reach them."""
+    if not len(m):
+        raise InputError("no rows to fit: every row of the data was skipped")
+    layout, resid, column = _least_squares(m)
     params = layout.params(_levenberg_marquardt(resid, layout.initial(), column), source)
     if REFERENCE_CHIP not in params.chips:
         params = replace(params, chips={**params.chips, REFERENCE_CHIP: params.chip(REFERENCE_CHIP)})
     default = DEFAULT_ENGINE if DEFAULT_ENGINE in params.engines else sorted(params.engines)[0]
-    measured = {str(e): int(m.clients[m.engine == e].max()) for e in engines}
+    measured = {str(e): int(m.clients[m.engine == e].max()) for e in layout.engines}
     return replace(params, default_engine=default, measured_batch=measured)
 
 
 def fit_warnings(m: Measurements, params: CalibratedParams) -> list[str]:
     """What makes a fit untrustworthy, in words: fewer measured rows than fitted parameters
-    (the parameters then describe those rows, not the chips and engines). Efficiencies cannot
-    leave (0, 1]: the fit's parametrization keeps them there."""
-    fitted_chips = sorted(n for n, c in params.chips.items() if not c.assumed)
+    (the parameters then describe those rows, not the chips and engines), and engine terms no
+    row identifies (they keep the fit's starting value). Efficiencies cannot leave (0, 1]: the
+    fit's parametrization keeps them there."""
+    fitted_chips = [n for n, c in params.chips.items() if not c.assumed]
+    fitted_engines = sorted(n for n, e in params.engines.items() if not e.assumed)
     n_params = (
-        len(EFFICIENCIES) * len(fitted_chips) + 1 + (len(OVERHEADS) + len(ENGINE_FRACTIONS)) * len(params.engines)
+        len(EFFICIENCIES) * len(fitted_chips) + 1 + (len(OVERHEADS) + len(ENGINE_FRACTIONS)) * len(fitted_engines)
     )
+    warnings = []
     if len(m) < n_params:
-        return [
+        warnings.append(
             f"only {len(m)} measured rows for {n_params} fitted parameters: the fit is underdetermined, "
             "and its parameters reproduce these rows without describing the chips or engines"
-        ]
-    return []
+        )
+    unpacked = np.array([not native_dtype(c, w) for c, w in zip(m.chip, m.precision.tolist())], dtype=bool)
+    for name in fitted_engines:
+        if not (unpacked & (m.engine == name)).any():
+            warnings.append(
+                f"{name}'s dequant_efficiency stays at the fit's start ({INITIAL['dequant_efficiency']:g}): "
+                "none of its rows has weights in a dtype the chip has no units for"
+            )
+    return warnings
 
 
 def with_catalog(params: CalibratedParams, chips: dict[str, Chip]) -> CalibratedParams:

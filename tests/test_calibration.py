@@ -23,10 +23,20 @@ from optimizer.calibrated import (
     ChipEfficiency,
     EngineOverheads,
     load_params,
+    native_dtype,
     params_from_toml,
     step_terms,
 )
-from optimizer.calibration import chip_order, faster_than_peak, fit, load_runs, predict, validate
+from optimizer.calibration import (
+    _least_squares,
+    chip_order,
+    faster_than_peak,
+    fit,
+    fit_warnings,
+    load_runs,
+    predict,
+    validate,
+)
 from optimizer.errors import InputError
 from optimizer.measurements import bundled_data, load_measurements
 from optimizer.profiles import Book, Calibrated
@@ -103,6 +113,9 @@ def test_a_parameter_file_without_the_later_engine_terms_means_none_of_their_cos
     bad = load_params().to_toml().replace("dequant_efficiency = ", "dequant_efficiency = 1.5 #", 1)
     with pytest.raises(InputError, match=r"dequant_efficiency must be in \(0, 1\]"):
         params_from_toml(bad, "bad.toml")
+    typo = load_params().to_toml().replace("dequant_efficiency = ", "dequant_eficiency = ", 1)
+    with pytest.raises(InputError, match=r"engines.sglang has no term 'dequant_eficiency' \(terms: admission_steps, "):
+        params_from_toml(typo, "typo.toml")
     bad = load_params().to_toml().replace("kv_wait_in_ttft = ", "kv_wait_in_ttft = -0.1 #", 1)
     with pytest.raises(InputError, match=r"kv_wait_in_ttft must be in \[0, 1\] \(a share\), got -0.1"):
         params_from_toml(bad, "bad.toml")
@@ -127,6 +140,38 @@ def test_the_wait_for_kv_space_moves_between_ttft_and_tpot_and_nowhere_else(meas
     assert np.allclose(half_tpot, before_tpot + wait / 2 / measured.osl)
     fits = np.isclose(wait, 0.0, atol=1e-12)
     assert fits.any() and (after_tpot[fits] == before_tpot[fits]).all()
+
+
+def test_the_sparse_jacobian_is_the_dense_one(measured):
+    """A Jacobian column computed from the rows its parameter moves equals one computed from
+    every residual, at a point away from the start (random rows of several chips and engines)."""
+    rows = measured.subset(np.isin(np.arange(len(measured)), np.random.default_rng(7).choice(len(measured), 150)))
+    layout, resid, column = _least_squares(rows)
+    x = layout.initial() + np.random.default_rng(8).normal(0.0, 0.3, layout.initial().size)
+    r = resid(x)
+    assert len(layout.chips) > 1 and len(layout.engines) > 1
+    for j in range(x.size):
+        xp = x.copy()
+        xp[j] += 1e-6
+        h = xp[j] - x[j]
+        assert np.array_equal(column(xp, j, h, r), (resid(xp) - r) / h), j
+
+
+def test_fit_warnings_name_the_terms_no_row_identifies(measured):
+    """SGLang has no run with weights its chip has no units for: its dequantizing efficiency
+    is the fit's start, and calibrate says so. Engines with a prior (vllm-tpu) are not counted
+    as fitted parameters."""
+    p = load_params()
+    assert fit_warnings(measured, p) == [
+        "sglang's dequant_efficiency stays at the fit's start (0.8): none of its rows has weights in a dtype "
+        "the chip has no units for"
+    ]
+    few = measured.subset(np.arange(len(measured)) < 20)
+    chips, engines = set(few.chip_names.tolist()), {"sglang", "trtllm", "vllm"}
+    n = 4 * len(chips) + 1 + (len(OVERHEADS) + len(ENGINE_FRACTIONS)) * len(engines)
+    assert fit_warnings(few, replace(p, chips={c: p.chips[c] for c in chips}))[0].startswith(
+        f"only 20 measured rows for {n} fitted parameters"
+    )
 
 
 def test_runs_faster_than_every_peak_are_left_out_with_the_reason(chips):
@@ -189,10 +234,10 @@ def test_overheads_and_efficiencies_act_as_their_names_say(chips):
 def test_calibrated_in_sample_error_and_the_book(measured):
     """The bounded fit's in-sample TPOT error as docs/calibrated-profile.md records it: 14.7%
     overall, every (model, system, engine) group of ten or more runs within 40% (the worst:
-    Qwen3-235B on H200 with vLLM, 37.4%). The issue's targets of 8% and 15% are not met yet.
+    Qwen3-235B on H200 with vLLM, 38.7%). The issue's targets of 8% and 15% are not met yet.
     The book's error is more than twice as large."""
     v = validate(measured, Calibrated())
-    assert v.overall["tpot_mape"] <= 14.7
+    assert v.overall["tpot_mape"] <= 14.75
     tpot = np.array([r["predicted_tpot_ms"] for r in v.rows])
     meas = measured.tpot_s * 1e3
     keys = [(m, c, e) for m, c, e in zip(measured.model_names, measured.chip_names, measured.engine)]
@@ -292,14 +337,17 @@ def test_cp_sat_equals_brute_force_under_the_calibrated_profile(inst, chips, mod
 @pytest.mark.parametrize("model", ["qwen3-30b-a3b", "mixtral-8x7b"])
 def test_cp_sat_equals_brute_force_with_experts_and_dequantized_weights(model, chips, models):
     """Mixture-of-experts layers (their own overhead) and fp8 weights on an A100 (no fp8 units:
-    streamed at vLLM's dequantizing rate) under the calibrated profile: the optimum is the
-    brute force's."""
+    streamed at vLLM's dequantizing rate; the bundled catalog offers A100 no fp8 weights, so a
+    catalog that does is made here) under the calibrated profile: the optimum is the brute
+    force's."""
     kw = dict(context=4096, decode_len=512, serving="colocated", prompt_len=1024)
+    chips = {**chips, "a100": replace(chips["a100"], weight_dtypes=(*chips["a100"].weight_dtypes, "fp8"))}
+    assert not native_dtype(chips["a100"], "fp8")
     result = solve(
         models[model],
         40.0,
         chips=chips,
-        chip_names=["a100", "h100"],
+        chip_names=["a100"],
         weights=["fp8"],
         top=1,
         profile="calibrated",
@@ -308,9 +356,9 @@ def test_cp_sat_equals_brute_force_with_experts_and_dequantized_weights(model, c
         **kw,
     )
     oracle = brute_force(
-        models[model], chips, ["a100", "h100"], 40.0, weights=["fp8"], cal=calibrated_params(BUILT_IN, "vllm"), **kw
+        models[model], chips, ["a100"], 40.0, weights=["fp8"], cal=calibrated_params(BUILT_IN, "vllm"), **kw
     )
-    assert oracle is not None and result.status == "optimal"
+    assert oracle is not None and result.status == "optimal" and result.best.weights == "fp8"
     assert result.best.queries_per_dollar == pytest.approx(oracle.value, rel=1e-9)
 
 
