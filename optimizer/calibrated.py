@@ -421,23 +421,27 @@ def step_terms(
     fl_prefill = peak * np.array([x.prefill_efficiency for x in chip_eff])
     link = np.asarray(link_bytes_per_s, dtype=float) * np.array([x.link_efficiency for x in chip_eff])
 
-    keys = [(id(m), S[i], T[i], kvb[i]) for i, m in enumerate(models)]
+    codes: dict[int, int] = {}
+    model_code = np.array([codes.setdefault(id(m), len(codes)) for m in models], dtype=float)
+    # rows sharing (model, lengths, KV dtype) share every per_model value: evaluate f once per
+    # distinct row (its first), then spread, instead of a Python call per row
+    _, first, spread = np.unique(
+        np.column_stack([model_code, S, T, kvb]).reshape(rows, 4), axis=0, return_index=True, return_inverse=True
+    )
+    spread = spread.reshape(rows)
 
     def per_model(f) -> np.ndarray:
         """f of each row's model and lengths, evaluated once per distinct (model, lengths, KV dtype)."""
-        cache: dict[tuple, float] = {}
-        return np.array(
-            [
-                cache[k] if k in cache else cache.setdefault(k, float(f(m, i)))
-                for i, (m, k) in enumerate(zip(models, keys))
-            ]
-        )
+        return np.array([float(f(models[i], i)) for i in first.tolist()], dtype=float).reshape(-1)[spread]
 
     lookup = per_model(lambda m, i: 0 if m.tie_embeddings else m.d_model * m.vocab)  # input table: not a matmul
     output = per_model(lambda m, i: m.d_model * m.vocab)  # output layer: only the last prompt token needs it
     dense_read = per_model(lambda m, i: m.dense_params) - lookup
     active = per_model(lambda m, i: m.flop_params) - lookup
-    copies = np.array([kv_copies(m, t[i : i + 1])[0] for i, m in enumerate(models)])
+    copies = np.empty(rows)
+    for code, i in zip(*np.unique(model_code, return_index=True)):
+        same = model_code == code
+        copies[same] = kv_copies(models[int(i)], t[same])
     kv_read = per_model(lambda m, i: m.kv_read_bytes_per_sequence(S[i], kvb[i])) * copies
     attn_decode = per_model(lambda m, i: m.attention_flops_per_token(S[i]))
     attn_prompt = per_model(lambda m, i: m.attention_flops_per_token(T[i])) / 2.0  # a prompt token sees T/2 on average

@@ -32,6 +32,7 @@ from optimizer.catalog import Chip
 from optimizer.costmodel import roofline
 from optimizer.errors import InputError
 from optimizer.measurements import Measurements, load_measurements
+from optimizer.models import Model
 from optimizer.profiles import DEFAULT_PREFILL_MFU, Book, Calibrated, Profile
 from optimizer.workload import Workload
 
@@ -89,6 +90,19 @@ def _measured_terms(m: Measurements, params: CalibratedParams) -> tuple[StepTerm
     return terms, engines
 
 
+def _by_model(m: Measurements, f: Callable[[Model, np.ndarray], np.ndarray]) -> np.ndarray:
+    """f(model, rows) for each distinct model of the rows (rows: its row indices), spread over
+    the rows: a model's sizes are looked up once, not once per row."""
+    groups: dict[int, list[int]] = {}
+    for i, x in enumerate(m.model):
+        groups.setdefault(id(x), []).append(i)
+    out = np.empty(len(m))
+    for idx in groups.values():
+        rows = np.array(idx)
+        out[rows] = f(m.model[idx[0]], rows)
+    return out
+
+
 def predict(m: Measurements, params: CalibratedParams) -> tuple[np.ndarray, np.ndarray]:
     """Predicted (TPOT, TTFT) in seconds of each measured row under the calibrated profile
     (KV cache in bf16, as the engines measured here keep it)."""
@@ -97,14 +111,14 @@ def predict(m: Measurements, params: CalibratedParams) -> tuple[np.ndarray, np.n
     phi = np.array([e.kv_wait_in_ttft for e in engines])
     ctx = m.isl + m.osl / 2
     b_w = np.array([PRECISION_BYTES[p] for p in m.precision.tolist()])
-    weights = np.array([x.dense_params * d + x.routed_expert_params for x, d in zip(m.model, m.attention_dp)]) * b_w
+    weights = _by_model(m, lambda x, r: x.dense_params * m.attention_dp[r] + x.routed_expert_params) * b_w
     hbm = m.chips_per_replica * np.array([c.hbm_bytes for c in m.chip]) * params.kv_memory_fraction
-    kv_seq = np.array(
-        [
-            x.kv_bytes_per_sequence(s, 2.0) * kv_copies(x, np.array([t]))[0]
-            for x, s, t in zip(m.model, ctx, m.tp.tolist())
-        ]
-    )
+
+    def kv_per_sequence(x: Model, r: np.ndarray) -> np.ndarray:
+        per_context = {c: x.kv_bytes_per_sequence(c, 2.0) for c in set(ctx[r].tolist())}
+        return np.array([per_context[c] for c in ctx[r].tolist()]) * kv_copies(x, m.tp[r].astype(float))
+
+    kv_seq = _by_model(m, kv_per_sequence)
     fits = np.maximum(hbm - weights, 1.0) / kv_seq
     n = np.minimum(m.clients, fits)
     s = m.isl * terms.pf_per_token

@@ -175,10 +175,12 @@ def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
     skipped: list[tuple[int, str]] = []
     numbers: list[list[float]] = []
     kept_lines: list[int] = []
+    loaded: dict[str, Model] = {}  # one Model per model_path: the step terms compute once per model
     for line, r in raw:
         system = SYSTEM_NAMES.get(r["system"], r["system"])
         try:
-            model = load_model(r["model_path"])
+            model = loaded[r["model_path"]] if r["model_path"] in loaded else load_model(r["model_path"])
+            loaded[r["model_path"]] = model
         except InputError:
             skipped.append((line, f"unknown model {r['model_path']!r}"))
             continue
