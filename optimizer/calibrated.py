@@ -331,17 +331,29 @@ def kv_copies(model: Model, attention_tp: np.ndarray) -> np.ndarray:
     return np.maximum(1.0, t / model.num_kv_heads)
 
 
+def _narrow_peak(chip: Chip, dtype: str) -> float:
+    """The chip's dense peak for an 8- or 4-bit dtype; 0 where it lists none (int4 nowhere)."""
+    return {"fp8": chip.fp8_flops, "int8": chip.int8_flops, "fp4": chip.fp4_flops}.get(dtype, 0.0)
+
+
 def native_dtype(chip: Chip, dtype: str) -> bool:
     """Whether the chip has units for the weights' dtype (16-bit always; 8- and 4-bit formats
-    where the chip lists a peak for them; int4 nowhere)."""
-    if dtype in ("bf16", "fp16"):
-        return True
-    return bool({"fp8": chip.fp8_flops, "int8": chip.int8_flops, "fp4": chip.fp4_flops}.get(dtype, 0.0))
+    where the chip lists a peak for them)."""
+    return dtype in ("bf16", "fp16") or bool(_narrow_peak(chip, dtype))
 
 
 def peak_flops(chip: Chip, dtype: str) -> float:
     """Dense peak of the weights' dtype: 8-bit (and 4-bit) formats run at the chip's own peak."""
-    return {"fp8": chip.fp8_flops, "int8": chip.int8_flops, "fp4": chip.fp4_flops}.get(dtype, 0.0) or chip.bf16_flops
+    return _narrow_peak(chip, dtype) or chip.bf16_flops
+
+
+def rows_by_model(models: Sequence[Model]) -> list[tuple[Model, np.ndarray]]:
+    """Each distinct model (the same object) with the indices of its rows: per-model values are
+    looked up once per model, not once per row."""
+    groups: dict[int, list[int]] = {}
+    for i, m in enumerate(models):
+        groups.setdefault(id(m), []).append(i)
+    return [(models[idx[0]], np.array(idx)) for idx in groups.values()]
 
 
 @dataclass
@@ -421,8 +433,10 @@ def step_terms(
     fl_prefill = peak * np.array([x.prefill_efficiency for x in chip_eff])
     link = np.asarray(link_bytes_per_s, dtype=float) * np.array([x.link_efficiency for x in chip_eff])
 
-    codes: dict[int, int] = {}
-    model_code = np.array([codes.setdefault(id(m), len(codes)) for m in models], dtype=float)
+    by_model = rows_by_model(models)
+    model_code = np.empty(rows)
+    for code, (_, idx) in enumerate(by_model):
+        model_code[idx] = code
     # rows sharing (model, lengths, KV dtype) share every per_model value: evaluate f once per
     # distinct row (its first), then spread, instead of a Python call per row
     _, first, spread = np.unique(
@@ -439,9 +453,8 @@ def step_terms(
     dense_read = per_model(lambda m, i: m.dense_params) - lookup
     active = per_model(lambda m, i: m.flop_params) - lookup
     copies = np.empty(rows)
-    for code, i in zip(*np.unique(model_code, return_index=True)):
-        same = model_code == code
-        copies[same] = kv_copies(models[int(i)], t[same])
+    for model, idx in by_model:
+        copies[idx] = kv_copies(model, t[idx])
     kv_read = per_model(lambda m, i: m.kv_read_bytes_per_sequence(S[i], kvb[i])) * copies
     attn_decode = per_model(lambda m, i: m.attention_flops_per_token(S[i]))
     attn_prompt = per_model(lambda m, i: m.attention_flops_per_token(T[i])) / 2.0  # a prompt token sees T/2 on average

@@ -26,6 +26,7 @@ from optimizer.calibrated import (
     StepTerms,
     kv_copies,
     native_dtype,
+    rows_by_model,
     step_terms,
 )
 from optimizer.catalog import Chip
@@ -92,14 +93,10 @@ def _measured_terms(m: Measurements, params: CalibratedParams) -> tuple[StepTerm
 
 def _by_model(m: Measurements, f: Callable[[Model, np.ndarray], np.ndarray]) -> np.ndarray:
     """f(model, rows) for each distinct model of the rows (rows: its row indices), spread over
-    the rows: a model's sizes are looked up once, not once per row."""
-    groups: dict[int, list[int]] = {}
-    for i, x in enumerate(m.model):
-        groups.setdefault(id(x), []).append(i)
+    the rows."""
     out = np.empty(len(m))
-    for idx in groups.values():
-        rows = np.array(idx)
-        out[rows] = f(m.model[idx[0]], rows)
+    for model, rows in rows_by_model(m.model):
+        out[rows] = f(model, rows)
     return out
 
 

@@ -179,8 +179,9 @@ def load_measurements(path: str | Path, chips: dict[str, Chip]) -> Measurements:
     for line, r in raw:
         system = SYSTEM_NAMES.get(r["system"], r["system"])
         try:
-            model = loaded[r["model_path"]] if r["model_path"] in loaded else load_model(r["model_path"])
-            loaded[r["model_path"]] = model
+            if r["model_path"] not in loaded:
+                loaded[r["model_path"]] = load_model(r["model_path"])
+            model = loaded[r["model_path"]]
         except InputError:
             skipped.append((line, f"unknown model {r['model_path']!r}"))
             continue
